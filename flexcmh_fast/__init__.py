@@ -1,0 +1,44 @@
+"""flexcmh_fast: cross-modal hashing from weakly-paired data.
+
+Learn hash functions that map every modality (image features, text
+features, ...) to short binary codes, from data where only some (or none)
+of the cross-modal correspondences are known (FlexCMH), or from labelled
+paired data (CSMH); search the codes exactly with :class:`HammingIndex`.
+
+Public API
+----------
+train, load, HammingIndex, pack_codes, unpack_codes,
+and the submodules metrics, datasets, scenarios.
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+# Attributes are imported on first use: ``import flexcmh_fast`` stays fast
+# and does not import Numba until a trainer or kernel is needed.
+_LAZY = {
+    "train": "._train",
+    "load": "._persist",
+    "HammingIndex": "._index",
+    "pack_codes": "._codes",
+    "unpack_codes": "._codes",
+    "FlexCMHModel": "._flexcmh",
+    "CSMHModel": "._csmh",
+}
+_SUBMODULES = ("metrics", "datasets", "scenarios", "distributed")
+
+__all__ = sorted(list(_LAZY) + ["metrics", "datasets", "scenarios"])
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module("." + name, __name__)
+    raise AttributeError(f"module 'flexcmh_fast' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

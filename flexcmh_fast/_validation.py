@@ -1,0 +1,223 @@
+"""Input validation shared by every public entry point.
+
+One message style everywhere: the argument's name, what was given and what
+is expected, e.g. ``'n_bits' must be an int in [1, 4096]. Got 0 instead.``
+Validation never modifies its inputs.
+"""
+import numbers
+import os
+
+import numpy as np
+import scipy.sparse as sp
+
+MAX_BITS = 4096
+
+
+def _describe(value):
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype} and shape {value.shape}"
+    if sp.issparse(value):
+        return f"a sparse {value.format} matrix of shape {value.shape}"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return text
+
+
+def check_int(value, name, low=None, high=None):
+    """Return ``value`` as a Python int after checking its type and range."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"'{name}' must be an int{_range_text(low, high)}. "
+            f"Got {_describe(value)} of type {type(value).__name__} instead."
+        )
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(
+            f"'{name}' must be an int{_range_text(low, high)}. Got {value} instead."
+        )
+    return value
+
+
+def _range_text(low, high):
+    if low is None and high is None:
+        return ""
+    if high is None:
+        return f" >= {low}"
+    if low is None:
+        return f" <= {high}"
+    return f" in [{low}, {high}]"
+
+
+def check_float(value, name, low=None, high=None, low_inclusive=True,
+                high_inclusive=True):
+    """Return ``value`` as a finite Python float within the given bounds."""
+    lo_b = "[" if low_inclusive else "("
+    hi_b = "]" if high_inclusive else ")"
+    expected = (
+        f"a finite float in {lo_b}{'-inf' if low is None else low}, "
+        f"{'inf' if high is None else high}{hi_b}"
+    )
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"'{name}' must be {expected}. Got {_describe(value)} of type "
+            f"{type(value).__name__} instead."
+        )
+    value = float(value)
+    bad = not np.isfinite(value)
+    if low is not None:
+        bad |= value < low if low_inclusive else value <= low
+    if high is not None:
+        bad |= value > high if high_inclusive else value >= high
+    if bad:
+        raise ValueError(f"'{name}' must be {expected}. Got {value} instead.")
+    return value
+
+
+def check_option(value, name, options):
+    """Check that ``value`` is one of ``options`` (compared with ``==``)."""
+    if not isinstance(value, (str, bool, numbers.Number)) or value not in options:
+        raise ValueError(
+            f"'{name}' must be one of {sorted(map(repr, options))}. "
+            f"Got {_describe(value)} instead."
+        )
+    return value
+
+
+def check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            f"'{name}' must be a bool. Got {_describe(value)} of type "
+            f"{type(value).__name__} instead."
+        )
+    return bool(value)
+
+
+def check_n_bits(n_bits, name="n_bits"):
+    return check_int(n_bits, name, 1, MAX_BITS)
+
+
+def available_cores():
+    """Cores this process may run on (respects affinity masks / cgroups cpusets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def check_n_threads(n_threads, name="n_threads"):
+    """Resolve ``n_threads``: ``None`` or ``-1`` mean all available cores."""
+    if n_threads is None:
+        return available_cores()
+    n_threads = check_int(n_threads, name)
+    if n_threads == -1:
+        return available_cores()
+    if n_threads < 1:
+        raise ValueError(
+            f"'{name}' must be None, -1 or an int >= 1. Got {n_threads} instead."
+        )
+    return n_threads
+
+
+def check_random_state(random_state, name="random_state"):
+    """Turn ``random_state`` into a :class:`numpy.random.Generator`.
+
+    Accepts ``None`` (fresh entropy), an int seed, a ``Generator`` (used as is)
+    or a legacy ``RandomState`` (a seed is drawn from it).
+    """
+    if random_state is None:
+        return np.random.default_rng()
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
+    if isinstance(random_state, numbers.Integral) and not isinstance(
+            random_state, (bool, np.bool_)):
+        if random_state < 0:
+            raise ValueError(
+                f"'{name}' must be None, a non-negative int or a numpy Generator. "
+                f"Got {random_state} instead."
+            )
+        return np.random.default_rng(int(random_state))
+    raise TypeError(
+        f"'{name}' must be None, a non-negative int or a numpy Generator. "
+        f"Got {_describe(random_state)} of type {type(random_state).__name__} instead."
+    )
+
+
+def check_matrix(X, name, *, allow_sparse=True, n_features=None, min_samples=0,
+                 dtype=np.float64):
+    """Validate a feature matrix.
+
+    Returns a C-contiguous ``dtype`` ndarray, or a CSR matrix of ``dtype``
+    with sorted indices and no explicit duplicates when sparse input is
+    allowed.  Never densifies sparse input; never modifies the caller's
+    object (a copy is made whenever anything must change).
+
+    Raises
+    ------
+    TypeError
+        Not an array-like / sparse matrix, or sparse where not allowed.
+    ValueError
+        Not 2-D, wrong number of features, too few rows, NaN or inf.
+    """
+    if sp.issparse(X):
+        if not allow_sparse:
+            raise TypeError(
+                f"'{name}' must be a dense array; got {_describe(X)}. "
+                "Convert it with .toarray() if it fits in memory."
+            )
+        if X.ndim != 2:
+            raise ValueError(f"'{name}' must be 2-D. Got {_describe(X)} instead.")
+        if X.dtype.kind not in "biuf":
+            raise TypeError(
+                f"'{name}' must hold real numbers. Got dtype {X.dtype} instead."
+            )
+        X = sp.csr_matrix(X, dtype=dtype, copy=True)
+        X.sum_duplicates()
+        X.sort_indices()
+        data = X.data
+    else:
+        if isinstance(X, (str, bytes, dict, set)) or X is None:
+            raise TypeError(
+                f"'{name}' must be a 2-D array or scipy.sparse matrix. "
+                f"Got {_describe(X)} of type {type(X).__name__} instead."
+            )
+        try:
+            arr = np.asarray(X)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(
+                f"'{name}' must be a 2-D array or scipy.sparse matrix. "
+                f"Could not convert {type(X).__name__}: {exc}"
+            ) from None
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(
+                f"'{name}' must hold real numbers. Got dtype {arr.dtype} instead."
+            )
+        if arr.ndim != 2:
+            raise ValueError(
+                f"'{name}' must be 2-D (n_samples, n_features). "
+                f"Got {_describe(arr)} instead."
+            )
+        X = np.ascontiguousarray(arr, dtype=dtype)
+        data = X
+    if X.shape[0] < min_samples:
+        raise ValueError(
+            f"'{name}' must have at least {min_samples} row(s). "
+            f"Got shape {X.shape} instead."
+        )
+    if X.shape[1] < 1:
+        raise ValueError(
+            f"'{name}' must have at least one feature column. Got shape {X.shape} instead."
+        )
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(
+            f"'{name}' must have {n_features} features (columns), as in training. "
+            f"Got shape {X.shape} instead."
+        )
+    if data.size and not np.isfinite(data).all():
+        n_bad = int(data.size - np.isfinite(data).sum())
+        raise ValueError(
+            f"'{name}' must not contain NaN or inf. Found {n_bad} non-finite value(s)."
+        )
+    return X
