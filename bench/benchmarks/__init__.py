@@ -1,0 +1,1 @@
+"""asv benchmark suite of flexcmh_fast (configuration: bench/asv.conf.json)."""

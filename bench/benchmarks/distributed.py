@@ -1,0 +1,73 @@
+"""asv benchmarks for the Dask scale-out: sharded exact search on a
+``LocalCluster(processes=True, n_workers=2, threads_per_worker=1)`` versus
+the single-process HammingIndex (two threads) over the same 64-bit codes,
+1,000 queries, k=100, and the tracked overhead ratio sharded / single
+(target <= 1.5).  Skipped (NotImplementedError) when Dask is not installed.
+"""
+import time
+
+import numpy as np
+
+import flexcmh_fast as fc
+
+try:
+    import dask.array as da
+    import distributed
+except ImportError:  # asv records a skip for benchmarks whose setup raises this
+    da = distributed = None
+
+N_BITS = 64
+N_QUERIES = 1000
+K = 100
+N_WORKERS = 2
+
+
+class ShardedSearch:
+    """Top-k search over n codes: 2 shards (one per worker) vs one process."""
+
+    params = [1_000_000, 10_000_000]
+    param_names = ["n_codes"]
+    timeout = 900
+    number = 1
+    repeat = 3
+
+    def setup(self, n):
+        if distributed is None:
+            raise NotImplementedError("dask[array] and distributed are not installed")
+        from flexcmh_fast.distributed import ShardedHammingIndex
+
+        self.cluster = distributed.LocalCluster(
+            processes=True, n_workers=N_WORKERS, threads_per_worker=1, dashboard_address=None)
+        self.client = distributed.Client(self.cluster)
+        # One block per worker, generated there: shards are built where the data is.
+        codes = da.random.default_rng(0).integers(
+            0, 256, size=(n, N_BITS // 8), dtype=np.uint8,
+            chunks=(-(-n // N_WORKERS), N_BITS // 8)).persist()
+        self.sharded = ShardedHammingIndex(codes, N_BITS, n_threads=1)
+        self.single = fc.HammingIndex(codes.compute(), n_bits=N_BITS, n_threads=N_WORKERS)
+        self.queries = fc.pack_codes(
+            np.random.default_rng(1).integers(0, 2, (N_QUERIES, N_BITS)))
+
+    def teardown(self, n):
+        self.client.close()
+        self.cluster.close()
+
+    def time_search_sharded(self, n):
+        self.sharded.search(self.queries, K)
+
+    def time_search_single_process(self, n):
+        self.single.search(self.queries, K)
+
+    def track_overhead_ratio(self, n):
+        """Best of 3 sharded / best of 3 single-process."""
+        times = []
+        for index in (self.sharded, self.single):
+            best = np.inf
+            for _ in range(3):
+                t = time.perf_counter()
+                index.search(self.queries, K)
+                best = min(best, time.perf_counter() - t)
+            times.append(best)
+        return times[0] / times[1]
+
+    track_overhead_ratio.unit = "sharded / single"

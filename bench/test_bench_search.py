@@ -1,0 +1,136 @@
+"""pytest-benchmark: HammingIndex.search against faiss IndexBinaryFlat and a
+numpy reference, in one run, on the performance anchors of DESIGN.md §7:
+1,000,000 uniformly random codes, 1,000 queries, k = 100, 64 and 128 bits.
+
+Run (from the repository root, extension built or package installed)::
+
+    pytest bench/test_bench_search.py --benchmark-enable
+
+The ratios (faiss time / ours, numpy time / ours) and the throughput in
+G comparisons/s are printed in the terminal summary and stored in the
+benchmark's ``extra_info`` (``--benchmark-json out.json`` keeps them).
+``FLEXCMH_BENCH_N`` / ``FLEXCMH_BENCH_Q`` shrink the data for a smoke run.
+Both engines use every available core (ours ``n_threads=None``, faiss its
+OpenMP default).  The numpy reference is single-threaded and timed once.
+"""
+import os
+import platform
+import time
+
+import numpy as np
+import pytest
+
+from flexcmh_fast import HammingIndex
+from flexcmh_fast import _hamming
+from flexcmh_fast._validation import available_cores
+
+N_DB = int(os.environ.get("FLEXCMH_BENCH_N", 1_000_000))
+N_QUERIES = int(os.environ.get("FLEXCMH_BENCH_Q", 1_000))
+K = 100
+BITS = [64, 128]
+IMPLS = ["flexcmh_fast", "faiss", "numpy"]
+
+# (n_bits, impl) -> best time in seconds; read by the terminal summary in conftest.py.
+RESULTS = {}
+
+
+def machine_description():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{cpu}, {available_cores()} core(s) available, popcount path "
+            f"{_hamming.cpu_popcount_path()}")
+
+
+@pytest.fixture(scope="module", params=BITS, ids=lambda b: f"{b}bits")
+def data(request):
+    n_bits = request.param
+    rng = np.random.default_rng(n_bits)
+    db = rng.integers(0, 256, (N_DB, n_bits // 8), dtype=np.uint8)
+    queries = rng.integers(0, 256, (N_QUERIES, n_bits // 8), dtype=np.uint8)
+    return n_bits, db, queries
+
+
+def numpy_search(db, queries, k):
+    """Reference: popcount of XOR over uint64 words, exact (distance, id) order."""
+    words = np.ascontiguousarray(db.view(np.uint64).T)   # (W, N): one pass per word
+    qwords = queries.view(np.uint64)
+    k = min(k, db.shape[0])
+    D = np.empty((queries.shape[0], k), dtype=np.int32)
+    I = np.empty((queries.shape[0], k), dtype=np.int64)
+    dist = np.empty(db.shape[0], dtype=np.int32)
+    for j in range(queries.shape[0]):
+        dist[:] = np.bitwise_count(words[0] ^ qwords[j, 0])
+        for w in range(1, words.shape[0]):
+            dist += np.bitwise_count(words[w] ^ qwords[j, w])
+        kth = np.partition(dist, k - 1)[k - 1]
+        cand = np.flatnonzero(dist <= kth)           # ascending ids
+        order = cand[np.argsort(dist[cand], kind="stable")[:k]]
+        D[j], I[j] = dist[order], order
+    return D, I
+
+
+def _record(benchmark, n_bits, impl, result):
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:  # None when run with --benchmark-disable
+        RESULTS[(n_bits, impl)] = stats.stats.min
+        benchmark.extra_info["G_comparisons_per_s"] = N_DB * N_QUERIES / stats.stats.min / 1e9
+    benchmark.extra_info["machine"] = machine_description()
+    RESULTS[(n_bits, impl, "result")] = result
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_search(benchmark, data, impl):
+    n_bits, db, queries = data
+    benchmark.group = f"search {N_DB} codes x {N_QUERIES} queries, k={K}, {n_bits} bits"
+    if impl == "flexcmh_fast":
+        index = HammingIndex(db, n_bits=n_bits)
+        result = benchmark.pedantic(index.search, args=(queries, K), rounds=7, warmup_rounds=1)
+    elif impl == "faiss":
+        faiss = pytest.importorskip("faiss")
+        index = faiss.IndexBinaryFlat(n_bits)
+        index.add(db)
+        result = benchmark.pedantic(index.search, args=(queries, K), rounds=5, warmup_rounds=1)
+    else:
+        result = benchmark.pedantic(numpy_search, args=(db, queries, K), rounds=1)
+    _record(benchmark, n_bits, impl, result)
+
+
+@pytest.mark.parametrize("n_bits", BITS)
+def test_results_agree(n_bits):
+    """Ours equals the numpy reference exactly; faiss's distances agree."""
+    ours = RESULTS.get((n_bits, "flexcmh_fast", "result"))
+    ref = RESULTS.get((n_bits, "numpy", "result"))
+    if ours is None or ref is None:
+        pytest.skip("run the whole file")
+    np.testing.assert_array_equal(ours[0], ref[0])
+    np.testing.assert_array_equal(ours[1], ref[1])
+    fa = RESULTS.get((n_bits, "faiss", "result"))
+    if fa is not None:
+        np.testing.assert_array_equal(ours[0], fa[0])
+
+
+def summary_lines():
+    """Ratio table for the terminal summary (empty when nothing was timed)."""
+    lines = []
+    for n_bits in BITS:
+        ours = RESULTS.get((n_bits, "flexcmh_fast"))
+        if ours is None:
+            continue
+        row = (f"{n_bits:>4} bits: flexcmh_fast {ours:.3f} s "
+               f"({N_DB * N_QUERIES / ours / 1e9:.1f} G comparisons/s)")
+        for other in ("faiss", "numpy"):
+            t = RESULTS.get((n_bits, other))
+            if t is not None:
+                row += f" | {other} {t:.3f} s ({N_DB * N_QUERIES / t / 1e9:.2f} G/s), x{t / ours:.1f}"
+        lines.append(row)
+    if lines:
+        lines.insert(0, f"Hamming search, {N_DB} codes x {N_QUERIES} queries, k={K}; "
+                        f"{machine_description()}; {time.strftime('%Y-%m-%d %H:%M')}")
+    return lines

@@ -1,0 +1,306 @@
+"""Exact Hamming search over packed binary codes.
+
+:class:`HammingIndex` stores packed codes (``np.packbits`` layout, see
+:func:`flexcmh_fast.pack_codes`) and answers exact top-k, radius and
+distance-histogram queries with the multi-threaded kernels of the
+``flexcmh_fast._hamming`` extension (vector popcount selected at run time
+from the CPU features, portable fallback elsewhere).
+"""
+import numpy as np
+
+from . import _hamming
+from ._codes import check_codes, n_bytes_for
+from ._persist import save_state
+from ._validation import check_int, check_n_bits, check_n_threads
+
+_BLOCK = _hamming.BLOCK
+# Queries per kernel call of ``search`` (bounds the per-query candidate buffers).
+_QUERY_BATCH = 16384
+# Vectors are 64 bytes; aligned blocks never straddle cache lines.
+_ALIGN_WORDS = 8
+
+
+def _n_words(n_bits):
+    return (n_bits + 63) // 64
+
+
+def _aligned_zeros(n_words):
+    """Zeroed uint64 array of ``n_words`` starting on a 64-byte boundary."""
+    raw = np.zeros(n_words + _ALIGN_WORDS, dtype=np.uint64)
+    offset = (-raw.ctypes.data % 64) // 8
+    return raw[offset:offset + n_words]
+
+
+def _to_words(codes, n_words):
+    """Packed uint8 codes (m, n_bytes) -> uint64 words (m, n_words), zero-padded.
+
+    The bytes are reinterpreted in native byte order: Hamming distance is a
+    popcount of XOR, which does not depend on where each bit lands as long as
+    queries and database use the same mapping.
+    """
+    buf = np.zeros((codes.shape[0], n_words * 8), dtype=np.uint8)
+    buf[:, :codes.shape[1]] = codes
+    return buf.view(np.uint64)
+
+
+class HammingIndex:
+    """Exact Hamming-distance search over packed binary codes.
+
+    Parameters
+    ----------
+    codes : ndarray of uint8, shape (n_codes, ceil(n_bits / 8)), optional
+        Packed database codes (C-contiguous, padding bits zero), e.g. from
+        :func:`flexcmh_fast.pack_codes` or ``model.encode``.  Code ``i`` gets
+        id ``i``; later :meth:`add` calls continue the numbering.
+    n_bits : int in [1, 4096]
+        Code length in bits (required).
+    n_threads : int, optional
+        Threads of every query; ``None`` or ``-1`` use all available cores.
+
+    Notes
+    -----
+    Every result is exact and independent of ``n_threads`` and of the CPU's
+    popcount path (``flexcmh_fast._hamming.cpu_popcount_path()``).  Results
+    are ordered by distance, ties broken by the smaller id.
+
+    Examples
+    --------
+    >>> import numpy as np, flexcmh_fast as fc
+    >>> rng = np.random.default_rng(0)
+    >>> db = fc.pack_codes(rng.integers(0, 2, (1000, 32)))
+    >>> index = fc.HammingIndex(db, n_bits=32)
+    >>> dist, ids = index.search(db[:5], k=3)
+    >>> ids[:, 0].tolist()
+    [0, 1, 2, 3, 4]
+    """
+
+    def __init__(self, codes=None, n_bits=None, *, n_threads=None):
+        if n_bits is None:
+            raise TypeError("'n_bits' is required: the code length in bits, an int in [1, 4096].")
+        self._n_bits = check_n_bits(n_bits)
+        self.n_threads = n_threads
+        self._n_words = _n_words(self._n_bits)
+        self._n = 0
+        self._words = _aligned_zeros(0)
+        if codes is not None:
+            self.add(codes)
+
+    # ------------------------------------------------------------------
+    # Properties
+    # ------------------------------------------------------------------
+    @property
+    def n_bits(self):
+        """Code length in bits."""
+        return self._n_bits
+
+    @property
+    def n_threads(self):
+        """Threads used by queries (``None``: all available cores)."""
+        return self._n_threads
+
+    @n_threads.setter
+    def n_threads(self, value):
+        check_n_threads(value)
+        # Kept unresolved (None = all cores of the machine running the query).
+        self._n_threads = None if value is None else int(value)
+
+    def __len__(self):
+        return self._n
+
+    def __repr__(self):
+        return f"HammingIndex(n_codes={self._n}, n_bits={self._n_bits})"
+
+    @property
+    def codes(self):
+        """Copy of the database as packed codes, uint8 (n_codes, ceil(n_bits / 8))."""
+        w = self._n_words
+        n_blocks = -(-self._n // _BLOCK)
+        blocks = self._words[:n_blocks * w * _BLOCK].reshape(n_blocks, w, _BLOCK)
+        words = np.ascontiguousarray(blocks.transpose(0, 2, 1)).reshape(-1, w)[:self._n]
+        packed = np.ascontiguousarray(words).view(np.uint8)[:, :n_bytes_for(self._n_bits)]
+        return np.ascontiguousarray(packed)
+
+    # ------------------------------------------------------------------
+    # Building
+    # ------------------------------------------------------------------
+    def add(self, codes):
+        """Append packed codes to the database (ids continue from ``len(self)``).
+
+        Amortised O(n_new): the block storage grows geometrically.
+
+        Parameters
+        ----------
+        codes : ndarray of uint8, shape (m, ceil(n_bits / 8))
+            C-contiguous packed codes with zero padding bits.
+
+        Returns
+        -------
+        self
+        """
+        codes = check_codes(codes, "codes", self._n_bits)
+        m = codes.shape[0]
+        if m == 0:
+            return self
+        w = self._n_words
+        new = _to_words(codes, w)
+        n0, n1 = self._n, self._n + m
+        blocks_needed = -(-n1 // _BLOCK)
+        capacity = self._words.size // (w * _BLOCK)
+        if blocks_needed > capacity:
+            grown = _aligned_zeros(max(blocks_needed, 2 * capacity, 64) * w * _BLOCK)
+            grown[:self._words.size] = self._words
+            self._words = grown
+        blocks = self._words.reshape(-1, w, _BLOCK)
+        # Codes filling the partial block at the end of the database.
+        head = min(m, (-n0) % _BLOCK)
+        if head:
+            ids = np.arange(n0, n0 + head)
+            blocks[ids // _BLOCK, :, ids % _BLOCK] = new[:head]
+        # Whole blocks: one transposed copy.
+        full = (m - head) // _BLOCK
+        if full:
+            b0 = (n0 + head) // _BLOCK
+            chunk = new[head:head + full * _BLOCK].reshape(full, _BLOCK, w)
+            blocks[b0:b0 + full] = chunk.transpose(0, 2, 1)
+        tail = m - head - full * _BLOCK
+        if tail:
+            ids = np.arange(n1 - tail, n1)
+            blocks[ids // _BLOCK, :, ids % _BLOCK] = new[m - tail:]
+        self._n = n1
+        return self
+
+    # ------------------------------------------------------------------
+    # Queries
+    # ------------------------------------------------------------------
+    def _prepare(self, queries):
+        queries = check_codes(queries, "queries", self._n_bits)
+        return _to_words(queries, self._n_words), check_n_threads(self._n_threads)
+
+    def search(self, queries, k):
+        """Exact k nearest database codes of every query.
+
+        Parameters
+        ----------
+        queries : ndarray of uint8, shape (n_queries, ceil(n_bits / 8))
+            C-contiguous packed codes with zero padding bits (0 rows allowed).
+        k : int >= 1
+            Neighbours per query.  When ``k > len(self)`` every database code
+            is returned and the rest of each row is padded with distance -1
+            and id -1.
+
+        Returns
+        -------
+        distances : ndarray of int32, shape (n_queries, k)
+        ids : ndarray of int64, shape (n_queries, k)
+            Row ``j`` is sorted by increasing distance, ties by increasing id.
+        """
+        k = check_int(k, "k", low=1)
+        q, n_threads = self._prepare(queries)
+        if q.shape[0] <= _QUERY_BATCH:
+            return _hamming.topk(self._words, self._n, q, self._n_bits, k, n_threads)
+        # The kernel keeps ~2k candidates per query in flight: bound that
+        # memory by searching in batches (each batch still uses every thread).
+        D = np.empty((q.shape[0], k), dtype=np.int32)
+        I = np.empty((q.shape[0], k), dtype=np.int64)
+        for start in range(0, q.shape[0], _QUERY_BATCH):
+            stop = start + _QUERY_BATCH
+            D[start:stop], I[start:stop] = _hamming.topk(
+                self._words, self._n, q[start:stop], self._n_bits, k, n_threads)
+        return D, I
+
+    def range_search(self, queries, radius):
+        """All database codes within Hamming distance ``radius`` of each query.
+
+        Parameters
+        ----------
+        queries : ndarray of uint8, shape (n_queries, ceil(n_bits / 8))
+        radius : int >= 0
+            Inclusive: codes with distance <= radius are returned.
+
+        Returns
+        -------
+        lims : ndarray of int64, shape (n_queries + 1,)
+            Results of query ``j`` are ``distances[lims[j]:lims[j+1]]`` and
+            ``ids[lims[j]:lims[j+1]]`` (the faiss ``range_search`` layout).
+        distances : ndarray of int32, shape (lims[-1],)
+        ids : ndarray of int64, shape (lims[-1],)
+            Each query's results are sorted by increasing distance, ties by
+            increasing id.
+        """
+        radius = check_int(radius, "radius", low=0)
+        q, n_threads = self._prepare(queries)
+        return _hamming.range_search(self._words, self._n, q, self._n_bits,
+                                     min(radius, self._n_bits), n_threads)
+
+    def distance_histogram(self, queries):
+        """Number of database codes at each distance from each query.
+
+        Parameters
+        ----------
+        queries : ndarray of uint8, shape (n_queries, ceil(n_bits / 8))
+
+        Returns
+        -------
+        ndarray of int64, shape (n_queries, n_bits + 1)
+            Entry ``[j, d]`` counts the codes at distance ``d`` from query
+            ``j``; every row sums to ``len(self)``.
+        """
+        q, n_threads = self._prepare(queries)
+        return _hamming.histogram(self._words, self._n, q, self._n_bits, n_threads)
+
+    def distances(self, queries):
+        """Full distance matrix to the database, int32 (n_queries, len(self))."""
+        q, n_threads = self._prepare(queries)
+        return _hamming.distances(self._words, self._n, q, n_threads)
+
+    # ------------------------------------------------------------------
+    # Persistence
+    # ------------------------------------------------------------------
+    def save(self, path):
+        """Save the index to ``path`` (a ``.npz`` file; reload with ``flexcmh_fast.load``)."""
+        meta = {"n_bits": self._n_bits, "n_codes": self._n, "n_threads": self._n_threads}
+        save_state(path, "HammingIndex", meta, {"codes": self.codes})
+
+    def __reduce__(self):
+        # Pickle (e.g. dask moving a shard) the packed codes only, not the
+        # spare capacity; unpickling rebuilds aligned block storage.
+        return (_rebuild, (self.codes, self._n_bits, self._n_threads))
+
+    @classmethod
+    def _from_state(cls, meta, arrays):
+        try:
+            n_bits, n_codes, n_threads = meta["n_bits"], meta["n_codes"], meta["n_threads"]
+            codes = arrays["codes"]
+        except (KeyError, TypeError):
+            raise ValueError("Corrupt HammingIndex file: missing 'n_bits', 'n_codes', "
+                             "'n_threads' or 'codes'.") from None
+        index = cls(np.ascontiguousarray(codes), n_bits=n_bits, n_threads=n_threads)
+        if len(index) != n_codes:
+            raise ValueError(f"Corrupt HammingIndex file: {len(index)} codes stored, "
+                             f"{n_codes} announced.")
+        return index
+
+
+def _rebuild(codes, n_bits, n_threads):
+    return HammingIndex(codes, n_bits=n_bits, n_threads=n_threads)
+
+
+def hamming_distances(queries, codes, n_bits, n_threads=None):
+    """Full matrix of Hamming distances between two sets of packed codes.
+
+    Parameters
+    ----------
+    queries : ndarray of uint8, shape (n_queries, ceil(n_bits / 8))
+    codes : ndarray of uint8, shape (n_codes, ceil(n_bits / 8))
+        Both C-contiguous packed codes with zero padding bits.
+    n_bits : int in [1, 4096]
+    n_threads : int, optional
+        ``None`` or ``-1``: all available cores.
+
+    Returns
+    -------
+    ndarray of int32, shape (n_queries, n_codes)
+    """
+    n_bits = check_n_bits(n_bits)
+    check_codes(queries, "queries", n_bits)
+    return HammingIndex(codes, n_bits=n_bits, n_threads=n_threads).distances(queries)

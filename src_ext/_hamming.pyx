@@ -1,0 +1,313 @@
+# cython: language_level=3
+"""Exact Hamming search kernels (top-k, radius, histograms, full distances).
+
+Low-level layer behind :class:`flexcmh_fast.HammingIndex`; the kernels are in
+``hamming_kernels.h``.  Inputs are trusted here (validated by ``_index.py``):
+
+* ``db``: flat uint64 array in word-major block layout (blocks of 8 codes,
+  ``W = ceil(n_bits / 64)`` words a code, see the header), at least
+  ``ceil(n / 8) * W * 8`` words, codes past ``n`` zero;
+* ``Q``: uint64 matrix (n_queries, W), padding bits zero.
+
+Work is split into tasks = (database part) x (group of queries); each task
+owns its output rows, so there are no races; the partial top-k selections
+of the database parts are merged afterwards (stable by id).
+
+Popcount path: chosen at import from the CPU features (AVX-512 VPOPCNTDQ,
+else AVX2, else POPCNT, else a portable bit trick).  ``set_popcount_path`` or the
+environment variable ``FLEXCMH_FAST_POPCOUNT`` (read at import) force
+another path that the CPU supports, e.g. ``"portable"`` for testing.
+"""
+import os
+import warnings
+
+import numpy as np
+
+from libc.stdint cimport int32_t, int64_t, uint64_t
+from cython.parallel cimport prange, threadid
+
+cdef extern from "hamming_kernels.h" nogil:
+    int HM_PATH_PORTABLE
+    int HM_PATH_POPCNT
+    int HM_PATH_AVX2
+    int HM_PATH_AVX512
+    int HM_BLOCK
+    int hm_cpu_best_path()
+    int HM_ST_SIZE
+    int HM_ST_THR
+    void hm_topk(int path, const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
+                 int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
+                 int64_t cap, uint64_t *bufs, int32_t *cnts, int64_t *sts)
+    void hm_topk_finalize(const uint64_t *bufs, const int32_t *cnts, const int64_t *sts,
+                          int64_t S, int64_t nq, int64_t j, int64_t cap, int64_t k,
+                          int n_bits, int64_t *pos, int32_t *out_d, int64_t *out_i)
+    void hm_range(int path, const uint64_t *db, int64_t n, int W, const uint64_t *Q,
+                  int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
+                  int radius, int64_t *counts, uint64_t *out_keys)
+    void hm_range_sort(const uint64_t *keys, int64_t cnt, int radius, int64_t *cnt_buf,
+                       int32_t *out_d, int64_t *out_i)
+    void hm_hist(int path, const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
+                 int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int64_t *hist)
+    void hm_dist(int path, const uint64_t *db, int64_t n, int W, const uint64_t *Q,
+                 int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int32_t *out)
+
+BLOCK = HM_BLOCK
+# Queries per register tile of the AVX-512 kernel: query groups are cut at
+# multiples of it so no tile is split between tasks.
+cdef int64_t _QT = 8
+
+# Paths are ordered: a CPU supporting one supports every lower one.
+_NAMES = {HM_PATH_AVX512: "avx512-vpopcntdq", HM_PATH_AVX2: "avx2", HM_PATH_POPCNT: "popcnt",
+          HM_PATH_PORTABLE: "portable"}
+_CODES = {name: code for code, name in _NAMES.items()}
+
+cdef int _best_path = hm_cpu_best_path()
+cdef int _path = _best_path
+
+
+def available_popcount_paths():
+    """Popcount paths this CPU supports, fastest first."""
+    return tuple(_NAMES[p] for p in sorted(_NAMES, reverse=True) if p <= _best_path)
+
+
+def cpu_popcount_path():
+    """Name of the popcount path in use.
+
+    Returns
+    -------
+    str
+        ``"avx512-vpopcntdq"`` (AVX-512 vector popcount), ``"avx2"`` (AVX2
+        table popcount for top-k, POPCNT elsewhere), ``"popcnt"`` (scalar
+        POPCNT instruction) or ``"portable"`` (bit-trick fallback).
+    """
+    return _NAMES[_path]
+
+
+def set_popcount_path(name):
+    """Select the popcount path; returns the previous path's name.
+
+    Parameters
+    ----------
+    name : {"auto", "avx512-vpopcntdq", "avx2", "popcnt", "portable"}
+        ``"auto"`` picks the fastest path the CPU supports.  Results are
+        identical on every path; forcing a slower one is meant for tests.
+
+    Raises
+    ------
+    ValueError
+        Unknown name, or a path the CPU does not support.
+    """
+    global _path
+    previous = _NAMES[_path]
+    if name == "auto":
+        _path = _best_path
+        return previous
+    if not isinstance(name, str) or name not in _CODES:
+        raise ValueError(
+            f"'name' must be one of {['auto'] + sorted(_CODES)}. Got {name!r} instead.")
+    if _CODES[name] > _best_path:
+        raise ValueError(
+            f"'name'={name!r} is not supported by this CPU; available: "
+            f"{list(available_popcount_paths())}.")
+    _path = _CODES[name]
+    return previous
+
+
+_env = os.environ.get("FLEXCMH_FAST_POPCOUNT")
+if _env:
+    try:
+        set_popcount_path(_env)
+    except ValueError as exc:
+        warnings.warn(f"Ignoring FLEXCMH_FAST_POPCOUNT={_env!r}: {exc}", RuntimeWarning)
+
+
+# Below this many (query, code word) comparisons per thread a thread costs
+# more to start and synchronise than it saves (~0.5 ms of work).
+cdef int64_t _MIN_WORK_PER_THREAD = 1 << 22
+
+
+def _set_min_work_per_thread(int64_t value):
+    """Set the small-problem threshold (tests use 0 to force threading); returns the old one."""
+    global _MIN_WORK_PER_THREAD
+    previous = _MIN_WORK_PER_THREAD
+    _MIN_WORK_PER_THREAD = max(value, 1)
+    return previous
+
+
+def _plan(int64_t nq, int64_t nb, int64_t W, int n_threads):
+    """Split the work: (threads, database parts S, query groups, queries per group).
+
+    Enough queries: every thread takes whole queries (database read once per
+    query tile, no merge).  Few queries: split the database between threads
+    and merge the partial results.  Small problems run on fewer threads.
+    """
+    cdef int64_t tiles = (nq + _QT - 1) // _QT
+    cdef int64_t S = 1, groups = 1
+    cdef int64_t work = nq * nb * HM_BLOCK * W
+    n_threads = <int>max(1, min(n_threads, work // _MIN_WORK_PER_THREAD))
+    if n_threads > 1 and nb > 0:
+        if nq >= 8 * n_threads:
+            groups = min(tiles, 4 * n_threads)
+        else:
+            S = min(n_threads, nb)
+    cdef int64_t q_step = ((tiles + groups - 1) // groups) * _QT
+    return n_threads, S, groups, q_step
+
+
+def topk(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n_bits,
+         int64_t k, int n_threads):
+    """Exact k nearest codes: (distances int32 (nq, k), ids int64 (nq, k)).
+
+    Sorted by (distance, id); rows padded with -1 when k > n.
+    """
+    cdef int64_t nq = Q.shape[0], W = Q.shape[1]
+    cdef int64_t nb = (n + HM_BLOCK - 1) // HM_BLOCK
+    cdef int64_t cap = min(k, n)
+    D_arr = np.full((nq, k), -1, dtype=np.int32)
+    I_arr = np.full((nq, k), -1, dtype=np.int64)
+    if nq == 0 or n == 0:
+        return D_arr, I_arr
+    n_threads, S, groups, q_step = _plan(nq, nb, W, n_threads)
+    cdef int64_t cS = S, cg = groups, cqs = q_step
+    cdef int64_t b_step = (nb + cS - 1) // cS
+    # Per (part, query) selection state, see hm_sel_push in the header.
+    bufs_arr = np.empty((cS, nq, 2 * cap), dtype=np.uint64)
+    cnts_arr = np.zeros((cS, nq, n_bits + 2), dtype=np.int32)
+    sts_arr = np.zeros((cS, nq, HM_ST_SIZE), dtype=np.int64)
+    sts_arr[:, :, HM_ST_THR] = n_bits + 1
+    pos_arr = np.empty((n_threads, n_bits + 2), dtype=np.int64)
+    cdef uint64_t[:, :, ::1] bufs = bufs_arr
+    cdef int32_t[:, :, ::1] cnts = cnts_arr
+    cdef int64_t[:, :, ::1] sts = sts_arr
+    cdef int64_t[:, ::1] pos = pos_arr
+    cdef int32_t[:, ::1] D = D_arr
+    cdef int64_t[:, ::1] I = I_arr
+    cdef int path = _path
+    cdef int64_t t, s, g, j
+    with nogil:
+        for t in prange(cS * cg, num_threads=n_threads, schedule="dynamic"):
+            s = t // cg
+            g = t % cg
+            if g * cqs < nq and s * b_step < nb:
+                hm_topk(path, &db[0], n, <int>W, n_bits, &Q[0, 0],
+                        s * b_step, min((s + 1) * b_step, nb),
+                        g * cqs, min((g + 1) * cqs, nq),
+                        cap, &bufs[s, 0, 0], &cnts[s, 0, 0], &sts[s, 0, 0])
+                if cS == 1:
+                    # The task owns these queries entirely: finalise them here,
+                    # saving a second parallel region.
+                    for j in range(g * cqs, min((g + 1) * cqs, nq)):
+                        hm_topk_finalize(&bufs[0, 0, 0], &cnts[0, 0, 0], &sts[0, 0, 0], 1, nq,
+                                         j, cap, k, n_bits, &pos[threadid(), 0], &D[0, 0], &I[0, 0])
+        if cS > 1:
+            for j in prange(nq, num_threads=n_threads, schedule="static"):
+                hm_topk_finalize(&bufs[0, 0, 0], &cnts[0, 0, 0], &sts[0, 0, 0], cS, nq, j, cap,
+                                 k, n_bits, &pos[threadid(), 0], &D[0, 0], &I[0, 0])
+    return D_arr, I_arr
+
+
+def range_search(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n_bits,
+                 int radius, int n_threads):
+    """All codes within ``radius``: (lims int64 (nq+1,), distances int32, ids int64).
+
+    Results of query j are ``[lims[j], lims[j+1])``, sorted by (distance, id).
+    """
+    cdef int64_t nq = Q.shape[0], W = Q.shape[1]
+    cdef int64_t nb = (n + HM_BLOCK - 1) // HM_BLOCK
+    radius = min(radius, n_bits)
+    if nq == 0 or n == 0:
+        return (np.zeros(nq + 1, dtype=np.int64), np.empty(0, dtype=np.int32),
+                np.empty(0, dtype=np.int64))
+    n_threads, S, groups, q_step = _plan(nq, nb, W, n_threads)
+    cdef int64_t cS = S, cg = groups, cqs = q_step
+    cdef int64_t b_step = (nb + cS - 1) // cS
+    counts_arr = np.zeros((cS, nq), dtype=np.int64)
+    cdef int64_t[:, ::1] counts = counts_arr
+    cdef int path = _path
+    cdef int64_t t, s, g, j
+    # Pass 1: count hits per (part, query).
+    with nogil:
+        for t in prange(cS * cg, num_threads=n_threads, schedule="dynamic"):
+            s = t // cg
+            g = t % cg
+            if g * cqs < nq and s * b_step < nb:
+                hm_range(path, &db[0], n, <int>W, &Q[0, 0], s * b_step, min((s + 1) * b_step, nb),
+                         g * cqs, min((g + 1) * cqs, nq), radius, &counts[s, 0], NULL)
+    lims_arr = np.zeros(nq + 1, dtype=np.int64)
+    np.cumsum(counts_arr.sum(axis=0), out=lims_arr[1:])
+    cdef int64_t total = lims_arr[nq]
+    D_arr = np.empty(total, dtype=np.int32)
+    I_arr = np.empty(total, dtype=np.int64)
+    if total == 0:
+        return lims_arr, D_arr, I_arr
+    # Write cursors: part s of query j starts after the hits of parts < s.
+    cursors_arr = lims_arr[:nq][None, :] + np.cumsum(counts_arr, axis=0) - counts_arr
+    cursors_arr = np.ascontiguousarray(cursors_arr, dtype=np.int64)
+    keys_arr = np.empty(total, dtype=np.uint64)
+    cdef int64_t[:, ::1] cursors = cursors_arr
+    cdef uint64_t[::1] keys = keys_arr
+    cdef int64_t[::1] lims = lims_arr
+    cdef int32_t[::1] D = D_arr
+    cdef int64_t[::1] I = I_arr
+    cnt_arr = np.empty((n_threads, radius + 2), dtype=np.int64)
+    cdef int64_t[:, ::1] cnt = cnt_arr
+    # Pass 2: write hits in id order; pass 3: stable counting sort by distance.
+    with nogil:
+        for t in prange(cS * cg, num_threads=n_threads, schedule="dynamic"):
+            s = t // cg
+            g = t % cg
+            if g * cqs < nq and s * b_step < nb:
+                hm_range(path, &db[0], n, <int>W, &Q[0, 0], s * b_step, min((s + 1) * b_step, nb),
+                         g * cqs, min((g + 1) * cqs, nq), radius, &cursors[s, 0], &keys[0])
+        for j in prange(nq, num_threads=n_threads, schedule="dynamic"):
+            if lims[j + 1] > lims[j]:
+                hm_range_sort(&keys[lims[j]], lims[j + 1] - lims[j], radius,
+                              &cnt[threadid(), 0], &D[lims[j]], &I[lims[j]])
+    return lims_arr, D_arr, I_arr
+
+
+def histogram(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n_bits,
+              int n_threads):
+    """Counts of database codes at each distance: int64 (nq, n_bits + 1)."""
+    cdef int64_t nq = Q.shape[0], W = Q.shape[1]
+    cdef int64_t nb = (n + HM_BLOCK - 1) // HM_BLOCK
+    if nq == 0 or n == 0:
+        return np.zeros((nq, n_bits + 1), dtype=np.int64)
+    n_threads, S, groups, q_step = _plan(nq, nb, W, n_threads)
+    cdef int64_t cS = S, cg = groups, cqs = q_step
+    cdef int64_t b_step = (nb + cS - 1) // cS
+    hist_arr = np.zeros((cS, nq, n_bits + 1), dtype=np.int64)
+    cdef int64_t[:, :, ::1] hist = hist_arr
+    cdef int path = _path
+    cdef int64_t t, s, g
+    with nogil:
+        for t in prange(cS * cg, num_threads=n_threads, schedule="dynamic"):
+            s = t // cg
+            g = t % cg
+            if g * cqs < nq and s * b_step < nb:
+                hm_hist(path, &db[0], n, <int>W, n_bits, &Q[0, 0], s * b_step,
+                        min((s + 1) * b_step, nb), g * cqs, min((g + 1) * cqs, nq), &hist[s, 0, 0])
+    return hist_arr.sum(axis=0) if cS > 1 else hist_arr[0]
+
+
+def distances(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n_threads):
+    """Full distance matrix: int32 (nq, n)."""
+    cdef int64_t nq = Q.shape[0], W = Q.shape[1]
+    cdef int64_t nb = (n + HM_BLOCK - 1) // HM_BLOCK
+    out_arr = np.empty((nq, n), dtype=np.int32)
+    if nq == 0 or n == 0:
+        return out_arr
+    n_threads, S, groups, q_step = _plan(nq, nb, W, n_threads)
+    cdef int64_t cS = S, cg = groups, cqs = q_step
+    cdef int64_t b_step = (nb + cS - 1) // cS
+    cdef int32_t[:, ::1] out = out_arr
+    cdef int path = _path
+    cdef int64_t t, s, g
+    with nogil:
+        for t in prange(cS * cg, num_threads=n_threads, schedule="dynamic"):
+            s = t // cg
+            g = t % cg
+            if g * cqs < nq and s * b_step < nb:
+                hm_dist(path, &db[0], n, <int>W, &Q[0, 0], s * b_step, min((s + 1) * b_step, nb),
+                        g * cqs, min((g + 1) * cqs, nq), &out[0, 0])
+    return out_arr
