@@ -1,0 +1,197 @@
+"""Command line: ``python -m flexcmh_fast {demo,experiment}`` (also installed
+as ``flexcmh-fast``).  See docs/evaluation.md."""
+import argparse
+import os
+import sys
+import time
+
+from .scenarios import SCENARIOS
+
+PROG = "flexcmh-fast"
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
+    return value
+
+
+def _bits(text):
+    value = _positive_int(text)
+    if value > 4096:
+        raise argparse.ArgumentTypeError(f"code length must be in [1, 4096], got {text!r}")
+    return value
+
+
+def _threads(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1 or -1, got {text!r}") from None
+    if value < 1 and value != -1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1 or -1 (all cores), got {text!r}")
+    return value
+
+
+def _param(text):
+    """``key=value`` with value parsed as int, float, bool, None or str."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip().replace("-", "_")
+    if not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"invalid parameter name in {text!r}")
+    low = raw.strip().lower()
+    if low in ("true", "false"):
+        return key, low == "true"
+    if low == "none":
+        return key, None
+    for conv in (int, float):
+        try:
+            return key, conv(raw)
+        except ValueError:
+            pass
+    return key, raw
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Cross-modal hashing from weakly-paired data (FlexCMH, CSMH): "
+                    "demo and the paper's experiment protocol.")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,experiment}")
+    sub.required = True
+
+    def common(p):
+        p.add_argument("--method", choices=("flexcmh", "csmh"), default="flexcmh",
+                       help="hashing method (default: flexcmh)")
+        p.add_argument("--seed", type=int, default=0, help="base random seed (default: 0)")
+        p.add_argument("--n-threads", type=_threads, default=None,
+                       help="threads for training and evaluation (default: all cores)")
+        p.add_argument("--jobs", type=_positive_int, default=1,
+                       help="cells trained at once in worker processes, each with "
+                            "n_threads / jobs threads (default: 1)")
+        p.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
+                       help="method parameter, e.g. --param max_iter=100 (repeatable)")
+        p.add_argument("--out", default=None, metavar="DIR",
+                       help="write CSV/JSON results and PNG plots into DIR")
+        p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--verbose", action="store_true",
+                       help="also show the trainer's per-iteration progress")
+
+    demo = sub.add_parser(
+        "demo", help="train on built-in synthetic data and print a small MAP table (< 1 min)",
+        description="Train on built-in synthetic image/text data (dense + sparse "
+                    "bag-of-words, 10 classes) in three scenarios and print MAP.")
+    demo.add_argument("--n-samples", type=_positive_int, default=1000,
+                      help="synthetic objects (default: 1000)")
+    demo.add_argument("--bits", type=_bits, nargs="+", default=[16, 32],
+                      help="code lengths (default: 16 32)")
+    common(demo)
+
+    exp = sub.add_parser(
+        "experiment", help="run the paper's protocol on a dataset",
+        description="Random 70/30 splits x repetitions; per split the training scenarios; "
+                    "per scenario one model per code length; MAP in both directions.")
+    exp.add_argument("--data", required=True, metavar="PATH",
+                     help="wiki folder or wikiData.mat, another .mat (I_*/T_*/L_* or "
+                          "XAll/YAll/LAll layout), or 'synthetic'")
+    exp.add_argument("--scenario", nargs="+", default=["all"],
+                     choices=list(SCENARIOS) + ["all"],
+                     help="training scenario(s) (default: all)")
+    exp.add_argument("--bits", type=_bits, nargs="+", default=[16, 32, 64, 128],
+                     help="code lengths (default: 16 32 64 128)")
+    exp.add_argument("--repeats", type=_positive_int, default=10,
+                     help="random splits (default: 10)")
+    exp.add_argument("--split", choices=("random", "fixed"), default="random",
+                     help="random 70/30 split per repetition, or the file's fixed split")
+    exp.add_argument("--test-size", type=float, default=0.3,
+                     help="test fraction of the random split (default: 0.3)")
+    exp.add_argument("--text", choices=("lda", "tfidf"), default="lda",
+                     help="Wiki text modality: LDA topics or sparse TF-IDF (default: lda)")
+    common(exp)
+    return parser
+
+
+def load_data(path, text="lda", seed=0):
+    """Dataset for ``--data``; returns ``(dataset, is_wiki)``."""
+    from . import datasets
+    if path == "synthetic":
+        data = datasets.make_multimodal(random_state=seed)
+        data.names = ["image", "text"]  # dense "image" and bag-of-words "text"
+        return data, False
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--data: no such file or directory: {path!r}")
+    if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, "wikiData.mat")):
+            return datasets.load_wiki(path, text=text), True
+        raise FileNotFoundError(
+            f"--data: the folder {path!r} has no wikiData.mat; give a .mat file instead.")
+    if os.path.basename(path).lower().startswith("wikidata"):
+        return datasets.load_wiki(path, text=text), True
+    return datasets.load_mat(path), False
+
+
+def _report(result, args, paper, started):
+    from ._experiment import format_table, write_results
+    out = sys.stdout
+    print(format_table(result, paper=paper), file=out)
+    excluded = sum(r["n_excluded"] for r in result["runs"])
+    if excluded:
+        print(f"({excluded} query evaluation(s) had no relevant item and were excluded.)",
+              file=out)
+    if args.out:
+        written = write_results(result, args.out, plots=not args.no_plots)
+        print(f"wrote {len(written)} files to {args.out}: "
+              + ", ".join(os.path.basename(p) for p in written), file=out)
+    print(f"total {time.perf_counter() - started:.1f} s", file=out)
+
+
+def main(argv=None):
+    """Entry point; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    params = dict(args.param)
+    started = time.perf_counter()
+    try:
+        from . import datasets
+        from ._experiment import run_experiment
+        if args.command == "demo":
+            # Moderate latent noise: classes are recoverable but not trivial.
+            data = datasets.make_multimodal(n_samples=args.n_samples, noise=0.5,
+                                            random_state=args.seed)
+            data.names = ["image", "text"]
+            # 50 outer iterations keep the demo well under a minute; the
+            # objective has mostly settled by then on this data.
+            if args.method == "flexcmh":
+                params.setdefault("max_iter", 50)
+            print(f"demo: synthetic data {data}", flush=True)
+            result = run_experiment(
+                data, scenarios=("paired", "weak", "unpaired"), bits=args.bits, repeats=1,
+                method=args.method, seed=args.seed, n_threads=args.n_threads, params=params,
+                progress=not args.quiet, verbose=args.verbose, jobs=args.jobs)
+            _report(result, args, False, started)
+            return 0
+        if not 0.0 < args.test_size < 1.0:
+            parser.error(f"--test-size must be in (0, 1), got {args.test_size}")
+        scenarios = list(SCENARIOS) if "all" in args.scenario else list(dict.fromkeys(args.scenario))
+        data, is_wiki = load_data(args.data, text=args.text, seed=args.seed)
+        print(f"data: {data}", flush=True)
+        result = run_experiment(
+            data, scenarios=scenarios, bits=args.bits, repeats=args.repeats,
+            method=args.method, seed=args.seed, n_threads=args.n_threads,
+            split=args.split, test_size=args.test_size, params=params,
+            progress=not args.quiet, verbose=args.verbose, paper=is_wiki, jobs=args.jobs)
+        _report(result, args, is_wiki, started)
+        return 0
+    except (FileNotFoundError, ValueError, TypeError, ImportError, OSError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
