@@ -1,0 +1,765 @@
+"""CSMH: supervised cross-modal hashing by kernelisation, MMD alignment of a
+common latent space, label-similarity embedding and discrete code updates.
+
+Only the abstract of Li et al. (IEEE TKDE 37(5), 2025) is available; the
+objective implemented here is our formulation of its four parts and is
+written out term by term in ``docs/csmh.md``.  In short, with ``n`` paired
+training objects, ``M`` modalities, ``r`` bits:
+
+    J(B, W, G) = (1/n)   sum_m ||B - K_m W_m||^2                 fit
+               + reg     sum_m ||W_m||^2  (bias row excluded)      ridge
+               + beta    sum_{m<m'} ||mean(K_m W_m) - mean(K_m' W_m')||^2
+               + beta    sum_{m<m'} sum_c ||mean_c(K_m W_m) - mean_c(K_m' W_m')||^2
+               + gamma   [(1/n) ||Y - B G||^2 + reg ||G||^2]      label regression
+               + alpha/(n^2 r) ||r S - B B^T||^2                 similarity embedding
+
+with ``K_m = [phi_m(X_m), 1]`` the RBF kernel features of modality ``m``
+against ``n_anchors`` anchors plus a bias column, ``B`` in {-1, +1}^{n x r}
+and ``S = 2 Yn Yn^T - 1`` (``Yn`` the row-normalised label matrix, never
+formed as ``n x n``).  Each step is an exact (W, G) or coordinate-wise (B)
+minimiser, so the objective never increases.
+"""
+import numba
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from ._codes import pack_codes
+from ._model import HashingModel
+from ._progress import ProgressBar
+from ._validation import check_float, check_int
+
+# Rows of kernel features computed at once: bounds the temporaries
+# (block x n_anchors dot products) whatever the number of samples.
+_BLOCK_ROWS = 8192
+# Training kernel features are kept in float64 while all modalities' features
+# fit in this many bytes (fastest: no conversions); beyond it in float32
+# (half the memory, upcast block by block for every product).
+_FLOAT64_FEATURE_BYTES = 1 << 30
+
+# RBF width = SIGMA_FACTOR x mean sample-to-anchor distance (sigma=None).
+SIGMA_FACTOR = 0.35
+
+HISTORY_TERMS = ("objective", "fit", "ridge", "mmd_marginal", "mmd_conditional",
+                 "label", "similarity", "flips")
+
+
+# --------------------------------------------------------------------------
+# Kernel features
+# --------------------------------------------------------------------------
+@numba.njit(parallel=True, cache=True)
+def _rbf_from_dots(dots, x_sq, a_sq, inv_two_sigma_sq, out):
+    """out[i, j] = exp(-max(|x_i|^2 + |a_j|^2 - 2 x_i.a_j, 0) / (2 sigma^2)).
+
+    Distances are clipped at 0 because the expansion can round slightly
+    negative for near-identical vectors.
+    """
+    n, a = dots.shape
+    for i in numba.prange(n):
+        xi = x_sq[i]
+        for j in range(a):
+            d = xi + a_sq[j] - 2.0 * dots[i, j]
+            if d < 0.0:
+                d = 0.0
+            out[i, j] = np.exp(-d * inv_two_sigma_sq)
+
+
+@numba.njit(parallel=True, cache=True)
+def _rbf_csr(indptr, indices, data, anchors_t, a_sq, inv_two_sigma_sq, out):
+    """RBF features of CSR rows against dense anchors, fused: per row, the
+    dot products sum(v * anchors_t[j, :]) over the row's non-zeros (j, v)
+    (contiguous anchor rows: vectorised), then the exp in place.  Rows are
+    independent, so the prange over rows has no shared writes."""
+    n = indptr.shape[0] - 1
+    a = anchors_t.shape[1]
+    for i in numba.prange(n):
+        x_sq = 0.0
+        for j in range(a):
+            out[i, j] = 0.0
+        for p in range(indptr[i], indptr[i + 1]):
+            v = data[p]
+            x_sq += v * v
+            col = indices[p]
+            for j in range(a):
+                out[i, j] += v * anchors_t[col, j]
+        for j in range(a):
+            d = x_sq + a_sq[j] - 2.0 * out[i, j]
+            if d < 0.0:
+                d = 0.0
+            out[i, j] = np.exp(-d * inv_two_sigma_sq)
+
+
+def _row_sq_norms(X):
+    if sp.issparse(X):
+        return np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel()
+    return np.einsum("ij,ij->i", X, X)
+
+
+def _kernel_block(Xb, anchors, a_sq, sigma, out, anchors_t=None):
+    """RBF features of the rows ``Xb`` (dense or CSR) into ``out`` (float64).
+
+    Dense rows: dot products by BLAS.  CSR rows: a fused Numba kernel (scipy's
+    sparse x dense product is single-threaded); ``anchors_t`` is the
+    C-contiguous transpose of the anchors, computed once by the caller.
+    """
+    inv = 1.0 / (2.0 * sigma * sigma)
+    if sp.issparse(Xb):
+        if anchors_t is None:
+            anchors_t = np.ascontiguousarray(anchors.T)
+        _rbf_csr(Xb.indptr, Xb.indices, Xb.data, anchors_t, a_sq, inv, out)
+        return out
+    np.matmul(Xb, anchors.T, out=out)
+    _rbf_from_dots(out, _row_sq_norms(Xb), a_sq, inv, out)
+    return out
+
+
+def kernel_features(X, anchors, sigma, dtype=np.float64, block_rows=None, out=None):
+    """RBF kernel features of every row of ``X`` against ``anchors``.
+
+    Parameters
+    ----------
+    X : ndarray or CSR matrix of shape (n, d)
+        Never densified: only ``block_rows x n_anchors`` dot products are
+        held at once.
+    anchors : ndarray of shape (n_anchors, d)
+    sigma : float > 0
+    dtype : numpy dtype of the result (float32 halves the stored features).
+    block_rows : int, optional
+        Rows per block (default ``_BLOCK_ROWS`` = 8192).
+    out : ndarray of shape (n, n_anchors), optional
+        Written in place (may be a strided view), so no second copy of the
+        features is ever made.
+
+    Returns
+    -------
+    ndarray of shape (n, n_anchors)
+    """
+    n = X.shape[0]
+    block_rows = block_rows or _BLOCK_ROWS
+    a_sq = np.einsum("ij,ij->i", anchors, anchors)
+    if out is None:
+        out = np.empty((n, anchors.shape[0]), dtype=dtype)
+    anchors_t = np.ascontiguousarray(anchors.T) if sp.issparse(X) else None
+    buf = np.empty((min(block_rows, max(n, 1)), anchors.shape[0]), dtype=np.float64)
+    for s in range(0, n, block_rows):
+        e = min(s + block_rows, n)
+        out[s:e] = _kernel_block(X[s:e], anchors, a_sq, sigma, buf[: e - s], anchors_t)
+    return out
+
+
+def _sigma_heuristic(X, anchors, rng, n_probe=1000):
+    """0.35 x the mean Euclidean distance between (up to ``n_probe``)
+    training rows and the anchors.  Narrower than the mean: the hash function
+    then reproduces the training codes (the retrieval database) more closely
+    and, on Wiki images, also generalised better; the factor was chosen on a
+    validation split of Wiki training data (docs/csmh.md)."""
+    n = X.shape[0]
+    rows = np.sort(rng.choice(n, size=min(n_probe, n), replace=False))
+    Xp = X[rows]
+    dots = np.asarray(Xp @ anchors.T, dtype=np.float64)
+    d2 = _row_sq_norms(Xp)[:, None] + np.einsum("ij,ij->i", anchors, anchors)[None] - 2 * dots
+    mean_dist = float(np.sqrt(np.maximum(d2, 0.0)).mean())
+    # all probes identical to the anchors (constant data): any width works
+    return SIGMA_FACTOR * mean_dist if mean_dist > 0 else 1.0
+
+
+def _blocked_matmul_t(K, R, block_rows=None):
+    """K^T R in float64; a float32-stored K is upcast one block at a time."""
+    if K.dtype == np.float64:
+        return K.T @ R
+    block_rows = block_rows or _BLOCK_ROWS
+    out = np.zeros((K.shape[1], R.shape[1]))
+    for s in range(0, K.shape[0], block_rows):
+        out += K[s:s + block_rows].astype(np.float64).T @ R[s:s + block_rows]
+    return out
+
+
+def _blocked_matmul(K, W, block_rows=None):
+    """K W in float64; a float32-stored K is upcast one block at a time."""
+    if K.dtype == np.float64:
+        return K @ W
+    block_rows = block_rows or _BLOCK_ROWS
+    out = np.empty((K.shape[0], W.shape[1]))
+    for s in range(0, K.shape[0], block_rows):
+        out[s:s + block_rows] = K[s:s + block_rows].astype(np.float64) @ W
+    return out
+
+
+# --------------------------------------------------------------------------
+# Discrete code update (coordinate descent over single bits)
+# --------------------------------------------------------------------------
+@numba.njit(cache=True)
+def _b_step(B, U, Yn, E, G, g_sq, P, s, Q, gamma, alpha_eff, n_sweeps):
+    """Minimise, over B in {-1,1}^{n x r}, by exact single-entry flips:
+
+        -2 tr(B^T U) + gamma ||Y - B G||^2 + alpha_eff ||r S - B B^T||^2,
+
+    S = 2 Yn Yn^T - 1.  A flip of B[i, k] is taken only when it strictly
+    lowers the objective, so the objective never increases.  Maintained
+    statistics (updated in O(r + c) per accepted flip, so nothing is n x n):
+    E = Y - B G (residuals), P = B^T Yn (r x c), s = B^T 1, Q = B^T B.
+    Returns the number of flips.
+    """
+    n, r = B.shape
+    c = Yn.shape[1]
+    flips = 0
+    for _ in range(n_sweeps):
+        sweep_flips = 0
+        for i in range(n):
+            yy = 0.0
+            for t in range(c):
+                yy += Yn[i, t] * Yn[i, t]
+            # R_ii = r S_ii - b_i.b_i: the j = i term, excluded from the sum
+            r_ii = r * (2.0 * yy - 1.0) - r
+            for k in range(r):
+                b = B[i, k]
+                delta = -2.0 * b
+                # linear (fit) term
+                change = 4.0 * U[i, k] * b
+                if gamma > 0.0:
+                    ge = 0.0
+                    for t in range(E.shape[1]):
+                        ge += G[k, t] * E[i, t]
+                    change += gamma * (-2.0 * delta * ge + delta * delta * g_sq[k])
+                if alpha_eff > 0.0:
+                    # T = sum_{j != i} b_jk (r S_ij - b_i.b_j)
+                    ys = 0.0
+                    for t in range(c):
+                        ys += Yn[i, t] * P[k, t]
+                    bq = 0.0
+                    for l in range(r):
+                        bq += B[i, l] * Q[l, k]
+                    T = r * (2.0 * ys - s[k]) - bq - b * r_ii
+                    change += alpha_eff * (-4.0 * delta * T + 2.0 * (n - 1) * delta * delta)
+                if change < 0.0:
+                    if gamma > 0.0:
+                        for t in range(E.shape[1]):
+                            E[i, t] -= delta * G[k, t]
+                    for t in range(c):
+                        P[k, t] += delta * Yn[i, t]
+                    s[k] += delta
+                    for l in range(r):
+                        if l != k:
+                            Q[l, k] += delta * B[i, l]
+                            Q[k, l] = Q[l, k]
+                    B[i, k] = -b
+                    sweep_flips += 1
+        flips += sweep_flips
+        if sweep_flips == 0:
+            break
+    return flips
+
+
+# --------------------------------------------------------------------------
+# The problem: data, statistics and objective
+# --------------------------------------------------------------------------
+class _Problem:
+    """Everything fixed during the alternating updates (features, labels,
+    Cholesky factor of the W-step system) and the objective's evaluation."""
+
+    def __init__(self, Ks, Y, n_bits, alpha, beta, gamma, reg):
+        self.Ks = Ks                      # list of (n, A_m + 1), last column 1
+        self.n = Ks[0].shape[0]
+        self.r = n_bits
+        self.M = len(Ks)
+        self.alpha, self.beta, self.gamma, self.reg = alpha, beta, gamma, reg
+        self.Y = Y                        # (n, c) float64 0/1
+        norms = np.sqrt((Y * Y).sum(axis=1))
+        self.Yn = Y / np.where(norms > 0, norms, 1.0)[:, None]
+        counts = Y.sum(axis=0)
+        self.class_weights = Y / np.where(counts > 0, counts, 1.0)[None, :]   # (n, c)
+        # Means operator D^T (rows: overall mean, then each class mean).
+        self.Dt = np.vstack([np.full((1, self.n), 1.0 / self.n), self.class_weights.T])
+        self.Es = [_blocked_matmul_t(K, self.Dt.T).T for K in Ks]           # (1+c, A+1)
+        self.sizes = [K.shape[1] for K in Ks]
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)])
+        self._factor_w_system()
+
+    def _factor_w_system(self):
+        """Factor the W-step's normal equations (times n) once; they do not
+        depend on B.  The system is  (Hd + n beta F^T F) W = K^T B  with
+        Hd = blockdiag(K_m^T K_m + n reg I') (I' skips the bias) and F the
+        MMD operator: one block row per modality pair (m, m'), holding E_m
+        in block m and -E_m' in block m', so ||F W||^2 is the sum of the MMD
+        terms.  F has only P(1+c) rows (P pairs), so the coupling is solved
+        by the Woodbury identity: one Cholesky per modality (A^3/3 each
+        instead of (MA)^3/3) plus a small P(1+c)-square system.
+        Positive definite: reg > 0 on every anchor weight and the bias
+        column (all ones) has Gram entry n > 0."""
+        n, M = self.n, self.M
+        self.h_factors = []
+        for m in range(M):
+            gram = _blocked_matmul_t(self.Ks[m], self.Ks[m])
+            ridge = np.full(self.sizes[m], n * self.reg)
+            ridge[-1] = 0.0   # the bias is not shrunk
+            gram[np.diag_indices_from(gram)] += ridge
+            self.h_factors.append(scipy.linalg.cho_factor(gram, lower=True,
+                                                          check_finite=False))
+        pairs = [(m, m2) for m in range(M) for m2 in range(m + 1, M)]
+        self.coupled = self.beta > 0
+        if not self.coupled:
+            return
+        rows = self.Es[0].shape[0]
+        F = np.zeros((len(pairs) * rows, self.offsets[-1]))
+        for p, (m, m2) in enumerate(pairs):
+            F[p * rows:(p + 1) * rows, self.offsets[m]:self.offsets[m + 1]] = self.Es[m]
+            F[p * rows:(p + 1) * rows, self.offsets[m2]:self.offsets[m2 + 1]] = -self.Es[m2]
+        self.F = F
+        self.Z = self._solve_blocks(F.T)                     # Hd^-1 F^T
+        inner = F @ self.Z
+        inner[np.diag_indices_from(inner)] += 1.0 / (n * self.beta)
+        self.inner_factor = scipy.linalg.cho_factor(inner, lower=True, check_finite=False)
+
+    def _solve_blocks(self, R):
+        """Hd^-1 R, one modality block at a time."""
+        return np.vstack([
+            scipy.linalg.cho_solve(self.h_factors[m], R[self.offsets[m]:self.offsets[m + 1]],
+                                   check_finite=False)
+            for m in range(self.M)])
+
+    # -- steps ------------------------------------------------------------
+    def w_step(self, B):
+        """The exact minimiser of J over (W_1, ..., W_M) for fixed B."""
+        Bf = B.astype(np.float64)
+        rhs = np.vstack([_blocked_matmul_t(K, Bf) for K in self.Ks])
+        W = self._solve_blocks(rhs)
+        if self.coupled:
+            # (Hd + n beta F^T F)^-1 = Hd^-1 - Z (I/(n beta) + F Z)^-1 Z^T
+            W -= self.Z @ scipy.linalg.cho_solve(self.inner_factor, self.F @ W,
+                                                 check_finite=False)
+        return [W[self.offsets[m]:self.offsets[m + 1]] for m in range(self.M)]
+
+    def g_step(self, B):
+        Bf = B.astype(np.float64)
+        lhs = Bf.T @ Bf + self.n * self.reg * np.eye(self.r)
+        return scipy.linalg.solve(lhs, Bf.T @ self.Y, assume_a="pos")
+
+    def b_step(self, B, Ws, G, n_sweeps):
+        """Coordinate descent on B (in place); returns the number of flips."""
+        U = np.zeros((self.n, self.r))
+        for K, W in zip(self.Ks, Ws):
+            U += _blocked_matmul(K, W)
+        Bf = B.astype(np.float64)
+        E = np.ascontiguousarray(self.Y - Bf @ G) if self.gamma > 0 else np.zeros((self.n, 1))
+        Gc = np.ascontiguousarray(G) if self.gamma > 0 else np.zeros((self.r, 1))
+        g_sq = (Gc * Gc).sum(axis=1)
+        P = np.ascontiguousarray(Bf.T @ self.Yn)
+        s = Bf.sum(axis=0)
+        Q = Bf.T @ Bf
+        # n J_B = -2 tr(B^T U) + gamma ||Y - BG||^2 + alpha/(n r) ||rS - BB^T||^2 + const
+        alpha_eff = self.alpha / (self.n * self.r)
+        return _b_step(B, U, self.Yn, E, Gc, g_sq, P, s, Q, self.gamma, alpha_eff, n_sweeps)
+
+    # -- objective --------------------------------------------------------
+    def terms(self, B, Ws, G):
+        """Every term of J (see the module docstring) as a dict."""
+        n, r = self.n, self.r
+        Bf = B.astype(np.float64)
+        fit = 0.0
+        means = []
+        for K, W, E in zip(self.Ks, Ws, self.Es):
+            fit += float(((Bf - _blocked_matmul(K, W)) ** 2).sum()) / n
+            means.append(E @ W)                         # (1 + c, r)
+        ridge = self.reg * sum(float((W[:-1] ** 2).sum()) for W in Ws)
+        marg = cond = 0.0
+        for m in range(self.M):
+            for m2 in range(m + 1, self.M):
+                diff = means[m] - means[m2]
+                marg += float((diff[0] ** 2).sum())
+                cond += float((diff[1:] ** 2).sum())
+        label = 0.0
+        if self.gamma > 0:
+            label = self.gamma * (float(((self.Y - Bf @ G) ** 2).sum()) / n
+                                  + self.reg * float((G ** 2).sum()))
+        sim = 0.0
+        if self.alpha > 0:
+            sim = self.alpha / (n * n * r) * _similarity_residual(Bf, self.Yn, r)
+        out = {"fit": fit, "ridge": ridge, "mmd_marginal": self.beta * marg,
+               "mmd_conditional": self.beta * cond, "label": label, "similarity": sim}
+        out["objective"] = sum(out.values())
+        return out
+
+
+def _similarity_residual(Bf, Yn, r):
+    """||r S - B B^T||_F^2 with S = 2 Yn Yn^T - 1, through r x r / c x c / r x c
+    products only (nothing n x n):
+    r^2 ||S||^2 - 2 r tr(B^T S B) + ||B^T B||^2."""
+    n = Bf.shape[0]
+    yty = Yn.T @ Yn
+    y1 = Yn.sum(axis=0)
+    s_sq = 4.0 * float((yty ** 2).sum()) - 4.0 * float(y1 @ y1) + float(n) * n
+    ytb = Yn.T @ Bf
+    b1 = Bf.sum(axis=0)
+    tr_bsb = 2.0 * float((ytb ** 2).sum()) - float(b1 @ b1)
+    btb = Bf.T @ Bf
+    return max(r * r * s_sq - 2.0 * r * tr_bsb + float((btb ** 2).sum()), 0.0)
+
+
+# --------------------------------------------------------------------------
+# Input handling
+# --------------------------------------------------------------------------
+def _object_order(pairs, n_samples):
+    """Row order of every modality such that row t of each is object t.
+
+    CSMH needs complete one-to-one pairing: every modality has the same
+    number of samples n and pairs (0, m) for every m > 0 form a bijection.
+    Other given pairs (m, m2) must agree with it.  Objects are numbered by
+    their row in modality 0.
+    """
+    M = len(n_samples)
+    if not pairs:
+        raise ValueError(
+            "method='csmh' needs completely paired training data: pass pairs='all' "
+            "(row i of every modality is one object) or a complete one-to-one pairing. "
+            "Got no pairs."
+        )
+    if len(set(n_samples)) != 1:
+        raise ValueError(
+            "method='csmh' needs completely paired data: every modality must have the "
+            f"same number of samples. Got sample counts {list(n_samples)} instead."
+        )
+    n = n_samples[0]
+    orders = [np.arange(n, dtype=np.int64)]
+    for m in range(1, M):
+        if (0, m) not in pairs:
+            raise ValueError(
+                f"method='csmh' needs a complete pairing between modality 0 and modality {m}; "
+                f"'pairs' has no entry for {(0, m)}."
+            )
+        p = pairs[(0, m)]
+        if (p.shape[0] != n or np.unique(p[:, 0]).size != n
+                or np.unique(p[:, 1]).size != n):
+            raise ValueError(
+                f"method='csmh' needs a complete one-to-one pairing: pairs[{(0, m)}] must pair "
+                f"each of the {n} samples of modality 0 with exactly one of modality {m}. "
+                f"Got {p.shape[0]} pairs covering {np.unique(p[:, 0]).size} and "
+                f"{np.unique(p[:, 1]).size} distinct samples."
+            )
+        order = np.empty(n, dtype=np.int64)
+        order[p[:, 0]] = p[:, 1]
+        orders.append(order)
+    for (m, m2), p in pairs.items():
+        if m == 0:
+            continue
+        # object of row p[:,0] in m must be the object of row p[:,1] in m2
+        obj_m = np.empty(n, dtype=np.int64)
+        obj_m[orders[m]] = np.arange(n)
+        obj_m2 = np.empty(n, dtype=np.int64)
+        obj_m2[orders[m2]] = np.arange(n)
+        if np.any(obj_m[p[:, 0]] != obj_m2[p[:, 1]]):
+            raise ValueError(
+                f"pairs[{(m, m2)}] contradicts the pairing given through modality 0 "
+                f"(pairs[{(0, m)}] and pairs[{(0, m2)}])."
+            )
+    return orders
+
+
+def _label_matrix(labels, orders):
+    """Object label matrix (n, c) float64 0/1 from per-modality labels, which
+    must agree for paired samples (they describe the same object)."""
+    per_mod = [lab[order] for lab, order in zip(labels, orders)]
+    for m in range(1, len(per_mod)):
+        if not np.array_equal(per_mod[m], per_mod[0]):
+            bad = int(np.any((per_mod[m] != per_mod[0]).reshape(len(per_mod[0]), -1),
+                             axis=1).sum())
+            raise ValueError(
+                f"'labels' disagree between modality 0 and modality {m} for {bad} paired "
+                "sample(s); paired samples are one object and must carry the same labels."
+            )
+    lab = per_mod[0]
+    if lab.ndim == 1:
+        classes, inverse = np.unique(lab, return_inverse=True)
+        Y = np.zeros((lab.shape[0], classes.size))
+        Y[np.arange(lab.shape[0]), inverse] = 1.0
+    else:
+        Y = lab.astype(np.float64)
+    if Y.shape[1] == 0:
+        raise ValueError("'labels' hold no class: CSMH needs at least one label column.")
+    return np.ascontiguousarray(Y)
+
+
+# --------------------------------------------------------------------------
+# Public fit function and model
+# --------------------------------------------------------------------------
+def fit_csmh(Xs, pairs, *, n_bits, labels, rng, n_threads, verbose, callback,
+             n_anchors=1000, sigma=None, alpha=100.0, beta=10.0, gamma=1.0, reg=1e-5,
+             max_iter=20, tol=1e-5, n_sweeps=3):
+    """Train CSMH on completely paired, labelled data.
+
+    Called by :func:`flexcmh_fast.train` with ``method="csmh"``, which has
+    validated ``Xs``, ``pairs``, ``labels``, ``rng`` and ``n_threads``.
+
+    Parameters
+    ----------
+    Xs : list of ndarray or CSR matrix
+        One matrix per modality (M >= 2), all with the same number of rows.
+    pairs : dict {(m, m2): (P, 2) int64}
+        Must be a complete one-to-one pairing (e.g. from ``pairs="all"``);
+        rows are reordered so that paired samples form one object.
+    n_bits : int
+    labels : list of ndarray
+        Per-modality labels (1-D class ids or 2-D 0/1), equal for paired
+        samples.  Required.
+    rng : numpy.random.Generator
+    n_threads : int
+    verbose : bool
+    callback : callable or None
+        ``callback(iteration, state)``, ``state`` a dict with the history
+        entry and the current codes ``B`` (read-only: the array the
+        optimiser keeps updating); returning ``True`` stops.
+    n_anchors : int >= 1, default=1000
+        Anchors per modality for the RBF kernel features (sampled from the
+        training rows); at most the number of samples.
+    sigma : None, float > 0 or list of floats, default=None
+        RBF width per modality; ``None``: 0.35 x the mean sample-to-anchor
+        distance.
+    alpha : float >= 0, default=100.0
+        Weight of the label-similarity embedding ``||r S - B B^T||^2``.
+    beta : float >= 0, default=10.0
+        Weight of the marginal and conditional MMD terms.
+    gamma : float >= 0, default=1.0
+        Weight of the label regression ``||Y - B G||^2``.
+    reg : float > 0, default=1e-5
+        Ridge weight on the projections ``W_m`` and on ``G``.
+    max_iter : int >= 1, default=20
+    tol : float >= 0, default=1e-5
+        Stop when the relative decrease of the objective is below ``tol``.
+    n_sweeps : int >= 1, default=3
+        Passes of single-bit coordinate descent over B per iteration.
+
+    Returns
+    -------
+    CSMHModel
+    """
+    n_samples = [X.shape[0] for X in Xs]
+    if labels is None:
+        raise ValueError(
+            "method='csmh' is supervised and needs 'labels' (one array per modality, "
+            "1-D class ids or 2-D 0/1 matrices). Got labels=None."
+        )
+    orders = _object_order(pairs, n_samples)
+    n = n_samples[0]
+    n_anchors = check_int(n_anchors, "n_anchors", 1)
+    if n_anchors > n:
+        raise ValueError(
+            f"'n_anchors' must be at most the number of training samples ({n}). "
+            f"Got {n_anchors} instead."
+        )
+    sigmas = _check_sigma(sigma, len(Xs))
+    alpha = check_float(alpha, "alpha", 0.0)
+    beta = check_float(beta, "beta", 0.0)
+    gamma = check_float(gamma, "gamma", 0.0)
+    reg = check_float(reg, "reg", 0.0, low_inclusive=False)
+    max_iter = check_int(max_iter, "max_iter", 1)
+    tol = check_float(tol, "tol", 0.0)
+    n_sweeps = check_int(n_sweeps, "n_sweeps", 1)
+    Y = _label_matrix(labels, orders)
+
+    old_threads = numba.get_num_threads()
+    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        with threadpool_limits(limits=n_threads):
+            return _fit(Xs, orders, Y, n_bits, rng, verbose, callback, n_anchors, sigmas,
+                        alpha, beta, gamma, reg, max_iter, tol, n_sweeps, n_threads)
+    finally:
+        numba.set_num_threads(old_threads)
+
+
+def _check_sigma(sigma, n_mod):
+    if sigma is None:
+        return [None] * n_mod
+    if isinstance(sigma, (list, tuple)):
+        if len(sigma) != n_mod:
+            raise ValueError(
+                f"'sigma' as a list needs one value per modality ({n_mod}). "
+                f"Got {len(sigma)} values instead."
+            )
+        return [None if s is None else check_float(s, f"sigma[{m}]", 0.0, low_inclusive=False)
+                for m, s in enumerate(sigma)]
+    value = check_float(sigma, "sigma", 0.0, low_inclusive=False)
+    return [value] * n_mod
+
+
+def _fit(Xs, orders, Y, n_bits, rng, verbose, callback, n_anchors, sigmas, alpha, beta,
+         gamma, reg, max_iter, tol, n_sweeps, n_threads):
+    n = Y.shape[0]
+    anchors, sigma_used, Ks = [], [], []
+    fits = 8 * n * (n_anchors + 1) * len(Xs) <= _FLOAT64_FEATURE_BYTES
+    dtype = np.float64 if fits else np.float32
+    for m, X in enumerate(Xs):
+        if not np.array_equal(orders[m], np.arange(n)):
+            X = X[orders[m]]
+        rows = np.sort(rng.choice(n, size=n_anchors, replace=False))
+        A = X[rows]
+        A = np.ascontiguousarray(A.toarray() if sp.issparse(A) else A, dtype=np.float64)
+        sig = sigmas[m] if sigmas[m] is not None else _sigma_heuristic(X, A, rng)
+        K = np.empty((n, n_anchors + 1), dtype=dtype)
+        kernel_features(X, A, sig, out=K[:, :-1])
+        K[:, -1] = 1.0
+        anchors.append(A)
+        sigma_used.append(sig)
+        Ks.append(K)
+    prob = _Problem(Ks, Y, n_bits, alpha, beta, gamma, reg)
+
+    # Start from label-consistent codes: a random projection of the labels,
+    # so objects with the same labels share a code (b_i.b_j = r, the
+    # similarity term's target for same-label pairs) and the B-step starts
+    # from the label structure rather than from noise.
+    R = rng.standard_normal((Y.shape[1], n_bits))
+    B = np.where(prob.Yn @ R >= 0, 1, -1).astype(np.int8)
+    Ws = prob.w_step(B)
+    G = prob.g_step(B)
+    history = []
+    bar = ProgressBar(max_iter, "CSMH", verbose)
+    prev = None
+    it = 0
+    for it in range(1, max_iter + 1):
+        flips = prob.b_step(B, Ws, G, n_sweeps)
+        # Refit W and G to the new codes: each iteration ends with a
+        # consistent (B, W, G), whose objective is recorded.
+        Ws = prob.w_step(B)
+        G = prob.g_step(B)
+        terms = prob.terms(B, Ws, G)
+        terms["flips"] = float(flips)
+        history.append(terms)
+        bar.update(1, info=f"J={terms['objective']:.5g} flips={flips}")
+        stop = False
+        if callback is not None:
+            stop = bool(callback(it, {"history": terms, "B": B}))
+        cur = terms["objective"]
+        # no flip: B is a fixed point of the B-step and W, G are unchanged
+        if flips == 0 or (prev is not None and prev - cur <= tol * abs(prev)):
+            stop = True
+        prev = cur
+        if stop:
+            break
+    bar.close()
+
+    # codes_ in the row order of modality 0 (objects are numbered by it)
+    model = CSMHModel(
+        n_bits=n_bits,
+        n_features=[X.shape[1] for X in Xs],
+        anchors=anchors,
+        sigmas=sigma_used,
+        weights=Ws,
+        codes=pack_codes(B),
+        history=np.array([[h[t] for t in HISTORY_TERMS] for h in history]),
+        n_iter=it,
+        params={"n_anchors": n_anchors, "alpha": alpha, "beta": beta, "gamma": gamma,
+                "reg": reg, "max_iter": max_iter, "tol": tol, "n_sweeps": n_sweeps},
+        n_threads=n_threads,
+    )
+    return model
+
+
+class CSMHModel(HashingModel):
+    """A trained CSMH model: one kernel hash function per modality.
+
+    ``F_m(x) = sign([phi_m(x), 1] W_m)`` with ``phi_m`` the RBF features
+    against the stored anchors.  Created by ``flexcmh_fast.train(...,
+    method="csmh")``; load a saved one with :func:`flexcmh_fast.load`.
+
+    Attributes
+    ----------
+    n_bits : int
+    n_features_ : list of int
+        Feature count per modality.
+    anchors_ : list of ndarray (n_anchors, d_m)
+    sigmas_ : list of float
+        RBF width per modality.
+    weights_ : list of ndarray (n_anchors + 1, n_bits)
+        Projection ``W_m`` (last row: bias).
+    codes_ : ndarray of uint8 (n_train, ceil(n_bits / 8))
+        The learned discrete training codes ``B`` (row order of modality 0).
+    history_ : list of dict
+        Per iteration: ``objective`` and its terms ``fit``, ``ridge``,
+        ``mmd_marginal``, ``mmd_conditional``, ``label``, ``similarity``, and
+        the number of bit ``flips`` in the B-step.
+    n_iter_ : int
+    params_ : dict
+        The CSMH parameters used.
+    n_threads : int
+        Threads used by :meth:`encode` (the training value; may be changed).
+    """
+
+    kind = "CSMHModel"
+
+    def __init__(self, n_bits, n_features, anchors, sigmas, weights, codes, history,
+                 n_iter, params, n_threads=1):
+        self.n_bits = int(n_bits)
+        self.n_features_ = [int(d) for d in n_features]
+        self.anchors_ = [np.ascontiguousarray(a, dtype=np.float64) for a in anchors]
+        self.sigmas_ = [float(s) for s in sigmas]
+        self.weights_ = [np.ascontiguousarray(w, dtype=np.float64) for w in weights]
+        self.codes_ = codes
+        self._history = np.asarray(history, dtype=np.float64).reshape(-1, len(HISTORY_TERMS))
+        self.n_iter_ = int(n_iter)
+        self.params_ = dict(params)
+        self.n_threads = int(n_threads)
+
+    @property
+    def history_(self):
+        return [dict(zip(HISTORY_TERMS, map(float, row))) for row in self._history]
+
+    def _encode_signs(self, X, modality):
+        n_threads = check_int(self.n_threads, "n_threads", 1)
+        A, W = self.anchors_[modality], self.weights_[modality]
+        a_sq = np.einsum("ij,ij->i", A, A)
+        n = X.shape[0]
+        out = np.empty((n, self.n_bits), dtype=np.int8)
+        old_threads = numba.get_num_threads()
+        numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            with threadpool_limits(limits=n_threads):
+                anchors_t = np.ascontiguousarray(A.T) if sp.issparse(X) else None
+                buf = np.empty((min(_BLOCK_ROWS, max(n, 1)), A.shape[0]))
+                for s in range(0, n, _BLOCK_ROWS):
+                    e = min(s + _BLOCK_ROWS, n)
+                    phi = _kernel_block(X[s:e], A, a_sq, self.sigmas_[modality], buf[: e - s],
+                                        anchors_t)
+                    proj = phi @ W[:-1] + W[-1]
+                    out[s:e] = np.where(proj >= 0, 1, -1)
+        finally:
+            numba.set_num_threads(old_threads)
+        return out
+
+    def _get_state(self):
+        meta = {
+            "n_bits": self.n_bits,
+            "n_features": self.n_features_,
+            "sigmas": self.sigmas_,
+            "n_iter": self.n_iter_,
+            "params": self.params_,
+            "history_terms": list(HISTORY_TERMS),
+            "n_threads": self.n_threads,
+        }
+        arrays = {"codes": self.codes_, "history": self._history}
+        for m in range(self.n_modalities):
+            arrays[f"anchors_{m}"] = self.anchors_[m]
+            arrays[f"weights_{m}"] = self.weights_[m]
+        return meta, arrays
+
+    @classmethod
+    def _from_state(cls, meta, arrays):
+        try:
+            n_mod = len(meta["n_features"])
+            model = cls(
+                n_bits=meta["n_bits"],
+                n_features=meta["n_features"],
+                anchors=[arrays[f"anchors_{m}"] for m in range(n_mod)],
+                sigmas=meta["sigmas"],
+                weights=[arrays[f"weights_{m}"] for m in range(n_mod)],
+                codes=arrays["codes"],
+                history=arrays["history"],
+                n_iter=meta["n_iter"],
+                params=meta["params"],
+                n_threads=meta.get("n_threads", 1),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"Corrupt CSMHModel file: missing or bad entry {exc}.") from None
+        for m in range(n_mod):
+            if (model.anchors_[m].shape[1] != model.n_features_[m]
+                    or model.weights_[m].shape != (model.anchors_[m].shape[0] + 1, model.n_bits)):
+                raise ValueError(f"Corrupt CSMHModel file: inconsistent shapes for modality {m}.")
+        return model
