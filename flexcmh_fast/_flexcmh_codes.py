@@ -1,0 +1,205 @@
+"""Code functions of FlexCMH: aligned indicator vectors -> b-bit codes.
+
+Both schemes are fitted on the aligned indicator matrices ``Y_m`` (row r of
+every ``Y_m`` is the same training object, Eq. 4-5) of all modalities at
+once, so that a bit means the same thing in every modality, and both apply
+unchanged to out-of-sample indicator vectors.
+
+``"itq"``
+    Centre with the pooled mean, project on the pooled principal directions
+    (``b > k``: the k principal directions spread over ``b`` dimensions by a
+    random matrix with orthonormal rows), and rotate with Iterative
+    Quantization (Gong & Lazebnik 2011).  The rotation minimises
+    ``sum_m ||B - V_m R||^2`` with ``B = sign(sum_m V_m R)`` -- Eq. 5 and 11
+    with the relaxed per-modality codes ``V_m R``.
+``"kmeans"``
+    The paper's repeated k-means (Sec. III-C, DESIGN.md §2 step 6): k-means
+    into b groups gives a one-hot code; the largest entry of every row is set
+    to 0 and k-means is run again; rounds stop when the assignments no longer
+    change; a code is the OR of the rounds' one-hot codes.  Codebooks are
+    learned once on the pooled aligned indicators.
+"""
+import numpy as np
+
+SCHEMES = ("itq", "kmeans")
+
+
+def _signs(V):
+    """The paper's sign: +1 where V > 0, else -1."""
+    return np.where(V > 0, 1, -1).astype(np.int8)
+
+
+def _orthonormal_rows(r, b, rng):
+    """(r, b) random matrix with orthonormal rows (r <= b)."""
+    G = rng.standard_normal((b, r))
+    q, _ = np.linalg.qr(G)
+    return np.ascontiguousarray(q[:, :r].T)
+
+
+class ITQCode:
+    """ITQ code function; state: mean ``mu`` (k,), projection ``W`` (k, b)
+    and rotation ``R`` (b, b)."""
+
+    scheme = "itq"
+
+    def __init__(self, mu, W, R):
+        self.mu, self.W, self.R = mu, W, R
+        self.spread = None
+
+    @classmethod
+    def fit(cls, Ys, n_bits, rng, n_iter=50, previous=None):
+        """Fit on aligned indicator matrices ``Ys`` (list, equal row counts).
+
+        ``previous``: a fitted ITQCode whose rotation warm-starts this fit
+        (used between outer iterations, where the indicators change little).
+        """
+        n_rows = sum(Y.shape[0] for Y in Ys)
+        k = Ys[0].shape[1]
+        mu = np.add.reduce([Y.sum(axis=0) for Y in Ys]) / n_rows
+        # Scatter matrix of the pooled rows without stacking or centring copies.
+        cov = np.add.reduce([Y.T @ Y for Y in Ys]) - n_rows * np.outer(mu, mu)
+        evals, evecs = np.linalg.eigh(cov)
+        evecs = evecs[:, ::-1]
+        # Fix each eigenvector's sign (largest-magnitude entry positive), so
+        # that a warm-started rotation still fits the new projection.
+        flip = np.sign(evecs[np.abs(evecs).argmax(axis=0), np.arange(k)])
+        evecs = evecs * np.where(flip == 0, 1.0, flip)
+        spread = None
+        if n_bits <= k:
+            W = evecs[:, :n_bits]
+        else:
+            if previous is not None and getattr(previous, "spread", None) is not None \
+                    and previous.spread.shape == (k, n_bits):
+                spread = previous.spread
+            else:
+                spread = _orthonormal_rows(k, n_bits, rng)
+            W = evecs @ spread
+        Vs = [(Y - mu) @ W for Y in Ys]
+        U = np.add.reduce(Vs)
+        if previous is not None and previous.R.shape == (n_bits, n_bits):
+            R = previous.R
+        else:
+            R, _ = np.linalg.qr(rng.standard_normal((n_bits, n_bits)))
+        for _ in range(n_iter):
+            B = np.where(U @ R > 0, 1.0, -1.0)
+            left, _, right = np.linalg.svd(U.T @ B)
+            R = left @ right
+        code = cls(mu, np.ascontiguousarray(W), np.ascontiguousarray(R))
+        code.spread = spread  # kept only to warm-start the next fit
+        return code
+
+    def project(self, Y):
+        """Continuous relaxation ``(Y - mu) W R`` of the codes."""
+        return (Y - self.mu) @ (self.W @ self.R)
+
+    def signs(self, Y):
+        """±1 int8 codes of indicator rows ``Y``."""
+        return _signs(self.project(Y))
+
+    def state(self, prefix):
+        return {prefix + "mu": self.mu, prefix + "W": self.W, prefix + "R": self.R}
+
+    @classmethod
+    def from_state(cls, arrays, prefix):
+        return cls(arrays[prefix + "mu"], arrays[prefix + "W"], arrays[prefix + "R"])
+
+
+def _kmeans_pp(Y, n_groups, rng):
+    """k-means++ seeding (rows of Y; duplicates allowed when Y has few rows)."""
+    n = Y.shape[0]
+    centers = np.empty((n_groups, Y.shape[1]))
+    centers[0] = Y[rng.integers(n)]
+    d2 = ((Y - centers[0]) ** 2).sum(axis=1)
+    for g in range(1, n_groups):
+        total = d2.sum()
+        idx = rng.integers(n) if total <= 0 else int(
+            np.searchsorted(np.cumsum(d2), rng.random() * total))
+        centers[g] = Y[min(idx, n - 1)]
+        d2 = np.minimum(d2, ((Y - centers[g]) ** 2).sum(axis=1))
+    return centers
+
+
+def _nearest(Y, centers):
+    """Index of the nearest centre of every row (ties: smaller index)."""
+    d = (centers ** 2).sum(axis=1)[None, :] - 2.0 * (Y @ centers.T)
+    return d.argmin(axis=1)
+
+
+def lloyd(Y, centers, n_iter):
+    """Lloyd iterations from ``centers``; empty groups keep their centre."""
+    centers = centers.copy()
+    assign = _nearest(Y, centers)
+    for _ in range(n_iter):
+        counts = np.bincount(assign, minlength=centers.shape[0])
+        sums = np.zeros_like(centers)
+        np.add.at(sums, assign, Y)
+        nz = counts > 0
+        centers[nz] = sums[nz] / counts[nz, None]
+        new = _nearest(Y, centers)
+        if np.array_equal(new, assign):
+            break
+        assign = new
+    return centers, assign
+
+
+def _peel(Y):
+    """Set the largest entry of every row to 0 (ties: first column)."""
+    Y = Y.copy()
+    Y[np.arange(Y.shape[0]), Y.argmax(axis=1)] = 0.0
+    return Y
+
+
+class KMeansCode:
+    """Repeated-k-means code function; state: codebooks (rounds, b, k)."""
+
+    scheme = "kmeans"
+
+    def __init__(self, codebooks):
+        self.codebooks = codebooks
+
+    @classmethod
+    def fit(cls, Ys, n_bits, rng, n_iter=50, previous=None):
+        """Fit on aligned indicator matrices ``Ys``; ``previous`` warm-starts
+        each round's codebook from the same round of an earlier fit."""
+        Y = np.vstack(Ys)
+        k = Y.shape[1]
+        books = []
+        prev_assign = None
+        # At most k rounds: after k peelings every row is zero.
+        for r in range(k):
+            if previous is not None and r < len(previous.codebooks):
+                start = previous.codebooks[r]
+            else:
+                start = _kmeans_pp(Y, n_bits, rng)
+            centers, assign = lloyd(Y, start, n_iter)
+            books.append(centers)
+            if prev_assign is not None and np.array_equal(assign, prev_assign):
+                break
+            prev_assign = assign
+            Y = _peel(Y)
+        return cls(np.stack(books))
+
+    def signs(self, Y):
+        """±1 int8 codes: OR over the rounds of the one-hot assignments."""
+        bits = np.zeros((Y.shape[0], self.codebooks.shape[1]), dtype=bool)
+        rows = np.arange(Y.shape[0])
+        for r, centers in enumerate(self.codebooks):
+            bits[rows, _nearest(Y, centers)] = True
+            if r + 1 < len(self.codebooks):
+                Y = _peel(Y)
+        return np.where(bits, 1, -1).astype(np.int8)
+
+    def project(self, Y):
+        """The ±1 codes as floats (the scheme has no continuous relaxation)."""
+        return self.signs(Y).astype(np.float64)
+
+    def state(self, prefix):
+        return {prefix + "codebooks": self.codebooks}
+
+    @classmethod
+    def from_state(cls, arrays, prefix):
+        return cls(arrays[prefix + "codebooks"])
+
+
+def code_class(scheme):
+    return ITQCode if scheme == "itq" else KMeansCode

@@ -1,0 +1,254 @@
+"""Numba kernels of the FlexCMH trainer.
+
+Every kernel works on small dense summaries (``X @ Z`` products, indicator
+matrices, cluster assignments), never on the raw feature matrices, so dense
+and sparse (CSR) training data go through the same code.  Parallel kernels
+split work over ``prange``; where threads would write to shared memory they
+fill per-thread buffers that are merged serially afterwards, so results do
+not depend on the number of threads.
+
+``fastmath`` is limited to re-association/contraction flags (no ``nnan`` /
+``ninf``): profiles are padded with ``inf`` on purpose.
+
+Plain numpy references of every kernel live in ``tests/reference_flexcmh.py``.
+"""
+import numpy as np
+from numba import njit, prange
+
+_FM = {"contract", "reassoc", "arcp"}
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def nn_profiles(xz, sqx, sqz, assign, k, ns, n_chunks):
+    """Ordered-nearest-neighbour profiles of the clusters of one modality.
+
+    Parameters
+    ----------
+    xz : float64 (n, k)
+        ``X @ Z`` (inner products of samples with the centroids).
+    sqx : float64 (n,)
+        Squared norms of the samples.
+    sqz : float64 (k,)
+        Squared norms of the centroids.
+    assign : int64 (n,)
+        Cluster of each sample (``-1``: in no cluster, ignored).
+    k, ns : int
+        Number of clusters and profile length.
+    n_chunks : int
+        Sample blocks scanned in parallel (use the thread count); the result
+        does not depend on it.
+
+    Returns
+    -------
+    prof : float64 (k, ns)
+        Row c: the ``ns`` smallest squared distances ``||x_i - z_c||^2`` of the
+        members i of cluster c, ascending; ``inf`` where c has fewer members.
+    count : int64 (k,)
+        Members per cluster.
+    """
+    n = assign.shape[0]
+    n_chunks = max(1, min(n_chunks, n))
+    buf = np.full((n_chunks, k, ns), np.inf)
+    cnt = np.zeros((n_chunks, k), dtype=np.int64)
+    step = (n + n_chunks - 1) // n_chunks
+    for t in prange(n_chunks):
+        for i in range(t * step, min(n, (t + 1) * step)):
+            c = assign[i]
+            if c < 0:
+                continue
+            cnt[t, c] += 1
+            # Distances by expansion can be slightly negative from rounding.
+            d = max(sqx[i] - 2.0 * xz[i, c] + sqz[c], 0.0)
+            if d < buf[t, c, ns - 1]:
+                g = ns - 1
+                while g > 0 and buf[t, c, g - 1] > d:
+                    buf[t, c, g] = buf[t, c, g - 1]
+                    g -= 1
+                buf[t, c, g] = d
+    # Serial merge with explicit loops: an array expression here would become
+    # a parallel region of its own, launched k * n_chunks times.
+    prof = np.empty((k, ns))
+    count = np.zeros(k, dtype=np.int64)
+    merged = np.empty(n_chunks * ns)
+    for c in range(k):
+        for t in range(n_chunks):
+            count[c] += cnt[t, c]
+            for g in range(ns):
+                merged[t * ns + g] = buf[t, c, g]
+        merged.sort()
+        for g in range(ns):
+            prof[c, g] = merged[g]
+    return prof, count
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def match_scores(prof_a, count_a, sqz_a, prof_b, count_b, sqz_b):
+    """Matching score S of Eq. 1 between the clusters of two modalities.
+
+    ``S[c, c2] = (ns / G) * sum_{g < G} (prof_a[c, g] - alpha * prof_b[c2, g])^2``
+    with ``alpha = ||z_c||^2 / ||z_c2||^2`` and ``G = min(ns, count_a[c],
+    count_b[c2])``: a cluster with fewer than ``ns`` members is compared on
+    the ranks both clusters have, rescaled to ``ns`` terms; ``inf`` when
+    either cluster is empty.
+    """
+    ka, ns = prof_a.shape
+    kb = prof_b.shape[0]
+    S = np.empty((ka, kb))
+    for c in prange(ka):
+        for c2 in range(kb):
+            G = min(ns, count_a[c], count_b[c2])
+            if G == 0:
+                S[c, c2] = np.inf
+                continue
+            alpha = sqz_a[c] / max(sqz_b[c2], 1e-300)
+            s = 0.0
+            for g in range(G):
+                diff = prof_a[c, g] - alpha * prof_b[c2, g]
+                s += diff * diff
+            S[c, c2] = s * ns / G
+    return S
+
+
+@njit(cache=True)
+def _group_by_cluster(assign, k):
+    """Counting sort: members of cluster c are ``order[start[c]:start[c+1]]``
+    in increasing sample index."""
+    n = assign.shape[0]
+    start = np.zeros(k + 1, dtype=np.int64)
+    for i in range(n):
+        if assign[i] >= 0:
+            start[assign[i] + 1] += 1
+    for c in range(k):
+        start[c + 1] += start[c]
+    fill = start[:k].copy()
+    order = np.empty(start[k], dtype=np.int64)
+    for i in range(n):
+        c = assign[i]
+        if c >= 0:
+            order[fill[c]] = i
+            fill[c] += 1
+    return order, start
+
+
+@njit(cache=True, parallel=True)
+def rank_pairs(assign_a, score_a, assign_b, score_b, k):
+    """Inferred correspondence inside matched clusters (Eq. 2 and 4).
+
+    Samples with ``assign == -1`` take no part (e.g. they have known pairs).
+    Within cluster c the members of each modality are ranked by ``score``
+    descending (ties: smaller sample index first) and the top
+    ``N_c = min(|members_a|, |members_b|)`` of each are paired rank by rank.
+
+    Returns
+    -------
+    pairs : int64 (P, 2)
+        (row in modality a, row in modality b), clusters in order, ranks in
+        order within a cluster.
+    """
+    order_a, start_a = _group_by_cluster(assign_a, k)
+    order_b, start_b = _group_by_cluster(assign_b, k)
+    offset = np.zeros(k + 1, dtype=np.int64)
+    for c in range(k):
+        offset[c + 1] = offset[c] + min(start_a[c + 1] - start_a[c],
+                                        start_b[c + 1] - start_b[c])
+    pairs = np.empty((offset[k], 2), dtype=np.int64)
+    for c in prange(k):
+        N = offset[c + 1] - offset[c]
+        if N == 0:
+            continue
+        mem_a = order_a[start_a[c]:start_a[c + 1]]
+        mem_b = order_b[start_b[c]:start_b[c + 1]]
+        # Stable sort of the negated score: descending score, ties by index.
+        ra = mem_a[np.argsort(-score_a[mem_a], kind="mergesort")]
+        rb = mem_b[np.argsort(-score_b[mem_b], kind="mergesort")]
+        for r in range(N):
+            pairs[offset[c] + r, 0] = ra[r]
+            pairs[offset[c] + r, 1] = rb[r]
+    return pairs
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def nnls_rows(Q, C, diag, H, max_sweeps, tol):
+    """Row-wise non-negative least squares by cyclic coordinate descent.
+
+    Row i solves ``min_{h >= 0} h^T (Q + diag[i] I) h - 2 h^T C[i]`` (``Q``
+    symmetric positive semi-definite), warm
+    started from ``H[i]`` and updated in place.  With ``Q = Z^T Z``,
+    ``C = X Z`` and ``diag = 0`` this is ``min ||x_i - Z h||^2`` (encoding);
+    with the coupling terms added it is the H step of Eq. 7.  Every
+    coordinate step is an exact minimisation, so the objective never
+    increases.  A row stops after ``max_sweeps`` sweeps or when no entry
+    moved by more than ``tol`` times the row's largest entry.
+    """
+    n, k = H.shape
+    for i in prange(n):
+        h = H[i]
+        g = np.empty(k)
+        for c in range(k):
+            s = diag[i] * h[c] - C[i, c]
+            for j in range(k):
+                s += Q[c, j] * h[j]
+            g[c] = s
+        for sweep in range(max_sweeps):
+            moved = 0.0
+            hmax = 0.0
+            for c in range(k):
+                qcc = Q[c, c] + diag[i]
+                if qcc <= 0.0:
+                    continue
+                new = h[c] - g[c] / qcc
+                if new < 0.0:
+                    new = 0.0
+                delta = new - h[c]
+                if delta != 0.0:
+                    h[c] = new
+                    # Q is symmetric: read row c (contiguous) for column c.
+                    for j in range(k):
+                        g[j] += Q[c, j] * delta
+                    g[c] += diag[i] * delta
+                    moved = max(moved, abs(delta))
+                hmax = max(hmax, new)
+            if moved <= tol * hmax:
+                break
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def gather_sum(ptr, idx, src, out):
+    """``out[i] = sum_{p in ptr[i]:ptr[i+1]} src[idx[p]]`` (rows; in place).
+
+    The coupling term of Eq. 8 for modality m: the sum of the indicator
+    vectors of every sample paired with sample i (adjacency in CSR form).
+    """
+    n, k = out.shape
+    for i in prange(n):
+        for c in range(k):
+            out[i, c] = 0.0
+        for p in range(ptr[i], ptr[i + 1]):
+            j = idx[p]
+            for c in range(k):
+                out[i, c] += src[j, c]
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def pair_loss(pairs, Ha, Hb):
+    """``sum_{(i, j) in pairs} ||Ha[i] - Hb[j]||^2`` (the Lc term of Eq. 4)."""
+    P = pairs.shape[0]
+    k = Ha.shape[1]
+    # A fixed chunk count (not the thread count) keeps the summation order,
+    # hence the result, independent of n_threads.
+    n_chunks = max(1, min(64, P))
+    part = np.zeros(n_chunks)
+    step = (P + n_chunks - 1) // n_chunks
+    for t in prange(n_chunks):
+        s = 0.0
+        for p in range(t * step, min(P, (t + 1) * step)):
+            i = pairs[p, 0]
+            j = pairs[p, 1]
+            for c in range(k):
+                d = Ha[i, c] - Hb[j, c]
+                s += d * d
+        part[t] = s
+    total = 0.0
+    for t in range(n_chunks):
+        total += part[t]
+    return total

@@ -1,0 +1,112 @@
+"""Plain numpy references of the FlexCMH Numba kernels.
+
+Each function has the signature and the contract of its namesake in
+``flexcmh_fast._kernels`` and is written for obviousness, not speed.  The
+module can also be passed to the trainer as its kernel set
+(``flexcmh_fast._flexcmh.run_flexcmh(..., kernels=reference_flexcmh)``), which
+gives the plain-numpy reference loop of the same updates used by the
+benchmarks.
+"""
+import numpy as np
+
+
+def nn_profiles(xz, sqx, sqz, assign, k, ns, n_chunks=1):
+    """Sorted ``ns`` smallest squared member-to-centroid distances per cluster."""
+    prof = np.full((k, ns), np.inf)
+    count = np.zeros(k, dtype=np.int64)
+    for c in range(k):
+        members = np.flatnonzero(assign == c)
+        count[c] = members.size
+        d = np.maximum(sqx[members] - 2.0 * xz[members, c] + sqz[c], 0.0)
+        d = np.sort(d)[:ns]
+        prof[c, :d.size] = d
+    return prof, count
+
+
+def nn_profiles_direct(X, Z, assign, ns):
+    """Same profiles from the raw data (dense array), by explicit distances."""
+    k = Z.shape[1]
+    prof = np.full((k, ns), np.inf)
+    count = np.zeros(k, dtype=np.int64)
+    for c in range(k):
+        members = np.flatnonzero(assign == c)
+        count[c] = members.size
+        d = np.sort(((X[members] - Z[:, c]) ** 2).sum(axis=1))[:ns]
+        prof[c, :d.size] = d
+    return prof, count
+
+
+def match_scores(prof_a, count_a, sqz_a, prof_b, count_b, sqz_b):
+    """Eq. 1 with the rank-truncation / rescaling rule of the kernel."""
+    ka, ns = prof_a.shape
+    kb = prof_b.shape[0]
+    S = np.empty((ka, kb))
+    for c in range(ka):
+        for c2 in range(kb):
+            G = min(ns, count_a[c], count_b[c2])
+            if G == 0:
+                S[c, c2] = np.inf
+                continue
+            alpha = sqz_a[c] / max(sqz_b[c2], 1e-300)
+            S[c, c2] = ((prof_a[c, :G] - alpha * prof_b[c2, :G]) ** 2).sum() * ns / G
+    return S
+
+
+def rank_pairs(assign_a, score_a, assign_b, score_b, k):
+    """Rank-by-rank pairing inside each cluster (descending score, ties by index)."""
+    out = []
+    for c in range(k):
+        ma = np.flatnonzero(assign_a == c)
+        mb = np.flatnonzero(assign_b == c)
+        ra = ma[np.argsort(-score_a[ma], kind="stable")]
+        rb = mb[np.argsort(-score_b[mb], kind="stable")]
+        N = min(ma.size, mb.size)
+        out.extend(zip(ra[:N], rb[:N]))
+    return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+
+def nnls_rows(Q, C, diag, H, max_sweeps, tol):
+    """Cyclic coordinate descent, vectorised over rows (same stopping rule)."""
+    n, k = H.shape
+    active = np.ones(n, dtype=bool)
+    G = H @ Q.T + diag[:, None] * H - C
+    for _ in range(max_sweeps):
+        if not active.any():
+            break
+        moved = np.zeros(n)
+        hmax = np.zeros(n)
+        for c in range(k):
+            qcc = Q[c, c] + diag
+            ok = active & (qcc > 0)
+            new = np.where(ok, np.maximum(H[:, c] - G[:, c] / np.where(qcc > 0, qcc, 1.0), 0.0),
+                           H[:, c])
+            delta = new - H[:, c]
+            H[:, c] = new
+            G += delta[:, None] * Q[:, c][None, :]
+            G[:, c] += diag * delta
+            moved = np.maximum(moved, np.abs(delta))
+            hmax = np.maximum(hmax, np.where(ok, new, 0.0))
+        active &= ~(moved <= tol * hmax)
+
+
+def gather_sum(ptr, idx, src, out):
+    """Row sums of the partners' indicator vectors (CSR adjacency)."""
+    out[:] = 0.0
+    rows = np.repeat(np.arange(out.shape[0]), np.diff(ptr))
+    np.add.at(out, rows, src[idx])
+
+
+def pair_loss(pairs, Ha, Hb):
+    """Sum of squared differences of paired indicator vectors."""
+    if pairs.shape[0] == 0:
+        return 0.0
+    return float(((Ha[pairs[:, 0]] - Hb[pairs[:, 1]]) ** 2).sum())
+
+
+def nnls_exact(Q, c):
+    """Exact NNLS of one row by scipy (``min h^T Q h - 2 c^T h``)."""
+    from scipy.optimize import nnls
+
+    L = np.linalg.cholesky(Q + 1e-12 * np.eye(Q.shape[0]))
+    # h^T Q h - 2 c^T h = ||L^T h - L^-1 c||^2 - const
+    return nnls(L.T, np.linalg.solve(L, c))[0]

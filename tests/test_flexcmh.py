@@ -1,0 +1,291 @@
+"""FlexCMH trainer: planted-truth recovery, determinism, options, persistence,
+bad inputs; one Wiki check (marked ``wiki``)."""
+import os
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import flexcmh_fast as fc
+from flexcmh_fast import _flexcmh as F
+
+
+def planted(n_per=80, k=4, p=8, d0=20, d1=40, seed=0, sparse=False):
+    """Two modalities generated from k shared latent clusters.
+
+    Latent sample = centre_c + sigma_c * noise with a distinct spread per
+    cluster; modality 0 embeds it with a random orthogonal map (dense),
+    modality 1 with a coordinate permutation into d1 > p dimensions (so it is
+    naturally sparse).  Both maps preserve distances, so the clusters'
+    ordered-neighbour profiles agree across modalities.  The rows of
+    modality 1 are shuffled: the true correspondence is unknown.
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((k, p)) * 10.0
+    sigma = 0.3 * (1 + np.arange(k))
+    y = np.repeat(np.arange(k), n_per)
+    lat0 = centres[y] + sigma[y, None] * rng.standard_normal((y.size, p))
+    lat1 = centres[y] + sigma[y, None] * rng.standard_normal((y.size, p))
+    A, _ = np.linalg.qr(rng.standard_normal((d0, p)))
+    X0 = lat0 @ A.T
+    cols = rng.permutation(d1)[:p]
+    X1 = np.zeros((y.size, d1))
+    X1[:, cols] = lat1
+    shuffle = rng.permutation(y.size)
+    X1, y1 = X1[shuffle], y[shuffle]
+    if sparse:
+        X1 = sp.csr_matrix(X1)
+    return X0, X1, y, y1
+
+
+def cross_map(q_codes, db_codes, q_lab, db_lab):
+    """MAP of Hamming ranking (stable tie-break by database index)."""
+    q = q_codes.astype(np.int32)
+    d = db_codes.astype(np.int32)
+    dist = (q.shape[1] - q @ d.T) // 2
+    aps = []
+    for i in range(q.shape[0]):
+        rel = db_lab[np.argsort(dist[i], kind="stable")] == q_lab[i]
+        hits = np.flatnonzero(rel)
+        aps.append(np.mean(np.arange(1, hits.size + 1) / (hits + 1)))
+    return float(np.mean(aps))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_planted_clusters_recovered_without_pairs(sparse):
+    X0, X1, y0, y1 = planted(sparse=sparse)
+    model = fc.train([X0, X1], None, n_bits=16, n_clusters=4, random_state=0,
+                     max_iter=30, n_threads=2)
+    h0 = model.indicators(X0, 0).argmax(1)
+    h1 = model.indicators(X1, 1).argmax(1)
+    # Each aligned cluster holds one planted cluster in both modalities.
+    for c in range(4):
+        t0 = np.bincount(y0[h0 == c], minlength=4)
+        t1 = np.bincount(y1[h1 == c], minlength=4)
+        assert t0.argmax() == t1.argmax()
+        assert t0.max() >= 0.9 * t0.sum() and t1.max() >= 0.9 * t1.sum()
+    # The planted matching is a bijection between the modalities' clusters.
+    dominant0 = [np.bincount(y0[h0 == c], minlength=4).argmax() for c in range(4)]
+    assert sorted(dominant0) == [0, 1, 2, 3]
+    # Retrieval across modalities far above chance (0.25).
+    q = model.encode(X0, 0, packed=False)
+    db = model.encode(X1, 1, packed=False)
+    assert cross_map(q, db, y0, y1) > 0.85
+    assert cross_map(db, q, y1, y0) > 0.85
+
+
+def test_same_seed_same_codes_and_different_seed_runs():
+    X0, X1, _, _ = planted(n_per=40, seed=3)
+    pairs = np.stack([np.arange(20), np.arange(20)], 1)
+    runs = [fc.train([X0, X1], pairs, n_bits=24, n_clusters=4, random_state=7,
+                     max_iter=10) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0].codes_, runs[1].codes_)
+    np.testing.assert_array_equal(runs[0].history_, runs[1].history_)
+    np.testing.assert_array_equal(runs[0].encode(X1, 1), runs[1].encode(X1, 1))
+    one_thread = fc.train([X0, X1], pairs, n_bits=24, n_clusters=4, random_state=7,
+                          max_iter=10, n_threads=1)
+    np.testing.assert_array_equal(runs[0].codes_, one_thread.codes_)
+
+
+def test_model_attributes_and_history():
+    X0, X1, _, _ = planted(n_per=30, seed=1)
+    model = fc.train([X0, X1], None, n_bits=12, n_clusters=4, random_state=0, max_iter=5,
+                     tol=0.0)
+    assert model.n_iter_ == 5
+    assert model.history_.shape == (5, 3) and (model.history_ >= 0).all()
+    np.testing.assert_allclose(model.objective_, model.history_.sum(1))
+    assert model.codes_.dtype == np.uint8 and model.codes_.shape[1] == 2
+    assert model.cluster_matching_.shape == (2, 4)
+    np.testing.assert_array_equal(model.cluster_matching_[0], np.arange(4))
+    assert sorted(model.cluster_matching_[1]) == [0, 1, 2, 3]
+    g = model.correspondence_[(0, 1)]
+    assert g.dtype == np.int64 and g.shape[1] == 2
+    assert model.n_features_ == [X0.shape[1], X1.shape[1]]
+    assert model.encode(X0[:0], 0).shape == (0, 2)
+
+
+def test_paired_all_skips_matching_and_keeps_known_pairs():
+    X0, X1, _, _ = planted(n_per=30, seed=2)
+    model = fc.train([X0, X1], "all", n_bits=8, n_clusters=4, random_state=0, max_iter=3)
+    g = model.correspondence_[(0, 1)]
+    np.testing.assert_array_equal(g, np.stack([np.arange(120)] * 2, 1))
+    assert model.codes_.shape == (120, 1)
+
+
+def test_known_pairs_kept_and_override_inferred():
+    X0, X1, _, _ = planted(n_per=30, seed=4)
+    known = np.array([[0, 5], [1, 7], [2, 9]])
+    model = fc.train([X0, X1], known, n_bits=8, n_clusters=4, random_state=0, max_iter=3)
+    g = model.correspondence_[(0, 1)]
+    np.testing.assert_array_equal(g[:3], known)
+    rest = g[3:]
+    assert not np.isin(rest[:, 0], known[:, 0]).any()
+    assert not np.isin(rest[:, 1], known[:, 1]).any()
+
+
+def test_three_modalities_different_sizes_sparse_and_dict_pairs():
+    rng = np.random.default_rng(5)
+    X0, X1, _, _ = planted(n_per=30, seed=5, sparse=True)
+    X2 = rng.random((90, 7))
+    pairs = {(0, 2): np.array([[0, 1], [3, 4]]), (2, 1): np.array([[5, 6]])}
+    model = fc.train([X0, X1, X2], pairs, n_bits=10, n_clusters=3, random_state=0,
+                     max_iter=4)
+    assert set(model.correspondence_) == {(0, 1), (0, 2), (1, 2)}
+    np.testing.assert_array_equal(model.correspondence_[(1, 2)][0], [6, 5])
+    for m, X in enumerate([X0, X1, X2]):
+        assert model.encode(X[:7], m).shape == (7, 2)
+
+
+def test_ablations_nj_and_nc():
+    X0, X1, y0, y1 = planted(n_per=30, seed=6)
+    nj = fc.train([X0, X1], None, n_bits=8, n_clusters=4, random_state=0, max_iter=5,
+                  joint=False)
+    assert nj.params["joint"] is False
+    nc = fc.train([X0, X1], None, n_bits=8, n_clusters=4, random_state=0, max_iter=5,
+                  matching="labels", labels=[y0, y1])
+    g = nc.correspondence_[(0, 1)]
+    np.testing.assert_array_equal(y0[g[:, 0]], y1[g[:, 1]])
+    assert g.shape[0] == y0.size
+    with pytest.raises(ValueError, match="labels"):
+        fc.train([X0, X1], None, n_bits=8, n_clusters=4, matching="labels")
+
+
+def test_labels_ignored_by_default():
+    X0, X1, y0, y1 = planted(n_per=30, seed=14)
+    a = fc.train([X0, X1], None, n_bits=8, n_clusters=4, random_state=0, max_iter=4)
+    b = fc.train([X0, X1], None, n_bits=8, n_clusters=4, random_state=0, max_iter=4,
+                 labels=[y0, y1])
+    np.testing.assert_array_equal(a.codes_, b.codes_)
+    np.testing.assert_array_equal(a.encode(X1, 1), b.encode(X1, 1))
+
+
+def test_kmeans_code_scheme():
+    X0, X1, y0, y1 = planted(n_per=40, seed=7)
+    model = fc.train([X0, X1], None, n_bits=8, n_clusters=4, random_state=0, max_iter=10,
+                     code_scheme="kmeans")
+    codes = model.encode(X0, 0, packed=False)
+    assert set(np.unique(codes)) <= {-1, 1}
+    # Every code has at least one set bit (one-hot OR over the rounds).
+    assert (codes == 1).any(axis=1).all()
+
+
+def test_callback_stops_and_verbose_progress(capsys):
+    X0, X1, _, _ = planted(n_per=20, seed=8)
+    seen = []
+
+    def cb(it, state):
+        seen.append((it, state["objective"]))
+        assert set(state) >= {"objective", "terms", "H", "Z", "correspondence"}
+        return it == 2
+
+    model = fc.train([X0, X1], None, n_bits=8, n_clusters=4, random_state=0, max_iter=50,
+                     tol=0.0, callback=cb, verbose=True)
+    assert model.n_iter_ == 3 and [s[0] for s in seen] == [0, 1, 2]
+    assert "FlexCMH" in capsys.readouterr().err
+
+
+def test_encode_batched_dense_sparse_agree(monkeypatch):
+    X0, X1, _, _ = planted(n_per=30, seed=9, sparse=True)
+    model = fc.train([X0, X1], None, n_bits=16, n_clusters=4, random_state=0, max_iter=5)
+    full = model.encode(X1, 1)
+    monkeypatch.setattr(F, "_ENCODE_BATCH", 7)
+    np.testing.assert_array_equal(model.encode(X1, 1), full)
+    np.testing.assert_array_equal(model.encode(X1.toarray(), 1), full)
+
+
+def test_save_load_roundtrip(tmp_path):
+    X0, X1, _, _ = planted(n_per=30, seed=10)
+    for scheme in ("itq", "kmeans"):
+        model = fc.train([X0, X1], None, n_bits=12, n_clusters=4, random_state=0,
+                         max_iter=3, code_scheme=scheme)
+        path = tmp_path / f"m_{scheme}.npz"
+        model.save(path)
+        back = fc.load(path)
+        assert isinstance(back, F.FlexCMHModel)
+        for m, X in enumerate([X0, X1]):
+            np.testing.assert_array_equal(back.encode(X, m), model.encode(X, m))
+        np.testing.assert_array_equal(back.codes_, model.codes_)
+        np.testing.assert_array_equal(back.history_, model.history_)
+        np.testing.assert_array_equal(back.correspondence_[(0, 1)],
+                                      model.correspondence_[(0, 1)])
+        assert back.params == model.params
+
+
+def test_save_failure_leaves_nothing(tmp_path):
+    X0, X1, _, _ = planted(n_per=20, seed=11)
+    model = fc.train([X0, X1], None, n_bits=8, n_clusters=4, random_state=0, max_iter=2)
+    with pytest.raises(ValueError):
+        model.save(tmp_path / "missing_dir" / "m.npz")
+    model.code_.R = model.code_.R.astype(object)  # unsaveable entry
+    with pytest.raises(TypeError):
+        model.save(tmp_path / "m.npz")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n_clusters=500), "n_clusters"),
+    (dict(n_clusters=0), "n_clusters"),
+    (dict(n_bits=0), "n_bits"),
+    (dict(code_scheme="pca"), "code_scheme"),
+    (dict(matching="random"), "matching"),
+    (dict(n_neighbors=0), "n_neighbors"),
+    (dict(lam=-1.0), "lam"),
+    (dict(tol=float("nan")), "tol"),
+    (dict(max_iter=-1), "max_iter"),
+])
+def test_bad_parameters(kwargs, match):
+    X0, X1, _, _ = planted(n_per=20, seed=12)
+    args = dict(n_bits=8, n_clusters=4, random_state=0, max_iter=1)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        fc.train([X0, X1], None, **args)
+
+
+def test_bad_inputs():
+    X0, X1, _, _ = planted(n_per=20, seed=13)
+    with pytest.raises(TypeError, match="Unknown parameter"):
+        fc.train([X0, X1], None, n_bits=8, n_cluster=4)
+    with pytest.raises(ValueError, match="at least 2"):
+        fc.train([X0], None, n_bits=8)
+    bad = X0.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fc.train([bad, X1], None, n_bits=8, n_clusters=4)
+    bad[0, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        fc.train([bad, X1], None, n_bits=8, n_clusters=4)
+    with pytest.raises(ValueError, match="pairs"):
+        fc.train([X0, X1], np.array([[0, 500]]), n_bits=8, n_clusters=4)
+    with pytest.raises(ValueError, match="duplicated"):
+        fc.train([X0, X1], np.array([[0, 1], [0, 1]]), n_bits=8, n_clusters=4)
+    model = fc.train([X0, X1], None, n_bits=8, n_clusters=4, random_state=0, max_iter=1)
+    with pytest.raises(ValueError, match="features"):
+        model.encode(X1, 0)
+    with pytest.raises(ValueError, match="modality"):
+        model.encode(X0, 2)
+    with pytest.raises(ValueError, match="NaN"):
+        model.encode(np.full((2, X0.shape[1]), np.nan), 0)
+
+
+@pytest.mark.wiki
+def test_wiki_weak_pairs_beats_chance(wiki_dir):
+    from scipy.io import loadmat
+
+    d = loadmat(wiki_dir / "wikiData.mat")
+    img = np.sqrt(np.vstack([d["I_tr"], d["I_te"]]))
+    img /= np.linalg.norm(img, axis=1, keepdims=True)
+    txt = np.vstack([d["T_tr"], d["T_te"]])
+    txt = txt / np.linalg.norm(txt, axis=1, keepdims=True)
+    lab = np.concatenate([d["L_tr"].ravel(), d["L_te"].ravel()]).astype(int)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(lab.size)
+    tr, te = order[:2006], order[2006:]
+    known = rng.permutation(tr.size)[:tr.size // 2]
+    rest = np.setdiff1d(np.arange(tr.size), known)
+    perm = np.arange(tr.size)
+    perm[rest] = rest[rng.permutation(rest.size)]
+    model = fc.train([img[tr], txt[tr][perm]], np.stack([known, known], 1), n_bits=16,
+                     random_state=0)
+    q = model.encode(img[te], 0, packed=False)
+    db = model.encode(txt[tr][perm], 1, packed=False)
+    assert cross_map(q, db, lab[te], lab[tr][perm]) > 0.17  # chance ~0.11

@@ -1,0 +1,202 @@
+"""The FlexCMH Numba kernels against the plain numpy references."""
+import numba
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from flexcmh_fast import _kernels as K
+
+import reference_flexcmh as R
+
+
+def _assignments(rng, n, k, empty=(), small=(), unassigned=0.0):
+    """Random cluster labels with chosen empty clusters and clusters of 1-3 members."""
+    allowed = np.array([c for c in range(k) if c not in empty and c not in small])
+    a = allowed[rng.integers(0, allowed.size, n)]
+    pos = 0
+    for c in small:
+        m = 1 + c % 3
+        a[pos:pos + m] = c
+        pos += m
+    if unassigned:
+        a[rng.random(n) < unassigned] = -1
+    return a.astype(np.int64)
+
+
+def _data(rng, n, d, k, sparse):
+    if sparse:
+        X = sp.random(n, d, density=0.1, format="csr", random_state=rng.integers(1 << 30))
+        X.data = rng.standard_normal(X.data.size)
+        Xd = X.toarray()
+    else:
+        X = Xd = rng.standard_normal((n, d))
+    Z = rng.standard_normal((d, k))
+    xz = np.ascontiguousarray(X @ Z)
+    sqx = (Xd ** 2).sum(axis=1)
+    sqz = (Z ** 2).sum(axis=0)
+    return X, Xd, Z, xz, sqx, sqz
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("n_chunks", [1, 2, 3, 7])
+def test_nn_profiles_matches_reference(sparse, n_chunks):
+    rng = np.random.default_rng(0)
+    n, d, k, ns = 300, 12, 9, 5
+    X, Xd, Z, xz, sqx, sqz = _data(rng, n, d, k, sparse)
+    a = _assignments(rng, n, k, empty=(2, 7), small=(4, 5), unassigned=0.05)
+    prof, cnt = K.nn_profiles(xz, sqx, sqz, a, k, ns, n_chunks)
+    rprof, rcnt = R.nn_profiles(xz, sqx, sqz, a, k, ns)
+    dprof, dcnt = R.nn_profiles_direct(Xd, Z, a, ns)
+    np.testing.assert_array_equal(cnt, rcnt)
+    np.testing.assert_array_equal(cnt, dcnt)
+    np.testing.assert_allclose(prof, rprof, rtol=0, atol=0)
+    np.testing.assert_allclose(prof, dprof, rtol=1e-9, atol=1e-9)
+    assert np.isinf(prof[2]).all() and np.isinf(prof[7]).all()
+    # Clusters with fewer than ns members: exactly count finite entries.
+    np.testing.assert_array_equal(np.isfinite(prof).sum(1), np.minimum(cnt, ns))
+    assert cnt[4] <= 2 and cnt[5] <= 3
+    assert np.all(np.diff(prof[np.isfinite(prof).all(axis=1)], axis=1) >= 0)
+
+
+def test_nn_profiles_more_chunks_than_samples():
+    rng = np.random.default_rng(1)
+    xz, sqx, sqz = rng.random((3, 4)), rng.random(3) + 4, rng.random(4)
+    a = np.array([0, 0, 3], dtype=np.int64)
+    prof, cnt = K.nn_profiles(xz, sqx, sqz, a, 4, 2, 16)
+    rprof, rcnt = R.nn_profiles(xz, sqx, sqz, a, 4, 2)
+    np.testing.assert_array_equal(prof, rprof)
+    np.testing.assert_array_equal(cnt, rcnt)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_match_scores_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    ka, kb, ns = 7, 6, 5
+    pa, pb = np.sort(rng.random((ka, ns)), axis=1), np.sort(rng.random((kb, ns)), axis=1)
+    ca, cb = rng.integers(0, 9, ka), rng.integers(0, 9, kb)
+    ca[0], cb[1] = 0, 2  # an empty cluster and one with fewer than ns members
+    pa[ca < ns] = np.where(np.arange(ns)[None, :] < ca[ca < ns, None], pa[ca < ns], np.inf)
+    pb[cb < ns] = np.where(np.arange(ns)[None, :] < cb[cb < ns, None], pb[cb < ns], np.inf)
+    za, zb = rng.random(ka) + 0.1, rng.random(kb) + 0.1
+    S = K.match_scores(pa, ca, za, pb, cb, zb)
+    Sr = R.match_scores(pa, ca, za, pb, cb, zb)
+    np.testing.assert_allclose(S, Sr, rtol=1e-12)
+    assert np.isinf(S[0]).all()
+    np.testing.assert_array_equal(np.isfinite(S), (ca[:, None] > 0) & (cb[None, :] > 0))
+
+
+def test_match_scores_identical_profiles_score_zero():
+    rng = np.random.default_rng(3)
+    p = np.sort(rng.random((4, 5)), axis=1)
+    c = np.full(4, 9)
+    z = rng.random(4) + 0.5
+    S = K.match_scores(p, c, z, p, c, z)
+    np.testing.assert_allclose(np.diag(S), 0.0, atol=1e-15)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_rank_pairs_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    k, na, nb = 8, 200, 150
+    a = _assignments(rng, na, k, empty=(1,), small=(3,), unassigned=0.1)
+    b = _assignments(rng, nb, k, empty=(5,), small=(6,), unassigned=0.1)
+    # Rounded scores create ties, which must break by sample index.
+    sa, sb = np.round(rng.random(na), 1), np.round(rng.random(nb), 1)
+    P = K.rank_pairs(a, sa, b, sb, k)
+    Pr = R.rank_pairs(a, sa, b, sb, k)
+    np.testing.assert_array_equal(P, Pr)
+    assert not np.isin(P[:, 0], np.flatnonzero(a < 0)).any()
+    assert np.array_equal(a[P[:, 0]], b[P[:, 1]])
+    assert len(np.unique(P[:, 0])) == len(P) and len(np.unique(P[:, 1])) == len(P)
+
+
+def test_rank_pairs_empty():
+    a = np.full(5, -1, dtype=np.int64)
+    P = K.rank_pairs(a, np.zeros(5), a, np.zeros(5), 3)
+    assert P.shape == (0, 2)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_nnls_rows_converges_to_exact_nnls(sparse):
+    rng = np.random.default_rng(4)
+    n, d, k = 40, 15, 6
+    X, _, Z, xz, _, _ = _data(rng, n, d, k, sparse)
+    Q = Z.T @ Z
+    H = np.zeros((n, k))
+    K.nnls_rows(Q, xz, np.zeros(n), H, 5000, 1e-13)
+    for i in range(n):
+        np.testing.assert_allclose(H[i], R.nnls_exact(Q, xz[i]), atol=1e-6)
+    assert (H >= 0).all()
+
+
+def test_nnls_rows_matches_reference_sweeps_and_coupling():
+    rng = np.random.default_rng(5)
+    n, k = 60, 7
+    A = rng.standard_normal((20, k))
+    Q = A.T @ A
+    C = rng.standard_normal((n, k))
+    diag = rng.integers(0, 3, n).astype(float)
+    H0 = rng.random((n, k))
+    for sweeps, tol in ((1, 0.0), (3, 0.0), (50, 1e-3)):
+        H, Hr = H0.copy(), H0.copy()
+        K.nnls_rows(Q, C, diag, H, sweeps, tol)
+        R.nnls_rows(Q, C, diag, Hr, sweeps, tol)
+        np.testing.assert_allclose(H, Hr, rtol=1e-10, atol=1e-12)
+
+
+def test_nnls_rows_never_increases_objective():
+    rng = np.random.default_rng(6)
+    n, k = 30, 5
+    A = rng.standard_normal((9, k))
+    Q, C, diag = A.T @ A, rng.standard_normal((n, k)), np.ones(n)
+    H = rng.random((n, k))
+
+    def f(H):
+        return (np.einsum("ij,jk,ik->i", H, Q, H) + diag * (H ** 2).sum(1)
+                - 2 * (H * C).sum(1))
+
+    before = f(H)
+    K.nnls_rows(Q, C, diag, H, 1, 0.0)
+    assert np.all(f(H) <= before + 1e-12)
+
+
+def test_gather_sum_and_pair_loss():
+    rng = np.random.default_rng(7)
+    n, m, k = 50, 40, 4
+    src = rng.random((m, k))
+    pairs = np.stack([rng.integers(0, n, 120), rng.integers(0, m, 120)], 1).astype(np.int64)
+    order = np.argsort(pairs[:, 0], kind="stable")
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pairs[:, 0], minlength=n), out=ptr[1:])
+    idx = np.ascontiguousarray(pairs[order, 1])
+    out, ref = np.empty((n, k)), np.empty((n, k))
+    K.gather_sum(ptr, idx, src, out)
+    R.gather_sum(ptr, idx, src, ref)
+    np.testing.assert_allclose(out, ref, rtol=1e-12)
+    Ha = rng.random((n, k))
+    np.testing.assert_allclose(K.pair_loss(pairs, Ha, src), R.pair_loss(pairs, Ha, src),
+                               rtol=1e-12)
+    assert K.pair_loss(np.empty((0, 2), dtype=np.int64), Ha, src) == 0.0
+
+
+def test_kernels_independent_of_thread_count():
+    rng = np.random.default_rng(8)
+    n, k = 500, 6
+    xz, sqx, sqz = rng.random((n, k)), rng.random(n) + 6, rng.random(k)
+    a = rng.integers(0, k, n).astype(np.int64)
+    pairs = np.stack([rng.integers(0, n, 300), rng.integers(0, n, 300)], 1).astype(np.int64)
+    Ha = rng.random((n, k))
+    old = numba.get_num_threads()
+    results = []
+    try:
+        for t in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(t)
+            results.append((K.nn_profiles(xz, sqx, sqz, a, k, 5, t)[0],
+                            K.rank_pairs(a, xz[:, 0], a, xz[:, 1], k),
+                            K.pair_loss(pairs, Ha, Ha)))
+    finally:
+        numba.set_num_threads(old)
+    for r in results[1:]:
+        np.testing.assert_array_equal(r[0], results[0][0])
+        np.testing.assert_array_equal(r[1], results[0][1])
+        assert r[2] == results[0][2]
