@@ -79,6 +79,10 @@ def build_parser():
                        help="method parameter, e.g. --param max_iter=100 (repeatable)")
         p.add_argument("--out", default=None, metavar="DIR",
                        help="write CSV/JSON results and PNG plots into DIR")
+        p.add_argument("--database", choices=("learned", "encoded"), default="learned",
+                       help="database codes: the models' learned training codes (default; "
+                            "the paper's protocol) or the training rows re-encoded by the "
+                            "hash functions")
         p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--verbose", action="store_true",
@@ -112,6 +116,10 @@ def build_parser():
                      help="random 70/30 split per repetition, or the file's fixed split")
     exp.add_argument("--test-size", type=float, default=0.3,
                      help="test fraction of the random split (default: 0.3)")
+    exp.add_argument("--preprocess", nargs="+", default=["none"], metavar="KIND",
+                     choices=("none", "l2", "hellinger"),
+                     help="row normalisation per modality, one KIND for all or one per "
+                          "modality: none, l2, hellinger (sqrt then L2) (default: none)")
     exp.add_argument("--text", choices=("lda", "tfidf"), default="lda",
                      help="Wiki text modality: LDA topics or sparse TF-IDF (default: lda)")
     common(exp)
@@ -174,19 +182,29 @@ def main(argv=None):
             result = run_experiment(
                 data, scenarios=("paired", "weak", "unpaired"), bits=args.bits, repeats=1,
                 method=args.method, seed=args.seed, n_threads=args.n_threads, params=params,
-                progress=not args.quiet, verbose=args.verbose, jobs=args.jobs)
+                progress=not args.quiet, verbose=args.verbose, jobs=args.jobs,
+                database=args.database)
             _report(result, args, False, started)
             return 0
         if not 0.0 < args.test_size < 1.0:
             parser.error(f"--test-size must be in (0, 1), got {args.test_size}")
         scenarios = list(SCENARIOS) if "all" in args.scenario else list(dict.fromkeys(args.scenario))
         data, is_wiki = load_data(args.data, text=args.text, seed=args.seed)
-        print(f"data: {data}", flush=True)
+        kinds = args.preprocess
+        if len(kinds) == 1:
+            kinds = kinds * data.n_modalities
+        if len(kinds) != data.n_modalities:
+            parser.error(f"--preprocess takes 1 or {data.n_modalities} values "
+                         f"(one per modality), got {len(kinds)}")
+        data.modalities = [datasets.normalize_rows(X, kind)
+                           for X, kind in zip(data.modalities, kinds)]
+        print(f"data: {data}; preprocessing {' / '.join(kinds)}", flush=True)
         result = run_experiment(
             data, scenarios=scenarios, bits=args.bits, repeats=args.repeats,
             method=args.method, seed=args.seed, n_threads=args.n_threads,
             split=args.split, test_size=args.test_size, params=params,
-            progress=not args.quiet, verbose=args.verbose, paper=is_wiki, jobs=args.jobs)
+            progress=not args.quiet, verbose=args.verbose, paper=is_wiki, jobs=args.jobs,
+            database=args.database)
         _report(result, args, is_wiki, started)
         return 0
     except (FileNotFoundError, ValueError, TypeError, ImportError, OSError) as exc:

@@ -636,14 +636,22 @@ def _fit(Xs, orders, Y, n_bits, rng, verbose, callback, n_anchors, sigmas, alpha
             break
     bar.close()
 
-    # codes_ in the row order of modality 0 (objects are numbered by it)
+    # codes_ in the row order of modality 0 (objects are numbered by it);
+    # train_codes_[m] puts each object's code at its row of modality m.
+    packed = pack_codes(B)
+    train_codes = []
+    for order in orders:
+        rows = np.empty_like(packed)
+        rows[order] = packed
+        train_codes.append(rows)
     model = CSMHModel(
         n_bits=n_bits,
         n_features=[X.shape[1] for X in Xs],
         anchors=anchors,
         sigmas=sigma_used,
         weights=Ws,
-        codes=pack_codes(B),
+        codes=packed,
+        train_codes=train_codes,
         history=np.array([[h[t] for t in HISTORY_TERMS] for h in history]),
         n_iter=it,
         params={"n_anchors": n_anchors, "alpha": alpha, "beta": beta, "gamma": gamma,
@@ -672,6 +680,9 @@ class CSMHModel(HashingModel):
         Projection ``W_m`` (last row: bias).
     codes_ : ndarray of uint8 (n_train, ceil(n_bits / 8))
         The learned discrete training codes ``B`` (row order of modality 0).
+    train_codes_ : list of ndarray of uint8 (n_train, ceil(n_bits / 8))
+        The same codes in each modality's own training row order: the
+        database codes when the database is the training set.
     history_ : list of dict
         Per iteration: ``objective`` and its terms ``fit``, ``ridge``,
         ``mmd_marginal``, ``mmd_conditional``, ``label``, ``similarity``, and
@@ -685,14 +696,15 @@ class CSMHModel(HashingModel):
 
     kind = "CSMHModel"
 
-    def __init__(self, n_bits, n_features, anchors, sigmas, weights, codes, history,
-                 n_iter, params, n_threads=1):
+    def __init__(self, n_bits, n_features, anchors, sigmas, weights, codes, train_codes,
+                 history, n_iter, params, n_threads=1):
         self.n_bits = int(n_bits)
         self.n_features_ = [int(d) for d in n_features]
         self.anchors_ = [np.ascontiguousarray(a, dtype=np.float64) for a in anchors]
         self.sigmas_ = [float(s) for s in sigmas]
         self.weights_ = [np.ascontiguousarray(w, dtype=np.float64) for w in weights]
         self.codes_ = codes
+        self.train_codes_ = list(train_codes)
         self._history = np.asarray(history, dtype=np.float64).reshape(-1, len(HISTORY_TERMS))
         self.n_iter_ = int(n_iter)
         self.params_ = dict(params)
@@ -738,6 +750,7 @@ class CSMHModel(HashingModel):
         for m in range(self.n_modalities):
             arrays[f"anchors_{m}"] = self.anchors_[m]
             arrays[f"weights_{m}"] = self.weights_[m]
+            arrays[f"train_codes_{m}"] = self.train_codes_[m]
         return meta, arrays
 
     @classmethod
@@ -751,6 +764,7 @@ class CSMHModel(HashingModel):
                 sigmas=meta["sigmas"],
                 weights=[arrays[f"weights_{m}"] for m in range(n_mod)],
                 codes=arrays["codes"],
+                train_codes=[arrays[f"train_codes_{m}"] for m in range(n_mod)],
                 history=arrays["history"],
                 n_iter=meta["n_iter"],
                 params=meta["params"],

@@ -4,9 +4,17 @@ For every repetition: a random 70/30 split of the paired data (or the
 file's fixed split), then for every scenario the training data of that
 scenario (built once per repetition and shared by every code length), then
 for every code length one model, evaluated in every direction: queries are
-the test objects of one modality, the database is every training object of
-the other modality encoded by that modality's hash function, MAP over the
-whole ranking (stable tie-break, plus the tie-aware MAP).
+the test objects of one modality (encoded by that modality's hash
+function), the database is every training object of the other modality, MAP
+over the whole ranking (stable tie-break, plus the tie-aware MAP).
+
+Database codes (``database=``): ``"learned"`` (default) uses the codes the
+model learned for its training samples (``model.train_codes_``, the paper's
+H̃m, which "can be used for cross-modal retrieval", Section III-C) — the
+usual protocol of cross-modal hashing papers, whose database is the training
+set; training rows a model did not see (CSMH in the weak scenarios trains on
+the known pairs only) get the hash function's code.  ``"encoded"`` re-encodes
+every training row with the hash function, as for unseen data.
 
 Seeds: every random choice derives from ``seed`` and its position in the
 protocol (repetition, scenario, code length), so a run is reproducible and
@@ -69,9 +77,11 @@ def _objective_of(model):
 
 def _csmh_training_set(scen):
     """CSMH trains on paired, labelled data: the objects whose correspondence
-    is known in this scenario (all of them when paired), as a paired set."""
+    is known in this scenario (all of them when paired), as a paired set.
+    Returns ``(modalities, pairs, labels, rows)`` with ``rows`` the scenario
+    rows trained on per modality (``None``: all of them), or ``None``."""
     if isinstance(scen.pairs, str):
-        return scen.modalities, "all", scen.labels
+        return scen.modalities, "all", scen.labels, None
     if scen.pairs is None:
         return None
     if isinstance(scen.pairs, dict):
@@ -81,7 +91,7 @@ def _csmh_training_set(scen):
         return None
     mods = [scen.modalities[0][p[:, 0]], scen.modalities[1][p[:, 1]]]
     labels = [scen.labels[0][p[:, 0]], scen.labels[1][p[:, 1]]]
-    return mods, "all", labels
+    return mods, "all", labels, [p[:, 0], p[:, 1]]
 
 
 def _run_cell(dataset, cell, opts):
@@ -111,7 +121,7 @@ def _run_cell(dataset, cell, opts):
     # repetition trains on the same scenario data.
     scen = make_scenario(X_tr, y_tr, scenario, random_state=_seed(seed, rep, 1, s_i))
     training = (_csmh_training_set(scen) if method == "csmh"
-                else (scen.modalities, scen.pairs, None))
+                else (scen.modalities, scen.pairs, None, None))
     base = {"method": method, "scenario": scenario, "bits": int(n_bits), "repeat": rep,
             "n_train": int(len(tr)), "n_test": int(len(te))}
     rows, curves = [], {}
@@ -122,7 +132,7 @@ def _run_cell(dataset, cell, opts):
                              n_excluded=0, train_seconds=0.0, n_iter=0,
                              note="csmh needs known pairs"))
         return rows, curves, []
-    mods, pairs, labels = training
+    mods, pairs, labels, trained_rows = training
     params = dict(opts["params"])
     if method == "csmh" and "n_anchors" not in params:
         # The weak scenarios leave CSMH only the known pairs, possibly fewer
@@ -137,10 +147,15 @@ def _run_cell(dataset, cell, opts):
                   n_threads=opts["n_threads"], verbose=opts["verbose"], **params)
     t_train = time.perf_counter() - t0
     codes_te = [model.encode(X, m) for m, X in enumerate(X_te)]
-    codes_tr = [model.encode(X, m) for m, X in enumerate(X_tr)]
+    # The database: the scenario's training rows of each modality.
+    codes_db = [model.encode(X, m) for m, X in enumerate(scen.modalities)]
+    if opts["database"] == "learned":
+        for m in range(n_mod):
+            rows_m = slice(None) if trained_rows is None else trained_rows[m]
+            codes_db[m][rows_m] = model.train_codes_[m]
     for q, db in directions:
         d_name = direction_name(q, db, names)
-        rep_m = metrics.retrieval_report(codes_te[q], codes_tr[db], y_te, y_tr,
+        rep_m = metrics.retrieval_report(codes_te[q], codes_db[db], y_te, scen.labels[db],
                                          n_bits=int(n_bits), radius=min(opts["radius"], n_bits),
                                          n_threads=opts["n_threads"])
         rows.append(dict(base, direction=d_name, map=rep_m["map"], map_aware=rep_m["map_aware"],
@@ -183,7 +198,8 @@ def _cells_in_order(cells, dataset, opts, jobs):
 
 def run_experiment(dataset, *, scenarios=SCENARIOS, bits=(16, 32, 64, 128), repeats=10,
                    method="flexcmh", seed=0, n_threads=None, split="random", test_size=0.3,
-                   params=None, progress=True, verbose=False, radius=2, paper=False, jobs=1):
+                   params=None, progress=True, verbose=False, radius=2, paper=False, jobs=1,
+                   database="learned"):
     """Run the protocol; returns a dict with ``config``, ``runs`` (one dict
     per repetition x scenario x bits x direction), ``summary``,
     ``pr_curves`` (mean over repetitions) and ``objectives`` (first
@@ -194,10 +210,16 @@ def run_experiment(dataset, *, scenarios=SCENARIOS, bits=(16, 32, 64, 128), repe
     cells at once in worker processes, each with ``n_threads // jobs``
     threads (at least 1); results are identical to ``jobs=1``.
 
+    ``database`` is ``"learned"`` (the models' training codes) or
+    ``"encoded"`` (training rows re-encoded by the hash functions); see the
+    module docstring.
+
     A cell that cannot be trained (CSMH without known pairs) is recorded
     with ``map = NaN`` and a ``note``.
     """
-    from ._validation import check_n_threads
+    from ._validation import check_n_threads, check_option
+
+    check_option(database, "database", ("learned", "encoded"))
 
     params = dict(params or {})
     names = list(dataset.names)
@@ -210,7 +232,7 @@ def run_experiment(dataset, *, scenarios=SCENARIOS, bits=(16, 32, 64, 128), repe
     jobs = max(1, min(int(jobs), repeats * len(scenarios) * len(bits)))
     opts = {"seed": seed, "method": method, "split": split, "test_size": test_size,
             "n_threads": max(1, n_threads // jobs), "verbose": verbose, "params": params,
-            "radius": radius}
+            "radius": radius, "database": database}
     cells = [(rep, s_i, scenario, int(n_bits)) for rep in range(repeats)
              for s_i, scenario in enumerate(scenarios) for n_bits in bits]
     bar = ProgressBar(len(cells), f"{method}", progress)
@@ -234,6 +256,7 @@ def run_experiment(dataset, *, scenarios=SCENARIOS, bits=(16, 32, 64, 128), repe
     config = {"method": method, "scenarios": list(scenarios), "bits": [int(b) for b in bits],
               "repeats": int(repeats), "seed": int(seed), "split": split,
               "test_size": float(test_size), "params": params, "radius": int(radius),
+              "database": database,
               "directions": [direction_name(q, db, names) for q, db in directions],
               "modalities": names, "n_samples": int(dataset.n_samples),
               "n_threads": n_threads, "jobs": jobs,

@@ -553,7 +553,9 @@ def run_flexcmh(Xs, pairs, *, n_bits, labels, rng, verbose, callback, k, ns, lam
     return FlexCMHModel(
         Zs=tr.Z, code=tr.code, n_bits=n_bits, n_features=[X.shape[1] for X in Xs],
         history=np.array(tr.history, dtype=np.float64).reshape(-1, 3),
-        codes=pack_codes(tr.B), cluster_matching=tr.cluster_matching,
+        codes=pack_codes(tr.B),
+        train_codes=[pack_codes(tr.code.signs(H)) for H in tr.H],
+        cluster_matching=tr.cluster_matching,
         correspondence=tr.gamma, n_iter=n_iter,
         params={"n_clusters": k, "n_neighbors": ns, "lam": lam, "max_iter": max_iter,
                 "tol": tol, "code_scheme": code_scheme, "joint": joint,
@@ -573,6 +575,14 @@ class FlexCMHModel(HashingModel):
     codes_ : ndarray of uint8 (n, ceil(n_bits/8))
         Common code B of the training correspondence (one row per aligned
         object: a modality-0 sample with a partner in every modality).
+    train_codes_ : list of ndarray of uint8 (n_m, ceil(n_bits/8))
+        Learned code of every training sample of each modality, from its
+        training indicator vector (the paper's H̃m), in that modality's row
+        order.  These indicators were fitted jointly with the matched samples
+        of the other modalities, so they carry cross-modal information that
+        re-encoding the same rows with :meth:`encode` (NNLS against the
+        centroids alone) does not: use them as the database codes when the
+        database is the training set (see docs/evaluation.md).
     history_ : ndarray (n_iter, 3)
         Per iteration the terms of Eq. 6: inter-modal loss Lc (Eq. 4),
         reconstruction loss Ls (Eq. 3), weighted quantisation loss λLq (Eq. 5).
@@ -588,7 +598,7 @@ class FlexCMHModel(HashingModel):
 
     kind = "FlexCMHModel"
 
-    def __init__(self, Zs, code, n_bits, n_features, history, codes,
+    def __init__(self, Zs, code, n_bits, n_features, history, codes, train_codes,
                  cluster_matching, correspondence, n_iter, params):
         self.centroids_ = [np.ascontiguousarray(Z) for Z in Zs]
         self.code_ = code
@@ -596,6 +606,7 @@ class FlexCMHModel(HashingModel):
         self.n_features_ = [int(d) for d in n_features]
         self.history_ = history
         self.codes_ = codes
+        self.train_codes_ = list(train_codes)
         self.cluster_matching_ = cluster_matching
         self.correspondence_ = correspondence
         self.n_iter_ = int(n_iter)
@@ -636,6 +647,7 @@ class FlexCMHModel(HashingModel):
         arrays.update(self.code_.state("code_"))
         arrays["history"] = self.history_
         arrays["codes"] = self.codes_
+        arrays.update({f"train_codes_{m}": c for m, c in enumerate(self.train_codes_)})
         arrays["cluster_matching"] = self.cluster_matching_
         for m, m2 in self.correspondence_:
             arrays[f"gamma_{m}_{m2}"] = self.correspondence_[(m, m2)]
@@ -651,6 +663,7 @@ class FlexCMHModel(HashingModel):
                 Zs=[arrays[f"Z_{m}"] for m in range(M)], code=code,
                 n_bits=meta["n_bits"], n_features=meta["n_features"],
                 history=arrays["history"], codes=arrays["codes"],
+                train_codes=[arrays[f"train_codes_{m}"] for m in range(M)],
                 cluster_matching=arrays["cluster_matching"],
                 correspondence={(int(a), int(b)): arrays[f"gamma_{a}_{b}"]
                                 for a, b in meta["pair_keys"]},

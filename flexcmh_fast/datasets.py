@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from ._validation import (_describe, check_bool, check_float, check_int,
                           check_option, check_random_state)
 
-__all__ = ["MultiModalDataset", "load_wiki", "load_mat", "make_multimodal"]
+__all__ = ["MultiModalDataset", "load_wiki", "load_mat", "make_multimodal", "normalize_rows"]
 
 
 @dataclass
@@ -610,3 +610,44 @@ def _bag_of_words(rng, z, member, n_words, doc_length):
     X = sp.csr_matrix(X)
     X.sort_indices()
     return X
+
+
+ROW_NORMALIZATIONS = ("none", "l2", "hellinger")
+
+
+def normalize_rows(X, kind):
+    """Row-wise feature normalisation (needs no fitted statistics, so it can be
+    applied before a train/test split without leaking information).
+
+    Parameters
+    ----------
+    X : ndarray or scipy.sparse matrix of shape (n_samples, n_features)
+    kind : {"none", "l2", "hellinger"}
+        ``"l2"``: each row divided by its L2 norm.  ``"hellinger"``: the
+        element-wise square root, then L2 (for non-negative histograms such
+        as bag-of-visual-words; the square root damps bursty words).
+        All-zero rows stay zero.
+
+    Returns
+    -------
+    ndarray or CSR matrix (float64); ``X`` itself for ``"none"``.
+    """
+    from ._validation import check_matrix, check_option
+
+    check_option(kind, "kind", ROW_NORMALIZATIONS)
+    if kind == "none":
+        return X
+    X = check_matrix(X, "X")
+    if kind == "hellinger":
+        values = X.data if sp.issparse(X) else X
+        if values.size and values.min() < 0:
+            raise ValueError("kind='hellinger' needs non-negative features; 'X' has "
+                             f"negative values (min {values.min():.3g}).")
+        X = X.sqrt() if sp.issparse(X) else np.sqrt(X)
+    if sp.issparse(X):
+        norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+        norms[norms == 0] = 1.0
+        return sp.csr_matrix(sp.diags(1.0 / norms) @ X)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return X / norms

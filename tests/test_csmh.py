@@ -334,6 +334,9 @@ def test_permuted_pairing_reorders_rows():
                         random_state=3, n_threads=1, n_anchors=30, max_iter=5)
     np.testing.assert_array_equal(base.codes_, shuffled.codes_)
     np.testing.assert_array_equal(base.encode(Xs[1], 1), shuffled.encode(Xs[1], 1))
+    # train_codes_[m] holds each object's code at its row of modality m
+    np.testing.assert_array_equal(shuffled.train_codes_[0], shuffled.codes_)
+    np.testing.assert_array_equal(shuffled.train_codes_[1][perm], shuffled.codes_)
 
 
 def test_three_modalities_and_multilabel():
@@ -352,6 +355,8 @@ def test_save_load_roundtrip(tmp_path):
     loaded = fc.load(path)
     assert isinstance(loaded, fc.CSMHModel)
     np.testing.assert_array_equal(loaded.codes_, model.codes_)
+    for m in range(2):
+        np.testing.assert_array_equal(loaded.train_codes_[m], model.train_codes_[m])
     assert loaded.history_ == model.history_ and loaded.n_iter_ == model.n_iter_
     assert loaded.params_ == model.params_
     for m in range(2):

@@ -270,3 +270,25 @@ def test_real_wiki(wiki_dir):
     assert sp.isspmatrix_csr(tf.modalities[1]) and tf.modalities[1].shape == (2866, 1000)
     assert 0.05 < tf.modalities[1].nnz / (2866 * 1000) < 0.1
     np.testing.assert_array_equal(tf.labels, ds.labels)
+
+
+def test_normalize_rows_matches_numpy_dense_and_sparse():
+    import scipy.sparse as sp
+    from flexcmh_fast.datasets import normalize_rows
+    rng = np.random.default_rng(0)
+    X = rng.random((6, 5))
+    X[2] = 0.0                                   # an all-zero row stays zero
+    ref_l2 = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-300)
+    ref_l2[2] = 0.0
+    ref_h = np.sqrt(X) / np.maximum(np.linalg.norm(np.sqrt(X), axis=1, keepdims=True), 1e-300)
+    ref_h[2] = 0.0
+    np.testing.assert_allclose(normalize_rows(X, "l2"), ref_l2, rtol=1e-12)
+    np.testing.assert_allclose(normalize_rows(X, "hellinger"), ref_h, rtol=1e-12)
+    out = normalize_rows(sp.csr_matrix(X), "hellinger")
+    assert sp.issparse(out)
+    np.testing.assert_allclose(out.toarray(), ref_h, rtol=1e-12)
+    assert normalize_rows(X, "none") is X
+    with pytest.raises(ValueError, match="non-negative"):
+        normalize_rows(-X - 1, "hellinger")
+    with pytest.raises(ValueError, match="'kind' must be one of"):
+        normalize_rows(X, "zscore")

@@ -104,6 +104,21 @@ def test_model_attributes_and_history():
     assert model.encode(X0[:0], 0).shape == (0, 2)
 
 
+def test_train_codes_are_the_codes_of_the_training_indicators():
+    X0, X1, _, _ = planted(n_per=30, seed=1)
+    seen = {}
+
+    def keep_indicators(it, state):
+        seen["H"] = [H.copy() for H in state["H"]]
+
+    model = fc.train([X0, X1[:100]], None, n_bits=12, n_clusters=4, random_state=0,
+                     max_iter=5, callback=keep_indicators)
+    assert [c.shape for c in model.train_codes_] == [(X0.shape[0], 2), (100, 2)]
+    for m in range(2):
+        np.testing.assert_array_equal(model.train_codes_[m],
+                                      fc.pack_codes(model.code_.signs(seen["H"][m])))
+
+
 def test_paired_all_skips_matching_and_keeps_known_pairs():
     X0, X1, _, _ = planted(n_per=30, seed=2)
     model = fc.train([X0, X1], "all", n_bits=8, n_clusters=4, random_state=0, max_iter=3)
@@ -205,6 +220,8 @@ def test_save_load_roundtrip(tmp_path):
         for m, X in enumerate([X0, X1]):
             np.testing.assert_array_equal(back.encode(X, m), model.encode(X, m))
         np.testing.assert_array_equal(back.codes_, model.codes_)
+        for m in range(2):
+            np.testing.assert_array_equal(back.train_codes_[m], model.train_codes_[m])
         np.testing.assert_array_equal(back.history_, model.history_)
         np.testing.assert_array_equal(back.correspondence_[(0, 1)],
                                       model.correspondence_[(0, 1)])
