@@ -9,6 +9,11 @@ argsort per query, cumulative precision at the relevant ranks) - evaluates
 the first 20 queries single-threaded and is timed once; both are compared
 per query and must agree on those queries.
 
+The previous engine (the row-major pass with a scalar histogram, still
+used for codes longer than 128 bits or more than 64 labels, selectable as
+``variant="avx512vpopcntdq"``) is timed on the same queries when the CPU
+runs the fast pass, and the ratio previous / fast is printed as well.
+
 Run (from the repository root, extension built or package installed)::
 
     pytest bench/test_bench_metrics.py --benchmark-enable
@@ -79,6 +84,24 @@ def test_map_ours(benchmark, data, ties):
     benchmark.extra_info["projected_100k_x_1M_seconds"] = per_query * 1e5 * 1e6 / N_DB
 
 
+@pytest.mark.parametrize("ties", ["stable", "aware"])
+def test_map_previous_engine(benchmark, data, ties):
+    """Same queries through the previous (row-major, scalar histogram) pass."""
+    from flexcmh_fast import _ranking
+    if _ranking.popcount_variant() != "avx512gfni":
+        pytest.skip("the fast pass does not run on this CPU")
+    n_bits, db, queries, ql, dl = data
+    q_lab, db_lab, db_ids = metrics._label_inputs(ql, dl, len(ql), len(dl))
+    args = (metrics._as_words(queries), metrics._as_words(db), q_lab, db_lab, db_ids, n_bits,
+            ties == "stable", True, 0, np.zeros(0, dtype=np.int64), False, os.cpu_count())
+    ap = benchmark.pedantic(_ranking.rank_stats, args=args,
+                            kwargs={"variant": "avx512vpopcntdq"}, rounds=1, iterations=1)[0]
+    per_query = benchmark.stats.stats.min / N_QUERIES
+    RESULTS[(n_bits, ties + "_previous")] = per_query
+    np.testing.assert_array_equal(ap, metrics.average_precision(queries, db, ql, dl,
+                                                                n_bits=n_bits, ties=ties))
+
+
 def test_map_numpy_reference(benchmark, data):
     n_bits, db, queries, ql, dl = data
     q, lab = queries[:N_NUMPY], ql[:N_NUMPY]
@@ -107,6 +130,13 @@ def report_lines():
             f"({N_DB / ours / 1e9:5.2f} G pairs/s), aware {aware * 1e3:8.4f} ms/query; "
             f"numpy {ref * 1e3:9.2f} ms/query; numpy/ours = {ref / ours:7.1f}x; "
             f"100k x 1M projected {ours * 1e11 / N_DB:7.1f} s")
+        prev, prev_aware = (RESULTS.get((n_bits, "stable_previous")),
+                            RESULTS.get((n_bits, "aware_previous")))
+        if prev is not None and prev_aware is not None:
+            lines.append(
+                f"{n_bits:4d} bits: previous engine stable {prev * 1e3:8.4f} ms/query "
+                f"({prev / ours:4.2f}x ours), aware {prev_aware * 1e3:8.4f} ms/query "
+                f"({prev_aware / aware:4.2f}x ours)")
     return lines if len(lines) > 1 else []
 
 

@@ -9,7 +9,7 @@ there.  Codes and label masks arrive as C-contiguous uint64 word matrices
 import numpy as np
 
 from cython.parallel cimport prange, threadid
-from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 
 cdef extern from "ranking_kernels.h" nogil:
@@ -30,10 +30,21 @@ cdef extern from "ranking_kernels.h" nogil:
         int n_ks
         const double *harmonic
         rk_pass1_fn pass1
+        const uint64_t *db_wm
+        const uint32_t *ids_pad
+        const uint64_t *lab_pad
+        const uint8_t *ids8
+        int rel_range
+        int64_t n_blocks
 
     rk_pass1_fn rk_select_pass1()
     rk_pass1_fn rk_pass1_by_name(const char *name)
     const char *rk_pass1_variant()
+    rk_pass1_fn rk_pass1_fast
+    int rk_fast_supported()
+    void rk_fast_init_tables()
+    enum: RK_FAST_SCRATCH_U64
+    enum: RK_FAST_MAX_BITS
     enum: RK_BLOCK
     enum: RK_TQ
     void rk_query_tile(const rk_params *p, int nt, const uint64_t *q, const uint64_t *ql,
@@ -43,10 +54,53 @@ cdef extern from "ranking_kernels.h" nogil:
                        int64_t *hall_out, int64_t *hrel_out)
 
 
+# Lookup tables of the fast pass (written once, read-only afterwards).
+rk_fast_init_tables()
+
+FAST_VARIANT = "avx512gfni"
+
+
 def popcount_variant():
     """Name of the distance-pass variant chosen for this CPU at run time:
-    ``"avx512vpopcntdq"``, ``"popcnt"`` or ``"default"``."""
+    ``"avx512gfni"`` (the fast pass; used for codes of at most 128 bits
+    with class ids or at most 64 labels, other inputs get
+    ``"avx512vpopcntdq"``), ``"avx512vpopcntdq"``, ``"popcnt"`` or
+    ``"default"``."""
+    if rk_fast_supported():
+        return FAST_VARIANT
     return rk_pass1_variant().decode()
+
+
+def _fast_fits(int n_bits, bint use_ids, Py_ssize_t n_label_words):
+    """Whether the fast pass handles this input (code length, label kind)."""
+    return n_bits <= RK_FAST_MAX_BITS and (use_ids or n_label_words == 1)
+
+
+def _renumber(ids):
+    """Sorted distinct ids and every id's index among them, as the smallest
+    unsigned dtype (a bincount when the ids are small, else np.unique; the
+    small dtype makes the stable argsort a radix sort)."""
+    n = ids.shape[0]
+    top = int(ids.max()) if n else 0
+    if top < 4 * n + 65536:
+        present = np.bincount(ids, minlength=top + 1) > 0
+        classes = np.flatnonzero(present)
+        lut = np.cumsum(present) - 1
+        inverse = lut[ids]
+    else:
+        classes, inverse = np.unique(ids, return_inverse=True)
+    dtype = np.uint8 if len(classes) <= 256 else np.uint16 if len(classes) <= 65536 else np.uint32
+    return classes.astype(np.uint64), inverse.astype(dtype)
+
+
+def _word_major(const uint64_t[:, ::1] db_words, Py_ssize_t n_blocks):
+    """Codes in blocks of 64, word-major: word w of code i of block b at
+    ``[(b * W + w) * 64 + i]``; padding codes are zero."""
+    cdef Py_ssize_t n_db = db_words.shape[0], n_words = db_words.shape[1]
+    padded = np.zeros((n_blocks * 64, n_words), dtype=np.uint64)
+    padded[:n_db] = np.asarray(db_words)
+    return np.ascontiguousarray(
+        padded.reshape(n_blocks, 64, n_words).transpose(0, 2, 1)).reshape(-1)
 
 
 def harmonic_numbers(Py_ssize_t n):
@@ -89,7 +143,8 @@ def rank_stats(const uint64_t[:, ::1] q_words, const uint64_t[:, ::1] db_words,
         OpenMP threads (parallel over queries).
     variant : str, optional
         Force a distance-pass variant (``"default"``, ``"popcnt"``,
-        ``"avx512vpopcntdq"``) instead of the run-time choice; for tests.
+        ``"avx512vpopcntdq"``, ``"avx512gfni"``) instead of the run-time
+        choice; for tests.
 
     Returns
     -------
@@ -122,7 +177,10 @@ def rank_stats(const uint64_t[:, ::1] q_words, const uint64_t[:, ::1] db_words,
     # nb1 + 1 each, ks counts) and, for the stable tie-break, room for one
     # record per database item (only the R relevant ones are kept; np.zeros
     # memory is committed lazily, so untouched room costs nothing).
-    bufs = np.zeros((n_threads, RK_BLOCK), dtype=np.uint16)
+    # buf: the portable pass's block of distances, or the fast pass's
+    # scratch (its start aligned to 64 bytes below).
+    cdef Py_ssize_t buf_u64 = max(<Py_ssize_t>RK_FAST_SCRATCH_U64, RK_BLOCK // 4) + 8
+    bufs = np.zeros((n_threads, buf_u64), dtype=np.uint64)
     cdef int64_t rec_stride = max(n_db, 1) if stable else 1
     recs = np.zeros((n_threads, RK_TQ * rec_stride), dtype=np.uint64)
     cdef int64_t work_len = 12 * nb1 + 2 + n_ks
@@ -134,7 +192,7 @@ def rank_stats(const uint64_t[:, ::1] q_words, const uint64_t[:, ::1] db_words,
     cdef int64_t[:, ::1] hall_v = hist_all
     cdef int64_t[:, ::1] hrel_v = hist_rel
     cdef double[::1] harm_v = harmonic
-    cdef uint16_t[:, ::1] buf_v = bufs
+    cdef uint64_t[:, ::1] buf_v = bufs
     cdef int64_t[:, ::1] work_v = works
     cdef uint64_t[:, ::1] rec_v = recs
 
@@ -159,13 +217,79 @@ def rank_stats(const uint64_t[:, ::1] q_words, const uint64_t[:, ::1] db_words,
     p.ks = &ks[0] if n_ks > 0 else NULL
     p.n_ks = n_ks
     p.harmonic = &harm_v[0]
+    p.db_wm = NULL
+    p.ids_pad = NULL
+    p.lab_pad = NULL
+    p.n_blocks = (n_db + 63) // 64
+    fits = _fast_fits(n_bits, use_ids, q_labels.shape[1]) and n_db > 0
     if variant is None:
-        p.pass1 = rk_select_pass1()
+        use_fast = fits and rk_fast_supported()
+        if not use_fast:
+            p.pass1 = rk_select_pass1()
+    elif variant == FAST_VARIANT:
+        if not rk_fast_supported():
+            raise ValueError(f"variant {variant!r} is not supported by this CPU")
+        if not fits:
+            raise ValueError(f"variant {variant!r} needs n_bits <= {RK_FAST_MAX_BITS} and "
+                             "class ids or at most 64 labels")
+        use_fast = True
     else:
+        use_fast = False
         name = str(variant).encode()
         p.pass1 = rk_pass1_by_name(name)
         if p.pass1 == NULL:
             raise ValueError(f"variant {variant!r} is unknown or not supported by this CPU")
+    cdef uint64_t[::1] wm_v, lab_v
+    cdef uint32_t[::1] ids_v
+    cdef uint8_t[::1] ids8_v
+    cdef const uint64_t[:, ::1] ql_v = q_labels
+    p.ids8 = NULL
+    p.rel_range = 0
+    if use_fast:
+        p.pass1 = rk_pass1_fast
+        db_order = None
+        if use_ids:
+            # Renumber the database classes 0..C-1; a query class absent
+            # from the database matches nothing.
+            classes, inverse = _renumber(np.asarray(db_ids))
+            q_ids = np.asarray(q_labels)[:, 0]
+            pos = np.minimum(np.searchsorted(classes, q_ids), len(classes) - 1)
+            present = classes[pos] == q_ids
+            if not stable:
+                # Tie-aware statistics ignore the database order: sort it by
+                # class, so relevance is an index range per query (no label
+                # reads) and most blocks need no relevant-item work.
+                db_order = np.argsort(inverse, kind="stable")
+                starts = np.zeros(len(classes) + 1, dtype=np.uint64)
+                starts[1:] = np.cumsum(np.bincount(inverse, minlength=len(classes)))
+                q_fast = np.where(present, (starts[pos] << np.uint64(32)) | starts[pos + 1],
+                                  np.uint64(0)).astype(np.uint64).reshape(-1, 1)
+                p.rel_range = 1
+            elif len(classes) < 255:
+                # One byte per class id: 64 ids per vector compare; 255
+                # marks query classes absent from the database.
+                ids8 = np.zeros(p.n_blocks * 64, dtype=np.uint8)
+                ids8[:n_db] = inverse
+                ids8_v = ids8
+                p.ids8 = &ids8_v[0]
+                q_fast = np.where(present, pos, 255).astype(np.uint64).reshape(-1, 1)
+            else:
+                ids_pad = np.zeros(p.n_blocks * 64, dtype=np.uint32)
+                ids_pad[:n_db] = np.asarray(db_ids)
+                ids_v = ids_pad
+                p.ids_pad = &ids_v[0]
+                q_fast = np.asarray(q_labels)
+            ql_v = np.ascontiguousarray(q_fast)
+        else:
+            lab_pad = np.zeros(p.n_blocks * 64, dtype=np.uint64)
+            lab_pad[:n_db] = np.asarray(db_labels)[:, 0]
+            lab_v = lab_pad
+            p.lab_pad = &lab_v[0]
+        # Word-major copy of the database (once per call).
+        db_wm = _word_major(db_words if db_order is None else
+                            np.ascontiguousarray(np.asarray(db_words)[db_order]), p.n_blocks)
+        wm_v = db_wm
+        p.db_wm = &wm_v[0]
 
     cdef Py_ssize_t tile, i0
     cdef int tid, nt
@@ -175,7 +299,8 @@ def rank_stats(const uint64_t[:, ::1] q_words, const uint64_t[:, ::1] db_words,
             tid = threadid()
             i0 = tile * RK_TQ
             nt = <int>(n_q - i0 if n_q - i0 < RK_TQ else RK_TQ)
-            rk_query_tile(&p, nt, &q_words[i0, 0], &q_labels[i0, 0], &buf_v[tid, 0],
+            rk_query_tile(&p, nt, &q_words[i0, 0], &ql_v[i0, 0],
+                          <uint16_t *>((<size_t>&buf_v[tid, 0] + 63) & ~(<size_t>63)),
                           &work_v[tid, 0], work_len, &rec_v[tid, 0], rec_stride,
                           &ap_v[i0], &nrel_v[i0], &pk_v[i0, 0], pk_stride,
                           &hall_v[i0, 0] if want_hist else NULL,

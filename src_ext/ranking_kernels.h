@@ -26,6 +26,12 @@
  * the R relevant records (not over the database) then gives AP and
  * precision@k, adding the precisions in database order.
  *
+ * On CPUs with AVX-512 VPOPCNTDQ / VBMI / VBMI2 / BITALG and GFNI, codes of
+ * at most 128 bits with class ids or one label word take the fast pass
+ * instead (rk_pass1_fast below: word-major blocks of 64 codes, vector
+ * histograms, scalar work only per relevant item); it produces the same
+ * histograms and records, so rk_finish is shared.
+ *
  * Portability: the distance pass is compiled three times - AVX-512
  * VPOPCNTDQ, POPCNT and portable - with the GCC/Clang target attribute, and
  * the variant for the running CPU is picked at run time with
@@ -78,6 +84,15 @@ struct rk_params_s {
     int n_ks;
     const double *harmonic; /* harmonic[i] = 1 + 1/2 + ... + 1/i, i in [0, n_db] */
     rk_pass1_fn pass1;     /* from rk_select_pass1(), chosen once per call */
+    /* Fast pass only (rk_pass1_fast), else NULL / 0: */
+    const uint64_t *db_wm; /* codes in word-major blocks of 64, zero padded */
+    const uint32_t *ids_pad;   /* class ids padded to n_blocks * 64, or NULL */
+    const uint64_t *lab_pad;   /* single label words padded to n_blocks * 64, or NULL */
+    const uint8_t *ids8;   /* class ids < 255 as bytes, padded, or NULL */
+    int rel_range;         /* 1: database sorted by class (tie-aware only); a
+                              query's label word is lo << 32 | hi, its class's
+                              index range */
+    int64_t n_blocks;      /* ceil(n_db / 64) */
 };
 
 /* Distance + relevance of items [start, start + n) into buf[0..n). */
@@ -301,6 +316,410 @@ static rk_pass1_fn rk_pass1_by_name(const char *name)
 {
     return strcmp(name, "default") == 0 ? rk_pass1_default : NULL;
 }
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Fast pass: AVX-512 VPOPCNTDQ + VBMI + GFNI, word-major database.     */
+/* ------------------------------------------------------------------ */
+/*
+ * Used for codes of at most RK_FAST_MAX_BITS bits with class ids or a
+ * single label word.  The database is copied once per call into blocks of
+ * 64 codes, word-major (word w of code i of block b at
+ * db_wm[(b * W + w) * 64 + i]), with padded label arrays of n_blocks * 64
+ * entries; padding lanes are masked out.
+ *
+ * Per query and block of 64 codes:
+ *  - 8 vectors of XOR + VPOPCNTQ give 64 distances, packed into one vector
+ *    of 64 bytes D (item i at byte i) with three levels of VPERMT2B;
+ *  - the relevance of the 64 items is one 64-bit mask (VPCMPEQD on the
+ *    class ids or VPTESTMQ on the label words);
+ *  - the distances are histogrammed without scalar work: for every "plane"
+ *    m of 8 distances 8m..8m+7, one VPERMT2B table lookup turns every byte
+ *    d of D into a one-hot byte (bit d - 8m, or 0 when d is outside the
+ *    plane), and one GF2P8AFFINEQB transposes every 8x8 bit block, so that
+ *    byte b of qword p holds one bit per item of items 8p..8p+7 at distance
+ *    8m+b.  A VPERMB then gathers, for every distance 8m+b, the 64-bit
+ *    mask of the block's items at that distance (stable tie-break), or a
+ *    VPOPCNTB counts them into byte counters (tie-aware; flushed with
+ *    VPSADBW before they can overflow).
+ * For the stable tie-break the running count per distance before every
+ * block is kept; a relevant item j at distance d then has
+ *     a = run[d] + popcount(mask[d] & (items of the block before j))
+ * items at its distance with a smaller index, and its record (a << 16 | d)
+ * is written in database order exactly as by the portable pass, so
+ * rk_finish is shared and the results are bit-identical.  Only relevant
+ * items get scalar work.  The mask bits are in the GF2P8AFFINEQB order
+ * (bit 8p + k is item 8p + 7 - k), which rk_fast_before[] accounts for.
+ *
+ * Blocks are processed in chunks of RK_FAST_CHUNK blocks: a chunk of the
+ * database stays in L1/L2 while every query of the tile uses it, and the
+ * per-block intermediates of one query (distances, masks, running counts)
+ * fit in L1.  For one query and chunk, pass A computes D and the masks of
+ * every block, pass B walks the planes (each plane's table and running
+ * counts stay in registers), pass C (stable) visits the relevant items.
+ */
+#define RK_FAST_MAX_BITS 128
+#define RK_FAST_CHUNK 16
+/* Per-distance arrays are padded to this many entries (8 * 16 planes + the
+ * distance 128 bin + padding). */
+#define RK_FAST_NBK 136
+/* Scratch of one thread for the fast pass, in uint64 (see rk_fast_layout). */
+#define RK_FAST_SCRATCH_U64 (8 + RK_FAST_CHUNK * 8 + 3 * RK_FAST_CHUNK      \
+                             + 2 * RK_FAST_CHUNK * RK_FAST_NBK               \
+                             + 3 * RK_TQ * RK_FAST_NBK + 8 * 64             \
+                             + 3 * (RK_FAST_CHUNK * 8 + 8))
+
+#ifdef RK_X86_DISPATCH
+#include <immintrin.h>
+
+#define RK_FAST_TARGET __attribute__((target( \
+    "avx512f,avx512bw,avx512vl,avx512vpopcntdq,avx512bitalg,avx512vbmi,avx512vbmi2,gfni,popcnt,bmi,bmi2")))
+
+/* rk_fast_before[j]: mask bits (in transposed order) of items 0..j-1. */
+static uint64_t rk_fast_before[64];
+/* rk_fast_tables[m][x] = (x >> 3 == m) ? 1 << (x & 7) : 0, x in [0, 128). */
+static uint8_t rk_fast_tables[16][128] __attribute__((aligned(64)));
+
+static void rk_fast_init_tables(void)
+{
+    for (int j = 0; j < 64; j++) {
+        const int p = j >> 3, o = j & 7;
+        uint64_t full = p > 0 ? (~UINT64_C(0) >> (64 - 8 * p)) : 0;
+        uint64_t part = (uint64_t)((0xFF00u >> o) & 0xFFu) << (8 * p);
+        rk_fast_before[j] = full | part;
+    }
+    for (int m = 0; m < 16; m++)
+        for (int x = 0; x < 128; x++)
+            rk_fast_tables[m][x] = (uint8_t)((x >> 3) == m ? 1u << (x & 7) : 0u);
+}
+
+/* Byte index vector: byte 8b + p <- byte 8p + b (8x8 byte transpose in
+ * every 64-byte vector). */
+RK_INLINE RK_FAST_TARGET __m512i rk_fast_idx_t(void)
+{
+    uint8_t idx[64];
+    for (int b = 0; b < 8; b++)
+        for (int p = 0; p < 8; p++)
+            idx[8 * b + p] = (uint8_t)(8 * p + b);
+    return _mm512_loadu_si512((const void *)idx);
+}
+
+/* 64 distances (bytes, item i at byte i) of block blk for query q. */
+RK_INLINE RK_FAST_TARGET __m512i rk_fast_dist(const uint64_t *blk, const uint64_t *q, const int W,
+                                              __m512i idx1, __m512i idx2)
+{
+    __m512i v[8];
+    for (int k = 0; k < 8; k++) {
+        __m512i acc = _mm512_popcnt_epi64(_mm512_xor_si512(
+            _mm512_loadu_si512((const void *)(blk + 8 * k)), _mm512_set1_epi64((long long)q[0])));
+        for (int w = 1; w < W; w++)
+            acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(
+                _mm512_loadu_si512((const void *)(blk + w * 64 + 8 * k)),
+                _mm512_set1_epi64((long long)q[w]))));
+        v[k] = acc;
+    }
+    __m512i a0 = _mm512_permutex2var_epi8(v[0], idx1, v[1]);
+    __m512i a1 = _mm512_permutex2var_epi8(v[2], idx1, v[3]);
+    __m512i a2 = _mm512_permutex2var_epi8(v[4], idx1, v[5]);
+    __m512i a3 = _mm512_permutex2var_epi8(v[6], idx1, v[7]);
+    __m512i b0 = _mm512_permutex2var_epi8(a0, idx2, a1);
+    __m512i b1 = _mm512_permutex2var_epi8(a2, idx2, a3);
+    return _mm512_inserti64x4(b0, _mm512_castsi512_si256(b1), 1);
+}
+
+/* Relevance of the 64 items of block blk (bit i = item i). */
+RK_INLINE RK_FAST_TARGET uint64_t rk_fast_rel(const rk_params *p, int64_t blk, const uint64_t *ql)
+{
+    if (p->rel_range) {
+        /* Database sorted by class: the query's class is the index range
+         * [lo, hi) packed into its label word. */
+        const int64_t lo = (int64_t)(ql[0] >> 32) - blk * 64;
+        const int64_t hi = (int64_t)(ql[0] & 0xFFFFFFFFu) - blk * 64;
+        const uint64_t below_hi = hi >= 64 ? ~UINT64_C(0) : hi <= 0 ? 0 : (UINT64_C(1) << hi) - 1;
+        const uint64_t below_lo = lo >= 64 ? ~UINT64_C(0) : lo <= 0 ? 0 : (UINT64_C(1) << lo) - 1;
+        return below_hi & ~below_lo;
+    }
+    if (p->ids8 != NULL)
+        return _cvtmask64_u64(_mm512_cmpeq_epi8_mask(
+            _mm512_loadu_si512((const void *)(p->ids8 + blk * 64)),
+            _mm512_set1_epi8((char)(uint8_t)ql[0])));
+    if (p->ids_pad != NULL) {
+        const uint32_t *ids = p->ids_pad + blk * 64;
+        const __m512i lab = _mm512_set1_epi32((int)(uint32_t)ql[0]);
+        uint64_t r = 0;
+        for (int k = 0; k < 4; k++)
+            r |= (uint64_t)(__mmask16)(_mm512_cmpeq_epi32_mask(
+                     _mm512_loadu_si512((const void *)(ids + 16 * k)), lab)) << (16 * k);
+        return r;
+    }
+    const uint64_t *lw = p->lab_pad + blk * 64;
+    const __m512i lab = _mm512_set1_epi64((long long)ql[0]);
+    uint64_t r = 0;
+    for (int k = 0; k < 8; k++)
+        r |= (uint64_t)(__mmask8)(_mm512_test_epi64_mask(
+                 _mm512_loadu_si512((const void *)(lw + 8 * k)), lab)) << (8 * k);
+    return r;
+}
+
+/* Per-distance masks of a block in transposed bit order from its one-hot
+ * plane bytes: qword b = items at distance 8m + b. */
+RK_INLINE RK_FAST_TARGET __m512i rk_fast_transpose(__m512i onehot, __m512i gf_t)
+{
+    return _mm512_gf2p8affine_epi64_epi8(gf_t, onehot, 0);
+}
+
+/* Smallest / largest byte of a vector. */
+RK_INLINE RK_FAST_TARGET int rk_fast_reduce_min(__m512i x)
+{
+    const __m512i ff = _mm512_set1_epi32(0xFF);
+    __m512i m = _mm512_min_epu32(_mm512_and_si512(x, ff),
+                                 _mm512_and_si512(_mm512_srli_epi32(x, 8), ff));
+    m = _mm512_min_epu32(m, _mm512_min_epu32(_mm512_and_si512(_mm512_srli_epi32(x, 16), ff),
+                                             _mm512_srli_epi32(x, 24)));
+    return (int)_mm512_reduce_min_epu32(m);
+}
+
+RK_INLINE RK_FAST_TARGET int rk_fast_reduce_max(__m512i x)
+{
+    const __m512i ff = _mm512_set1_epi32(0xFF);
+    __m512i m = _mm512_max_epu32(_mm512_and_si512(x, ff),
+                                 _mm512_and_si512(_mm512_srli_epi32(x, 8), ff));
+    m = _mm512_max_epu32(m, _mm512_max_epu32(_mm512_and_si512(_mm512_srli_epi32(x, 16), ff),
+                                             _mm512_srli_epi32(x, 24)));
+    return (int)_mm512_reduce_max_epu32(m);
+}
+
+RK_INLINE RK_FAST_TARGET void rk_fast_body(RK_PASS1_ARGS, const int W)
+{
+    const int n_bits = p->n_bits;
+    const int P = (n_bits + 7) / 8;          /* planes: distances 0 .. 8P-1 */
+    const int top = (n_bits == 8 * P);       /* distance n_bits = 8P needs its own bin */
+    const int NBK = RK_FAST_NBK;
+    const int64_t n_blocks = p->n_blocks;
+    const __m512i gf_t = _mm512_set1_epi64((long long)UINT64_C(0x8040201008040201));
+    const __m512i idx_t = rk_fast_idx_t();
+    const __m512i lim = _mm512_set1_epi8((char)(8 * P));
+    __m512i idx1, idx2;
+    {
+        uint8_t i1[64], i2[64];
+        for (int i = 0; i < 64; i++) {
+            i1[i] = (uint8_t)(i < 8 ? 8 * i : i < 16 ? 64 + 8 * (i - 8) : 0);
+            i2[i] = (uint8_t)(i < 16 ? i : i < 32 ? 64 + (i - 16) : 0);
+        }
+        idx1 = _mm512_loadu_si512((const void *)i1);
+        idx2 = _mm512_loadu_si512((const void *)i2);
+    }
+    /* Scratch (uint64, 64-byte aligned by the caller). */
+    uint64_t *s = (uint64_t *)buf;
+    uint8_t *dbuf = (uint8_t *)s;                s += RK_FAST_CHUNK * 8;
+    uint64_t *krel = s;                          s += RK_FAST_CHUNK;
+    uint64_t *kval = s;                          s += RK_FAST_CHUNK;
+    uint64_t *ktop = s;                          s += RK_FAST_CHUNK;
+    uint64_t *mbuf = s;                          s += RK_FAST_CHUNK * NBK;
+    uint64_t *runbuf = s;                        s += RK_FAST_CHUNK * NBK;
+    int64_t *state = (int64_t *)s;   /* per query: run / tot_all, tot_rel (NBK each) */
+    s += 3 * RK_TQ * NBK;
+    /* Relevant items of the chunk (stable): position in block, distance,
+     * block, compacted with VPCOMPRESSB (64 bytes of slack each). */
+    uint8_t *rel_j = (uint8_t *)s;   s += RK_FAST_CHUNK * 8 + 8;
+    uint8_t *rel_d = (uint8_t *)s;   s += RK_FAST_CHUNK * 8 + 8;
+    uint8_t *rel_b = (uint8_t *)s;
+    const __m512i iota = _mm512_set_epi8(
+        63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48,
+        47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32,
+        31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
+        15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+
+    memset(state, 0, sizeof(int64_t) * 3 * RK_TQ * NBK);
+    for (int t = 0; t < nt; t++)
+        n_recs[t] = 0;
+
+    for (int64_t c0 = 0; c0 < n_blocks; c0 += RK_FAST_CHUNK) {
+        const int nc = (int)(n_blocks - c0 < RK_FAST_CHUNK ? n_blocks - c0 : RK_FAST_CHUNK);
+        for (int t = 0; t < nt; t++) {
+            const uint64_t *qt = q + (int64_t)t * p->n_words;
+            const uint64_t *qlt = ql + (int64_t)t * p->n_label_words;
+            int64_t *st = state + (int64_t)t * 3 * NBK;
+            /* Pass A: distances and masks of every block of the chunk, and
+             * the smallest / largest distance below 8P, so that pass B
+             * skips the planes no item of the chunk falls into (distances
+             * concentrate around n_bits / 2: for random codes 5 of 8
+             * planes are used at 64 bits, 6 of 16 at 128 bits). */
+            __m512i dmin = _mm512_set1_epi8((char)0xFF), dmax = _mm512_setzero_si512();
+            int n_rel = 0;
+            for (int b = 0; b < nc; b++) {
+                const int64_t blk = c0 + b;
+                const __m512i D = rk_fast_dist(p->db_wm + blk * W * 64, qt, W, idx1, idx2);
+                _mm512_storeu_si512((void *)(dbuf + 64 * b), D);
+                const int64_t rem = p->n_db - blk * 64;
+                const uint64_t valid = rem >= 64 ? ~UINT64_C(0) : (UINT64_C(1) << rem) - 1;
+                if (p->stable || n_bits >= 128) {
+                    kval[b] = valid & _cvtmask64_u64(_mm512_cmplt_epu8_mask(D, lim));
+                    ktop[b] = top ? valid & _cvtmask64_u64(_mm512_cmpeq_epi8_mask(D, lim)) : 0;
+                } else {
+                    /* Tie-aware below 128 bits: a distance 8P looks up
+                     * table byte 8P < 128, which is 0 in every plane, and
+                     * its count is found by difference at the end. */
+                    kval[b] = valid;
+                }
+                krel[b] = valid & rk_fast_rel(p, blk, qlt);
+                if (p->stable) {
+                    const __mmask64 kr = _cvtu64_mask64(krel[b]);
+                    _mm512_storeu_si512((void *)(rel_j + n_rel), _mm512_maskz_compress_epi8(kr, iota));
+                    _mm512_storeu_si512((void *)(rel_d + n_rel), _mm512_maskz_compress_epi8(kr, D));
+                    _mm512_storeu_si512((void *)(rel_b + n_rel), _mm512_set1_epi8((char)b));
+                    n_rel += __builtin_popcountll(krel[b]);
+                }
+                dmin = _mm512_mask_min_epu8(dmin, _cvtu64_mask64(kval[b]), dmin, D);
+                dmax = _mm512_mask_max_epu8(dmax, _cvtu64_mask64(kval[b]), dmax, D);
+            }
+            const int m_lo = rk_fast_reduce_min(dmin) >> 3;
+            int m_hi = rk_fast_reduce_max(dmax) >> 3;  /* m_lo > m_hi: no plane */
+            if (m_hi > P - 1)
+                m_hi = P - 1;   /* distance 8P: its own bin */
+            if (p->stable) {
+                /* Pass B: per-distance masks and running counts before
+                 * every block. */
+                int64_t *run = st;
+                for (int m = m_lo; m <= m_hi; m++) {
+                    const __m512i tlo = _mm512_load_si512((const void *)rk_fast_tables[m]);
+                    const __m512i thi = _mm512_load_si512((const void *)(rk_fast_tables[m] + 64));
+                    __m512i r = _mm512_loadu_si512((const void *)(run + 8 * m));
+                    for (int b = 0; b < nc; b++) {
+                        const __m512i D = _mm512_loadu_si512((const void *)(dbuf + 64 * b));
+                        const __m512i oh = _mm512_maskz_permutex2var_epi8(
+                            _cvtu64_mask64(kval[b]), tlo, D, thi);
+                        const __m512i M = _mm512_permutexvar_epi8(idx_t, rk_fast_transpose(oh, gf_t));
+                        _mm512_storeu_si512((void *)(mbuf + b * NBK + 8 * m), M);
+                        _mm512_storeu_si512((void *)(runbuf + b * NBK + 8 * m), r);
+                        r = _mm512_add_epi64(r, _mm512_popcnt_epi64(M));
+                    }
+                    _mm512_storeu_si512((void *)(run + 8 * m), r);
+                }
+                if (top) {
+                    const __m512i one = _mm512_set1_epi8(1);
+                    for (int b = 0; b < nc; b++) {
+                        const __m512i oh = _mm512_maskz_mov_epi8(_cvtu64_mask64(ktop[b]), one);
+                        const __m512i M = _mm512_permutexvar_epi8(idx_t, rk_fast_transpose(oh, gf_t));
+                        mbuf[b * NBK + 8 * P] = (uint64_t)_mm_cvtsi128_si64(_mm512_castsi512_si128(M));
+                        runbuf[b * NBK + 8 * P] = (uint64_t)run[8 * P];
+                        run[8 * P] += __builtin_popcountll(ktop[b]);
+                    }
+                }
+                /* Pass C: one record per relevant item, in database order
+                 * (one branch-free loop over the chunk's list). */
+                uint64_t *rec = recs + t * rec_stride + n_recs[t];
+                /* Relevant items per distance: two interleaved counters
+                 * (consecutive items often share a distance; one counter
+                 * would serialise on store forwarding). */
+                int64_t *relc = st + NBK;
+                for (int i = 0; i < n_rel; i++) {
+                    const int j = rel_j[i], d = rel_d[i];
+                    const int64_t o = (int64_t)rel_b[i] * NBK + d;
+                    const uint64_t a = runbuf[o] + (uint64_t)__builtin_popcountll(mbuf[o] & rk_fast_before[j]);
+                    rec[i] = (a << 16) | (uint64_t)d;
+                    relc[(i & 1) * NBK + d]++;
+                }
+                const int64_t n_rec = n_recs[t] + n_rel;
+                n_recs[t] = n_rec;
+            } else {
+                /* Pass B: byte counters per (8-item group, distance) for
+                 * all and relevant items; at most 8 per block, so a chunk
+                 * of RK_FAST_CHUNK <= 31 blocks cannot overflow them. */
+                int64_t *tot_all = st, *tot_rel = st + NBK;
+                const __m512i zero = _mm512_setzero_si512();
+                for (int m = m_lo; m <= m_hi; m++) {
+                    const __m512i tlo = _mm512_load_si512((const void *)rk_fast_tables[m]);
+                    const __m512i thi = _mm512_load_si512((const void *)(rk_fast_tables[m] + 64));
+                    __m512i ca = zero, cr = zero;
+                    for (int b = 0; b < nc; b++) {
+                        const __m512i D = _mm512_loadu_si512((const void *)(dbuf + 64 * b));
+                        const __m512i oh = _mm512_maskz_permutex2var_epi8(
+                            _cvtu64_mask64(kval[b]), tlo, D, thi);
+                        ca = _mm512_add_epi8(ca, _mm512_popcnt_epi8(rk_fast_transpose(oh, gf_t)));
+                        if (krel[b] != 0) {   /* rare when sorted by class */
+                            const __m512i ohr = _mm512_maskz_mov_epi8(_cvtu64_mask64(krel[b]), oh);
+                            cr = _mm512_add_epi8(cr, _mm512_popcnt_epi8(rk_fast_transpose(ohr, gf_t)));
+                        }
+                    }
+                    /* Byte 8p + b counts distance 8m + b in group p: sum
+                     * over p per distance. */
+                    __m512i sa = _mm512_sad_epu8(_mm512_permutexvar_epi8(idx_t, ca), zero);
+                    __m512i sr = _mm512_sad_epu8(_mm512_permutexvar_epi8(idx_t, cr), zero);
+                    _mm512_storeu_si512((void *)(tot_all + 8 * m), _mm512_add_epi64(
+                        _mm512_loadu_si512((const void *)(tot_all + 8 * m)), sa));
+                    _mm512_storeu_si512((void *)(tot_rel + 8 * m), _mm512_add_epi64(
+                        _mm512_loadu_si512((const void *)(tot_rel + 8 * m)), sr));
+                }
+                /* Distance 8P (n_bits == 8P): counted by difference at the
+                 * end from these totals of valid / relevant items. */
+                for (int b = 0; b < nc; b++) {
+                    tot_all[NBK - 1] += __builtin_popcountll(kval[b]);
+                    tot_rel[NBK - 1] += __builtin_popcountll(krel[b]);
+                }
+                if (n_bits >= 128)   /* kval excludes distance 8P here */
+                    for (int b = 0; b < nc; b++)
+                        tot_all[NBK - 1] += __builtin_popcountll(ktop[b]);
+            }
+        }
+    }
+    /* Histograms in the layout rk_finish expects (as the portable pass). */
+    const int HB = 2 * (n_bits + 1);
+    for (int t = 0; t < nt; t++) {
+        int64_t *st = state + (int64_t)t * 3 * NBK;
+        int64_t *hist = work + t * work_stride + 4 * HB;
+        if (p->stable) {
+            /* Relevant items per distance, counted by pass C. */
+            const int64_t *relc = st + NBK, *relc2 = st + 2 * NBK;
+            for (int d = 0; d <= n_bits; d++) {
+                hist[2 * d] = st[d] - relc[d] - relc2[d];
+                hist[2 * d + 1] = relc[d] + relc2[d];
+            }
+        } else {
+            int64_t *tot_all = st, *tot_rel = st + NBK;
+            if (top) {
+                int64_t all = tot_all[NBK - 1], rel = tot_rel[NBK - 1];
+                for (int d = 0; d < n_bits; d++) {
+                    all -= tot_all[d];
+                    rel -= tot_rel[d];
+                }
+                tot_all[n_bits] = all;
+                tot_rel[n_bits] = rel;
+            }
+            for (int d = 0; d <= n_bits; d++) {
+                hist[2 * d] = tot_all[d] - tot_rel[d];
+                hist[2 * d + 1] = tot_rel[d];
+            }
+        }
+    }
+}
+
+static RK_FAST_TARGET void rk_pass1_fast(RK_PASS1_ARGS)
+{
+    switch (p->n_words) {
+    case 1: rk_fast_body(p, nt, q, ql, buf, work, work_stride, recs, rec_stride, n_recs, 1); break;
+    default: rk_fast_body(p, nt, q, ql, buf, work, work_stride, recs, rec_stride, n_recs, 2); break;
+    }
+}
+
+/* Whether this CPU runs the fast pass. */
+static int rk_fast_supported(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vpopcntdq")
+        && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vbmi2")
+        && __builtin_cpu_supports("avx512bitalg")
+        && __builtin_cpu_supports("gfni")
+        && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
+}
+#else
+/* Other compilers / CPUs: the fast pass is never selected
+ * (rk_fast_supported() is 0); these keep the module's symbols defined. */
+static void rk_fast_init_tables(void) {}
+static void rk_pass1_fast(RK_PASS1_ARGS) { rk_pass1_default(p, nt, q, ql, buf, work, work_stride,
+                                                            recs, rec_stride, n_recs); }
+static int rk_fast_supported(void) { return 0; }
 #endif
 
 /* Statistics of one query after pass 1 (work and rec as left by it).

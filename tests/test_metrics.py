@@ -309,7 +309,10 @@ def test_extreme_code_lengths(n_bits):
             ref.ap_aware(q, db, ql, dl, n_bits, top_k), atol=1e-12)
 
 
-@pytest.mark.parametrize("variant", ["default", "popcnt", "avx512vpopcntdq"])
+VARIANTS = ["default", "popcnt", "avx512vpopcntdq", "avx512gfni"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_every_popcount_variant(variant):
     """The portable and POPCNT builds of the distance pass give the same
     results as the one picked at run time (skipped where the CPU lacks it)."""
@@ -319,6 +322,9 @@ def test_every_popcount_variant(variant):
         q, db = random_codes(rng, 9, n_bits, 4), random_codes(rng, 3000, n_bits, 50)
         ql, dl = random_labels(rng, 9, kind), random_labels(rng, 3000, kind)
         q_lab, db_lab, db_ids = metrics._label_inputs(ql, dl, 9, 3000)
+        if variant == "avx512gfni" and not _ranking._fast_fits(n_bits, db_ids.size > 0,
+                                                               q_lab.shape[1]):
+            continue  # the fast pass handles <= 128 bits and <= 64 labels only
         for stable in (True, False):
             args = (metrics._as_words(q), metrics._as_words(db), q_lab, db_lab, db_ids, n_bits,
                     stable, True, 0, np.array([1, 10], dtype=np.int64), True, 2)
@@ -329,6 +335,53 @@ def test_every_popcount_variant(variant):
             auto = _ranking.rank_stats(*args)
             for a, b in zip(forced, auto):
                 np.testing.assert_array_equal(a, b)
-    assert _ranking.popcount_variant() in ("default", "popcnt", "avx512vpopcntdq")
+    assert _ranking.popcount_variant() in VARIANTS
     with pytest.raises(ValueError, match="variant"):
         _ranking.rank_stats(*args, variant="sse9")
+
+
+@pytest.mark.parametrize("n_bits", [1, 7, 8, 56, 63, 64, 65, 100, 127, 128])
+def test_fast_pass_matches_portable_pass(n_bits):
+    """The AVX-512 GFNI pass (word-major blocks of 64 codes, chunks of 16
+    blocks, per-distance masks) is bit-identical to the portable pass:
+    several chunks, a partial last block, every distance incl. n_bits (exact
+    complements of the queries), both label kinds, stable and tie-aware."""
+    from flexcmh_fast import _ranking
+    if not _ranking.popcount_variant() == "avx512gfni":
+        pytest.skip("the CPU lacks AVX-512 VBMI / BITALG / VPOPCNTDQ or GFNI")
+    rng = np.random.default_rng(n_bits)
+    n_q, n_db = 11, 2 * 16 * 64 + 37
+    q_bits = rng.random((n_q, n_bits)) < 0.5
+    # Database: near copies, exact copies and exact complements of the
+    # queries (distances 0 and n_bits) and random codes, shuffled.
+    flip = rng.random((n_db, n_bits)) < rng.random((n_db, 1))
+    db_bits = q_bits[rng.integers(0, n_q, n_db)] ^ flip
+    db_bits[:n_q] = ~q_bits
+    db_bits[n_q:2 * n_q] = q_bits
+    db_bits = db_bits[rng.permutation(n_db)]
+    q, db = pack_codes(q_bits.astype(np.int8)), pack_codes(db_bits.astype(np.int8))
+    # 5 classes: one byte per class id (stable) / database sorted by class
+    # (tie-aware); 300 classes: 32-bit ids; multi-label: label words.
+    for kind, n_classes in (("single", 5), ("single", 300), ("multi", 5)):
+        ql = random_labels(rng, n_q, kind, n_classes)
+        dl = random_labels(rng, n_db, kind, n_classes)
+        if kind == "single":
+            ql[0] = n_classes + 7  # a class absent from the database
+        q_lab, db_lab, db_ids = metrics._label_inputs(ql, dl, n_q, n_db)
+        for stable in (True, False):
+            for top_k in (0, 100):
+                args = (metrics._as_words(q), metrics._as_words(db), q_lab, db_lab, db_ids,
+                        n_bits, stable, True, top_k, np.array([1, 64, 1000], dtype=np.int64),
+                        True, 2)
+                fast = _ranking.rank_stats(*args, variant="avx512gfni")
+                portable = _ranking.rank_stats(*args, variant="default")
+                for a, b in zip(fast, portable):
+                    np.testing.assert_array_equal(a, b)
+    # Inputs outside the fast pass are rejected when it is forced.
+    q_lab, db_lab, db_ids = metrics._label_inputs(np.eye(70, dtype=int)[:n_q],
+                                                  np.eye(70, dtype=int)[rng.integers(0, 70, n_db)],
+                                                  n_q, n_db)
+    with pytest.raises(ValueError, match="64 labels"):
+        _ranking.rank_stats(metrics._as_words(q), metrics._as_words(db), q_lab, db_lab, db_ids,
+                            n_bits, True, True, 0, np.zeros(0, dtype=np.int64), False, 1,
+                            variant="avx512gfni")
