@@ -14,12 +14,15 @@ from scipy.optimize import linear_sum_assignment
 
 from . import _kernels as K
 from ._codes import pack_codes
+from ._csmh import _kernel_block
 from ._flexcmh_codes import SCHEMES, code_class
 from ._model import HashingModel
 from ._progress import ProgressBar
 from ._validation import check_bool, check_float, check_int, check_option
 
 MATCHINGS = ("clusters", "labels")
+ENCODERS = ("kernel", "nnls")
+MATCH_SCORES = ("auto", "profiles", "profiles+sizes")
 # Coordinate-descent sweeps of the H step per outer iteration, and limits of
 # the NNLS used to encode new samples.
 _H_SWEEPS = 1
@@ -42,6 +45,15 @@ _CODE_SAMPLE = 20_000
 _REMATCH_MARGIN = 0.01
 # Below this many indicator entries (sum of n_m times k) one thread is used.
 _PARALLEL_MIN_SIZE = 200_000
+# Kernel encoder (encoder="kernel"): RBF width = this factor times the mean
+# sample-to-anchor distance, ridge relative to the mean diagonal of the
+# kernel Gram matrix, at most this many training rows for the regression,
+# rows per kernel block.  Factor and ridge chosen on Wiki validation data
+# (docs/flexcmh.md).
+_ENC_SIGMA_FACTOR = 0.5
+_ENC_RIDGE = 1e-3
+_ENC_FIT_SAMPLE = 20_000
+_ENC_BLOCK = 8192
 
 
 # --------------------------------------------------------------------------
@@ -142,6 +154,94 @@ def _pair_csr(n, self_idx, other_idx):
     return ptr, np.ascontiguousarray(other_idx[order])
 
 
+def _known_rows(pairs, m, k):
+    """Sorted rows of modality m with a known partner in some modality, or
+    None (= every row) when there are fewer than ``10 k`` of them.
+
+    The kernel encoder is fitted on these rows: their indicators were tied
+    to their true partners by the pair term, whereas inferred partners
+    (Eq. 2) are mostly wrong when the modalities' clusters correspond poorly
+    (docs/flexcmh.md), so the other rows' indicators are a noisier
+    regression target.  With only a handful of known pairs, though, a
+    regression onto k indicator columns from them would be fitted on too
+    few rows; ``10 k`` is a guard (not tuned: the validated settings had
+    hundreds of known pairs per cluster)."""
+    found = [g[:, 0] if a == m else g[:, 1] for (a, b), g in pairs.items()
+             if m in (a, b) and g.size]
+    rows = np.unique(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
+    return rows if rows.size >= 10 * k else None
+
+
+def _mean_distance(X, anchors, sqx, a_sq):
+    """Mean Euclidean distance between the rows of ``X`` and the anchors."""
+    d2 = sqx[:, None] + a_sq[None, :] - 2.0 * np.asarray(X @ anchors.T)
+    return float(np.sqrt(np.maximum(d2, 0.0)).mean())
+
+
+def _rbf_blocks(X, anchors, sigma):
+    """Yield ``(start, stop, Phi)``: RBF features of ``X[start:stop]`` against
+    the anchors, ``_ENC_BLOCK`` rows at a time (CSR rows stay sparse; the
+    buffer is reused, so consume each block before asking for the next)."""
+    a_sq = np.einsum("ij,ij->i", anchors, anchors)
+    anchors_t = np.ascontiguousarray(anchors.T) if sp.issparse(X) else None
+    buf = np.empty((min(_ENC_BLOCK, max(X.shape[0], 1)), anchors.shape[0]))
+    for s in range(0, X.shape[0], _ENC_BLOCK):
+        e = min(s + _ENC_BLOCK, X.shape[0])
+        yield s, e, _kernel_block(X[s:e], anchors, a_sq, sigma, buf[: e - s], anchors_t)
+
+
+def fit_kernel_encoder(X, H, n_anchors, rng, rows=None):
+    """Kernel ridge regression from a modality's samples to their learned
+    training indicators (the out-of-sample encoder ``encoder="kernel"``).
+
+    ``phi(x) = exp(-||x - a_j||^2 / (2 sigma^2))`` over ``n_anchors`` anchors
+    ``a_j`` drawn from the candidate rows, ``sigma`` = ``_ENC_SIGMA_FACTOR``
+    times the mean sample-to-anchor distance (on at most 1,000 candidate
+    rows), and ``W = argmin ||Phi W - H||^2 + eps ||W||^2`` with
+    ``eps = _ENC_RIDGE`` times the mean diagonal of ``Phi^T Phi``, on at
+    most ``_ENC_FIT_SAMPLE`` candidate rows.  Cost
+    ``O(min(n, 20000) * n_anchors * (d + n_anchors))``; X is never densified
+    (only the anchors are) and at most 20,000 of its rows are copied.
+
+    Parameters
+    ----------
+    X : ndarray or CSR (n, d)
+    H : ndarray (n, k)
+        Learned training indicators of the rows of X.
+    n_anchors : int
+    rng : numpy.random.Generator
+    rows : ndarray of int or None
+        Sorted candidate rows (the samples with a known partner, whose
+        indicators the pair term tied to their true partner); None: all.
+
+    Returns
+    -------
+    anchors : ndarray (a, d), sigma : float, weights : ndarray (a, k)
+    """
+    cand = np.arange(X.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+    n = cand.size
+    a = min(n_anchors, n)
+    anchors = X[cand[np.sort(rng.choice(n, a, replace=False))]]
+    anchors = np.ascontiguousarray(anchors.toarray() if sp.issparse(anchors) else anchors)
+    a_sq = np.einsum("ij,ij->i", anchors, anchors)
+    probe = cand[np.sort(rng.choice(n, min(n, 1000), replace=False))]
+    mean_dist = _mean_distance(X[probe], anchors, _row_sqnorms(X[probe]), a_sq)
+    # Constant data (every distance 0): any width gives the same features.
+    sigma = _ENC_SIGMA_FACTOR * mean_dist if mean_dist > 0 else 1.0
+    fit = (cand if n <= _ENC_FIT_SAMPLE
+           else cand[np.sort(rng.choice(n, _ENC_FIT_SAMPLE, replace=False))])
+    Xf, Hf = X[fit], H[fit]
+    G = np.zeros((a, a))
+    R = np.zeros((a, H.shape[1]))
+    for s, e, Phi in _rbf_blocks(Xf, anchors, sigma):
+        G += Phi.T @ Phi
+        R += Phi.T @ Hf[s:e]
+    eps = _ENC_RIDGE * max(np.trace(G) / a, 1e-300)
+    G[np.diag_indices(a)] += eps
+    weights = np.linalg.solve(G, R)
+    return anchors, float(sigma), np.ascontiguousarray(weights)
+
+
 class _NumbaThreads:
     """Set Numba's thread count for a block and restore it afterwards."""
 
@@ -163,7 +263,7 @@ class _Trainer:
     """State of one FlexCMH fit (H, Z, X Z, Γ, code function, history)."""
 
     def __init__(self, Xs, pairs, labels, n_bits, k, ns, lam, joint, matching,
-                 code_scheme, rng, kernels):
+                 code_scheme, rng, kernels, match_score="auto"):
         self.K = kernels
         self.Xs = Xs
         self.M = len(Xs)
@@ -172,6 +272,7 @@ class _Trainer:
         self.labels = labels
         self.n_bits, self.k, self.ns, self.lam = n_bits, k, ns, lam
         self.joint, self.matching = joint, matching
+        self.match_score = match_score
         self.code_cls = code_class(code_scheme)
         self.rng = rng
         self.sqx = [_row_sqnorms(X) for X in Xs]
@@ -246,25 +347,50 @@ class _Trainer:
             sqz.append(sz)
         return self.K.match_scores(prof[0], cnt[0], sqz[0], prof[1], cnt[1], sqz[1])
 
+    def _size_scores(self, m0, m):
+        """``|log(n_c / n_c2)|``: clusters of the same concept should hold
+        similar fractions of their modality's samples (``inf`` if either is
+        empty).  Sample counts of the modalities may differ, so fractions."""
+        frac = []
+        for mm in (m0, m):
+            a = self.assignment(mm)
+            cnt = np.bincount(a[a >= 0], minlength=self.k).astype(np.float64)
+            frac.append(cnt / max(cnt.sum(), 1.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            S = np.abs(np.log(frac[0][:, None] / frac[1][None, :]))
+        S[~np.isfinite(S)] = np.inf
+        return S
+
     def match_clusters(self, use_scores, extra_pairs=None, rematch=False):
         """Align every modality's clusters to modality 0 (Hungarian).
 
         Cost = S / max(S) - V / max(V): the matching score of Eq. 1 scaled to
         [0, 1] (empty clusters: 2) minus the known-pair votes scaled to
         [0, 1], so a cluster pair backed by many known pairs wins unless its
-        profiles disagree strongly.  When re-matching (``rematch``, the
-        clusters are already aligned) the new assignment replaces the current
-        one only if it lowers the total cost by more than ``_REMATCH_MARGIN``
-        per cluster: near-ties would otherwise flip back and forth between
-        iterations and scramble the coupled indicators.
+        profiles disagree strongly.  With ``match_score="profiles+sizes"``
+        (or ``"auto"`` and no known pair between modalities 0 and m) the size
+        score (:meth:`_size_scores`), scaled to [0, 1] the same way, is added.
+        When re-matching (``rematch``, the clusters are already aligned) the
+        new assignment replaces the current one only if it lowers the total
+        cost by more than ``_REMATCH_MARGIN`` per cluster: near-ties would
+        otherwise flip back and forth between iterations and scramble the
+        coupled indicators.
         """
         for m in range(1, self.M):
             cost = np.zeros((self.k, self.k))
             if use_scores:
-                S = self._scores(0, m)
-                finite = np.isfinite(S)
-                top = S[finite].max() if finite.any() else 1.0
-                cost += np.where(finite, S / (top if top > 0 else 1.0), 2.0)
+                scores = [self._scores(0, m)]
+                # "auto": sizes only where no known pair links the modalities;
+                # known pairs' votes are direct evidence, and the size term
+                # only added noise to them on Wiki validation data.
+                sizes = self.match_score == "profiles+sizes" or (
+                    self.match_score == "auto" and (0, m) not in self.pairs)
+                if sizes:
+                    scores.append(self._size_scores(0, m))
+                for S in scores:
+                    finite = np.isfinite(S)
+                    top = S[finite].max() if finite.any() else 1.0
+                    cost += np.where(finite, S / (top if top > 0 else 1.0), 2.0)
             lists = []
             if (0, m) in self.pairs:
                 lists.append(self.pairs[(0, m)])
@@ -422,7 +548,7 @@ class _Trainer:
 
 
 def _check_params(Xs, n_clusters, n_neighbors, lam, max_iter, tol, code_scheme,
-                  joint, matching, labels):
+                  joint, matching, labels, encoder, n_anchors, match_score):
     k = check_int(n_clusters, "n_clusters", 1)
     for m, X in enumerate(Xs):
         if k > X.shape[0]:
@@ -439,12 +565,17 @@ def _check_params(Xs, n_clusters, n_neighbors, lam, max_iter, tol, code_scheme,
     if matching == "labels" and labels is None:
         raise ValueError("matching='labels' (FlexCMH(nC)) needs 'labels': one array "
                          "per modality. Got labels=None.")
-    return k, ns, lam, max_iter, tol, code_scheme, joint, matching
+    encoder = check_option(encoder, "encoder", ENCODERS)
+    n_anchors = check_int(n_anchors, "n_anchors", 1)
+    match_score = check_option(match_score, "match_score", MATCH_SCORES)
+    return (k, ns, lam, max_iter, tol, code_scheme, joint, matching, encoder, n_anchors,
+            match_score)
 
 
 def fit_flexcmh(Xs, pairs, *, n_bits, labels, rng, n_threads, verbose, callback,
                 n_clusters=10, n_neighbors=5, lam=1.0, max_iter=500, tol=1e-4,
-                code_scheme="itq", joint=True, matching="clusters"):
+                code_scheme="itq", joint=True, matching="clusters", encoder="kernel",
+                n_anchors=1000, match_score="auto"):
     """Fit FlexCMH (called by :func:`flexcmh_fast.train`, which has validated
     ``Xs``, ``pairs``, ``labels``, ``rng`` and ``n_threads``).
 
@@ -484,14 +615,33 @@ def fit_flexcmh(Xs, pairs, *, n_bits, labels, rng, n_threads, verbose, callback,
     matching : {"clusters", "labels"}, default="clusters"
         ``"labels"``: FlexCMH(nC), the correspondence of samples without a
         known pair comes from equal labels.
+    encoder : {"kernel", "nnls"}, default="kernel"
+        Out-of-sample indicators of new samples.  ``"nnls"``: the paper's
+        Eq. 3 reading, ``argmin_{h >= 0} ||x - Z_m h||^2``.  ``"kernel"``:
+        kernel ridge regression from RBF features (against ``n_anchors``
+        training rows) to the learned training indicators of the samples
+        with a known partner (every sample if none has one), fitted once
+        after training (see :func:`fit_kernel_encoder`); better validation
+        MAP on Wiki (docs/flexcmh.md).
+    n_anchors : int, default=1000
+        Anchors of the kernel encoder per modality (at most the number of
+        rows it is fitted on).
+    match_score : {"auto", "profiles", "profiles+sizes"}, default="auto"
+        Cluster matching score.  ``"profiles"``: Eq. 1 (ordered-neighbour
+        profiles) alone.  ``"profiles+sizes"``: Eq. 1 plus the mismatch
+        ``|log(n_c / n_c')|`` of the clusters' relative sizes, both scaled to
+        [0, 1].  ``"auto"``: ``"profiles+sizes"`` for a modality pair without
+        known pairs, ``"profiles"`` otherwise (the validation winner on Wiki
+        in both cases, docs/flexcmh.md).
 
     Returns
     -------
     FlexCMHModel
     """
-    k, ns, lam, max_iter, tol, code_scheme, joint, matching = _check_params(
-        Xs, n_clusters, n_neighbors, lam, max_iter, tol, code_scheme, joint,
-        matching, labels)
+    (k, ns, lam, max_iter, tol, code_scheme, joint, matching, encoder, n_anchors,
+     match_score) = _check_params(Xs, n_clusters, n_neighbors, lam, max_iter, tol,
+                                  code_scheme, joint, matching, labels, encoder, n_anchors,
+                                  match_score)
     from threadpoolctl import threadpool_limits
 
     # Tiny problems (Wiki: ~2,000 x 10 indicators) finish each kernel in
@@ -502,16 +652,18 @@ def fit_flexcmh(Xs, pairs, *, n_bits, labels, rng, n_threads, verbose, callback,
         return run_flexcmh(
             Xs, pairs, n_bits=n_bits, labels=labels, rng=rng, verbose=verbose,
             callback=callback, k=k, ns=ns, lam=lam, max_iter=max_iter, tol=tol,
-            code_scheme=code_scheme, joint=joint, matching=matching, kernels=K)
+            code_scheme=code_scheme, joint=joint, matching=matching, kernels=K,
+            encoder=encoder, n_anchors=n_anchors, match_score=match_score)
 
 
 def run_flexcmh(Xs, pairs, *, n_bits, labels, rng, verbose, callback, k, ns, lam,
-                max_iter, tol, code_scheme, joint, matching, kernels):
+                max_iter, tol, code_scheme, joint, matching, kernels, encoder="kernel",
+                n_anchors=1000, match_score="auto"):
     """Algorithm 1 on validated inputs, with the kernel set ``kernels`` (the
     Numba module, or the numpy references of the tests for the reference
     loop of the benchmarks).  Thread limits are the caller's business."""
     tr = _Trainer(Xs, pairs, labels, n_bits, k, ns, lam, joint, matching,
-                  code_scheme, rng, kernels)
+                  code_scheme, rng, kernels, match_score)
     if matching == "labels":
         tr.label_group = [tr._label_groups(m) for m in range(tr.M)]
         # Rank within a label class by a random draw: samples of the same
@@ -550,16 +702,24 @@ def run_flexcmh(Xs, pairs, *, n_bits, labels, rng, verbose, callback, k, ns, lam
         prev = total
     tr.update_codes(_CODE_ITERS_FINAL, final=True)
     bar.close()
+    # The encoder is fitted after training and draws from rng last, so the
+    # choice of encoder does not change the learned H, Z or codes.
+    kernel_enc = None
+    if encoder == "kernel":
+        kernel_enc = [fit_kernel_encoder(X, H, n_anchors, rng,
+                                         rows=_known_rows(pairs, m, k))
+                      for m, (X, H) in enumerate(zip(Xs, tr.H))]
     return FlexCMHModel(
         Zs=tr.Z, code=tr.code, n_bits=n_bits, n_features=[X.shape[1] for X in Xs],
         history=np.array(tr.history, dtype=np.float64).reshape(-1, 3),
         codes=pack_codes(tr.B),
         train_codes=[pack_codes(tr.code.signs(H)) for H in tr.H],
         cluster_matching=tr.cluster_matching,
-        correspondence=tr.gamma, n_iter=n_iter,
+        correspondence=tr.gamma, n_iter=n_iter, kernel_encoder=kernel_enc,
         params={"n_clusters": k, "n_neighbors": ns, "lam": lam, "max_iter": max_iter,
                 "tol": tol, "code_scheme": code_scheme, "joint": joint,
-                "matching": matching})
+                "matching": matching, "encoder": encoder, "n_anchors": n_anchors,
+                "match_score": match_score})
 
 
 class FlexCMHModel(HashingModel):
@@ -580,9 +740,9 @@ class FlexCMHModel(HashingModel):
         training indicator vector (the paper's H̃m), in that modality's row
         order.  These indicators were fitted jointly with the matched samples
         of the other modalities, so they carry cross-modal information that
-        re-encoding the same rows with :meth:`encode` (NNLS against the
-        centroids alone) does not: use them as the database codes when the
-        database is the training set (see docs/evaluation.md).
+        re-encoding the same rows with :meth:`encode` (from their own
+        features alone) only approximates: use them as the database codes
+        when the database is the training set (see docs/evaluation.md).
     history_ : ndarray (n_iter, 3)
         Per iteration the terms of Eq. 6: inter-modal loss Lc (Eq. 4),
         reconstruction loss Ls (Eq. 3), weighted quantisation loss λLq (Eq. 5).
@@ -594,12 +754,17 @@ class FlexCMHModel(HashingModel):
         Γ of the last iteration as index pairs (known pairs first).
     n_iter_ : int
         Outer iterations run.
+    encoder_ : {"kernel", "nnls"}
+        How :meth:`encode` computes the indicators of new samples.
+    anchors_, sigmas_, encoder_weights_ : lists (per modality) or None
+        The kernel encoder (``encoder_ == "kernel"``): anchors ``(a, d_m)``,
+        RBF width and regression weights ``(a, k)``; None for ``"nnls"``.
     """
 
     kind = "FlexCMHModel"
 
     def __init__(self, Zs, code, n_bits, n_features, history, codes, train_codes,
-                 cluster_matching, correspondence, n_iter, params):
+                 cluster_matching, correspondence, n_iter, params, kernel_encoder=None):
         self.centroids_ = [np.ascontiguousarray(Z) for Z in Zs]
         self.code_ = code
         self.n_bits = int(n_bits)
@@ -611,16 +776,43 @@ class FlexCMHModel(HashingModel):
         self.correspondence_ = correspondence
         self.n_iter_ = int(n_iter)
         self.params = dict(params)
+        # Models saved before the kernel encoder existed encode with NNLS.
+        self.encoder_ = self.params.get("encoder", "nnls")
+        if (kernel_encoder is None) != (self.encoder_ != "kernel"):
+            raise ValueError(f"encoder {self.encoder_!r} needs kernel_encoder to be "
+                             f"{'given' if self.encoder_ == 'kernel' else 'None'}.")
+        if kernel_encoder is None:
+            self.anchors_ = self.sigmas_ = self.encoder_weights_ = None
+        else:
+            self.anchors_ = [np.ascontiguousarray(a, dtype=np.float64)
+                             for a, _, _ in kernel_encoder]
+            self.sigmas_ = [float(sg) for _, sg, _ in kernel_encoder]
+            self.encoder_weights_ = [np.ascontiguousarray(w, dtype=np.float64)
+                                     for _, _, w in kernel_encoder]
 
     @property
     def objective_(self):
         """Objective of Eq. 6 per iteration (sum of the three terms)."""
         return self.history_.sum(axis=1)
 
-    def indicators(self, X, modality, n_threads=None):
-        """Cluster indicators ``h = argmin_{h >= 0} ||x - Z_m h||^2`` per row.
+    def indicators(self, X, modality):
+        """Indicator vectors of new samples, by the model's encoder.
 
-        ``X`` must already be validated (float64 dense or CSR)."""
+        ``"nnls"``: ``h = argmin_{h >= 0} ||x - Z_m h||^2`` per row.
+        ``"kernel"``: ``h = phi(x) W_m`` (RBF features against the anchors
+        times the regression weights).  ``X`` must already be validated
+        (float64 dense or CSR)."""
+        if self.encoder_ == "kernel":
+            out = np.empty((X.shape[0], self.encoder_weights_[modality].shape[1]))
+            for s, e, Phi in _rbf_blocks(X, self.anchors_[modality], self.sigmas_[modality]):
+                np.matmul(Phi, self.encoder_weights_[modality], out=out[s:e])
+            return out
+        return self.nnls_indicators(X, modality)
+
+    def nnls_indicators(self, X, modality):
+        """``h = argmin_{h >= 0} ||x - Z_m h||^2`` per row (Eq. 3 with the
+        learned centroids; the ``"nnls"`` encoder).  ``X`` must already be
+        validated (float64 dense or CSR)."""
         Z = self.centroids_[modality]
         Q = Z.T @ Z
         out = np.zeros((X.shape[0], Z.shape[1]))
@@ -649,6 +841,11 @@ class FlexCMHModel(HashingModel):
         arrays["codes"] = self.codes_
         arrays.update({f"train_codes_{m}": c for m, c in enumerate(self.train_codes_)})
         arrays["cluster_matching"] = self.cluster_matching_
+        if self.encoder_ == "kernel":
+            meta["sigmas"] = self.sigmas_
+            for m, (A, W) in enumerate(zip(self.anchors_, self.encoder_weights_)):
+                arrays[f"anchors_{m}"] = A
+                arrays[f"encoder_weights_{m}"] = W
         for m, m2 in self.correspondence_:
             arrays[f"gamma_{m}_{m2}"] = self.correspondence_[(m, m2)]
         return meta, arrays
@@ -659,6 +856,10 @@ class FlexCMHModel(HashingModel):
             M = len(meta["n_features"])
             params = meta["params"]
             code = code_class(params["code_scheme"]).from_state(arrays, "code_")
+            kernel_enc = None
+            if params.get("encoder", "nnls") == "kernel":
+                kernel_enc = [(arrays[f"anchors_{m}"], float(meta["sigmas"][m]),
+                               arrays[f"encoder_weights_{m}"]) for m in range(M)]
             model = cls(
                 Zs=[arrays[f"Z_{m}"] for m in range(M)], code=code,
                 n_bits=meta["n_bits"], n_features=meta["n_features"],
@@ -667,10 +868,16 @@ class FlexCMHModel(HashingModel):
                 cluster_matching=arrays["cluster_matching"],
                 correspondence={(int(a), int(b)): arrays[f"gamma_{a}_{b}"]
                                 for a, b in meta["pair_keys"]},
-                n_iter=meta["n_iter"], params=params)
-        except (KeyError, TypeError, ValueError) as exc:
+                n_iter=meta["n_iter"], params=params, kernel_encoder=kernel_enc)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ValueError(f"Corrupt FlexCMHModel file: missing or bad entry {exc}.") from None
         for m, (Z, d) in enumerate(zip(model.centroids_, model.n_features_)):
             if Z.ndim != 2 or Z.shape[0] != d:
                 raise ValueError(f"Corrupt FlexCMHModel file: centroids {m} have shape {Z.shape}.")
+            if model.encoder_ == "kernel":
+                A, W = model.anchors_[m], model.encoder_weights_[m]
+                if (A.ndim != 2 or A.shape[1] != d or W.ndim != 2
+                        or W.shape != (A.shape[0], Z.shape[1]) or not model.sigmas_[m] > 0):
+                    raise ValueError(f"Corrupt FlexCMHModel file: kernel encoder {m} has anchors "
+                                     f"{A.shape}, weights {W.shape}, sigma {model.sigmas_[m]}.")
         return model

@@ -110,3 +110,23 @@ def nnls_exact(Q, c):
     L = np.linalg.cholesky(Q + 1e-12 * np.eye(Q.shape[0]))
     # h^T Q h - 2 c^T h = ||L^T h - L^-1 c||^2 - const
     return nnls(L.T, np.linalg.solve(L, c))[0]
+
+
+def rbf_features(X, anchors, sigma):
+    """``exp(-||x_i - a_j||^2 / (2 sigma^2))`` by explicit differences (dense X)."""
+    d2 = ((X[:, None, :] - anchors[None, :, :]) ** 2).sum(axis=2)
+    return np.exp(-d2 / (2.0 * sigma * sigma))
+
+
+def kernel_ridge_weights(X, H, anchors, sigma, ridge):
+    """Ridge regression of ``H`` on the RBF features of ``X`` (dense):
+    ``W = (Phi^T Phi + eps I)^-1 Phi^T H``, ``eps = ridge * mean diag(Phi^T Phi)``."""
+    Phi = rbf_features(X, anchors, sigma)
+    G = Phi.T @ Phi
+    eps = ridge * np.trace(G) / G.shape[0]
+    return np.linalg.solve(G + eps * np.eye(G.shape[0]), Phi.T @ H)
+
+
+def mean_distance(X, anchors):
+    """Mean Euclidean distance between rows of ``X`` and the anchors (dense)."""
+    return float(np.sqrt(((X[:, None, :] - anchors[None, :, :]) ** 2).sum(axis=2)).mean())

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 
 import flexcmh_fast as fc
 from flexcmh_fast import _flexcmh as F
+import reference_flexcmh as R
 
 
 def planted(n_per=80, k=4, p=8, d0=20, d1=40, seed=0, sparse=False):
@@ -199,21 +200,87 @@ def test_callback_stops_and_verbose_progress(capsys):
     assert "FlexCMH" in capsys.readouterr().err
 
 
-def test_encode_batched_dense_sparse_agree(monkeypatch):
+@pytest.mark.parametrize("encoder", ["kernel", "nnls"])
+def test_encode_batched_dense_sparse_agree(monkeypatch, encoder):
     X0, X1, _, _ = planted(n_per=30, seed=9, sparse=True)
-    model = fc.train([X0, X1], None, n_bits=16, n_clusters=4, random_state=0, max_iter=5)
+    model = fc.train([X0, X1], None, n_bits=16, n_clusters=4, random_state=0, max_iter=5,
+                     encoder=encoder)
+    assert model.encoder_ == encoder
     full = model.encode(X1, 1)
+    h = model.indicators(X1, 1)
     monkeypatch.setattr(F, "_ENCODE_BATCH", 7)
+    monkeypatch.setattr(F, "_ENC_BLOCK", 7)
     np.testing.assert_array_equal(model.encode(X1, 1), full)
     np.testing.assert_array_equal(model.encode(X1.toarray(), 1), full)
+    np.testing.assert_allclose(model.indicators(X1.toarray(), 1), h, rtol=1e-10, atol=1e-12)
+    for rows in (slice(0, 1), slice(3, 50)):
+        np.testing.assert_array_equal(model.encode(X1[rows], 1), full[rows])
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_kernel_encoder_matches_numpy_reference(sparse):
+    rng = np.random.default_rng(3)
+    X = np.abs(rng.standard_normal((60, 7))) * (rng.random((60, 7)) < 0.6)
+    H = np.abs(rng.standard_normal((60, 4)))
+    Xin = sp.csr_matrix(X) if sparse else X
+    A, sigma, W = F.fit_kernel_encoder(Xin, H, 25, np.random.default_rng(0))
+    assert A.shape == (25, 7) and W.shape == (25, 4)
+    # The anchors are distinct training rows, in row order.
+    rows = [int(np.flatnonzero((X == a).all(axis=1))[0]) for a in A]
+    assert rows == sorted(set(rows))
+    # Every row is a probe (n <= 1000) and a regression row (n <= 20000).
+    assert sigma == pytest.approx(F._ENC_SIGMA_FACTOR * R.mean_distance(X, A), rel=1e-9)
+    W_ref = R.kernel_ridge_weights(X, H, A, sigma, F._ENC_RIDGE)
+    np.testing.assert_allclose(W, W_ref, rtol=1e-7, atol=1e-9)
+    # More anchors than samples: every row is an anchor.
+    A2, _, W2 = F.fit_kernel_encoder(Xin, H, 500, np.random.default_rng(0))
+    np.testing.assert_array_equal(A2, X)
+    assert W2.shape == (60, 4)
+
+
+def test_kernel_encoder_subsampled_fit_matches_reference(monkeypatch):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((50, 5))
+    H = np.abs(rng.standard_normal((50, 3)))
+    monkeypatch.setattr(F, "_ENC_FIT_SAMPLE", 20)
+    A, sigma, W = F.fit_kernel_encoder(X, H, 10, np.random.default_rng(1))
+    # Replay the documented draws: anchors, probe rows, regression rows.
+    r = np.random.default_rng(1)
+    np.testing.assert_array_equal(A, X[np.sort(r.choice(50, 10, replace=False))])
+    r.choice(50, 50, replace=False)
+    sub = np.sort(r.choice(50, 20, replace=False))
+    np.testing.assert_allclose(W, R.kernel_ridge_weights(X[sub], H[sub], A, sigma, F._ENC_RIDGE),
+                               rtol=1e-7, atol=1e-9)
+
+
+def test_kernel_encoder_model_indicators_and_codes():
+    X0, X1, _, _ = planted(n_per=25, seed=14, sparse=True)
+    model = fc.train([X0, X1], None, n_bits=16, n_clusters=4, random_state=0, max_iter=5,
+                     n_anchors=30)
+    assert model.params["encoder"] == "kernel" and model.params["n_anchors"] == 30
+    for m, X in enumerate([X0, X1.toarray()]):
+        A, sigma, W = model.anchors_[m], model.sigmas_[m], model.encoder_weights_[m]
+        assert A.shape == (30, X.shape[1]) and W.shape == (30, 4) and sigma > 0
+        h_ref = R.rbf_features(X, A, sigma) @ W
+        np.testing.assert_allclose(model.indicators(X, m), h_ref, rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(model.encode(X, m, packed=False),
+                                      model.code_.signs(model.indicators(X, m)))
+    # The encoder is fitted after training: H, Z and the learned codes do not
+    # depend on it.
+    nnls = fc.train([X0, X1], None, n_bits=16, n_clusters=4, random_state=0, max_iter=5,
+                    encoder="nnls")
+    assert nnls.anchors_ is None
+    for m in range(2):
+        np.testing.assert_array_equal(nnls.train_codes_[m], model.train_codes_[m])
+        np.testing.assert_array_equal(nnls.centroids_[m], model.centroids_[m])
 
 
 def test_save_load_roundtrip(tmp_path):
     X0, X1, _, _ = planted(n_per=30, seed=10)
-    for scheme in ("itq", "kmeans"):
+    for scheme, encoder in (("itq", "kernel"), ("kmeans", "kernel"), ("itq", "nnls")):
         model = fc.train([X0, X1], None, n_bits=12, n_clusters=4, random_state=0,
-                         max_iter=3, code_scheme=scheme)
-        path = tmp_path / f"m_{scheme}.npz"
+                         max_iter=3, code_scheme=scheme, encoder=encoder)
+        path = tmp_path / f"m_{scheme}_{encoder}.npz"
         model.save(path)
         back = fc.load(path)
         assert isinstance(back, F.FlexCMHModel)
@@ -226,6 +293,34 @@ def test_save_load_roundtrip(tmp_path):
         np.testing.assert_array_equal(back.correspondence_[(0, 1)],
                                       model.correspondence_[(0, 1)])
         assert back.params == model.params
+        assert back.encoder_ == encoder
+        if encoder == "kernel":
+            for m in range(2):
+                np.testing.assert_array_equal(back.anchors_[m], model.anchors_[m])
+                np.testing.assert_array_equal(back.encoder_weights_[m],
+                                              model.encoder_weights_[m])
+                assert back.sigmas_[m] == model.sigmas_[m]
+
+
+def test_load_corrupt_kernel_encoder(tmp_path):
+    from flexcmh_fast._persist import read_state, save_state
+    X0, X1, _, _ = planted(n_per=20, seed=15)
+    model = fc.train([X0, X1], None, n_bits=8, n_clusters=4, random_state=0, max_iter=2,
+                     n_anchors=10)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    kind, meta, arrays = read_state(path)
+    for key, value in (("encoder_weights_1", np.zeros((10, 3))), ("anchors_0", np.zeros((10, 2)))):
+        bad = dict(arrays)
+        bad[key] = value
+        save_state(tmp_path / "bad.npz", kind, meta, bad)
+        with pytest.raises(ValueError, match="kernel encoder"):
+            fc.load(tmp_path / "bad.npz")
+    bad = dict(arrays)
+    del bad["anchors_1"]
+    save_state(tmp_path / "bad.npz", kind, meta, bad)
+    with pytest.raises(ValueError, match="Corrupt"):
+        fc.load(tmp_path / "bad.npz")
 
 
 def test_save_failure_leaves_nothing(tmp_path):
@@ -249,6 +344,9 @@ def test_save_failure_leaves_nothing(tmp_path):
     (dict(lam=-1.0), "lam"),
     (dict(tol=float("nan")), "tol"),
     (dict(max_iter=-1), "max_iter"),
+    (dict(encoder="knn"), "encoder"),
+    (dict(n_anchors=0), "n_anchors"),
+    (dict(match_score="qap"), "match_score"),
 ])
 def test_bad_parameters(kwargs, match):
     X0, X1, _, _ = planted(n_per=20, seed=12)
@@ -262,6 +360,8 @@ def test_bad_inputs():
     X0, X1, _, _ = planted(n_per=20, seed=13)
     with pytest.raises(TypeError, match="Unknown parameter"):
         fc.train([X0, X1], None, n_bits=8, n_cluster=4)
+    with pytest.raises(TypeError, match="n_anchors"):
+        fc.train([X0, X1], None, n_bits=8, n_clusters=4, n_anchors=2.5)
     with pytest.raises(ValueError, match="at least 2"):
         fc.train([X0], None, n_bits=8)
     bad = X0.copy()
@@ -306,3 +406,80 @@ def test_wiki_weak_pairs_beats_chance(wiki_dir):
     q = model.encode(img[te], 0, packed=False)
     db = model.encode(txt[tr][perm], 1, packed=False)
     assert cross_map(q, db, lab[te], lab[tr][perm]) > 0.17  # chance ~0.11
+
+
+def test_size_scores_match_numpy_reference():
+    class Fake:
+        k = 4
+        assign = [np.array([0, 0, 1, 2, 2, 2, -1]), np.array([3, 1, 1, 0, 0, 0, 0, 2, -1, 3])]
+
+        def assignment(self, m):
+            return self.assign[m]
+
+    S = F._Trainer._size_scores(Fake(), 0, 1)
+    f0 = np.array([2, 1, 3, 0]) / 6
+    f1 = np.array([4, 2, 1, 2]) / 9
+    for c in range(4):
+        for c2 in range(4):
+            expect = np.inf if f0[c] == 0 else abs(np.log(f0[c] / f1[c2]))
+            assert S[c, c2] == pytest.approx(expect)
+
+
+@pytest.mark.parametrize("match_score", ["profiles", "profiles+sizes", "auto"])
+def test_match_scores_recover_planted_clusters(match_score):
+    X0, X1, y0, y1 = planted(seed=2)
+    model = fc.train([X0, X1], None, n_bits=16, n_clusters=4, random_state=0,
+                     max_iter=30, match_score=match_score)
+    assert model.params["match_score"] == match_score
+    h0 = model.indicators(X0, 0).argmax(1)
+    h1 = model.indicators(X1, 1).argmax(1)
+    # Aligned clusters: each latent cluster gets the same index in both modalities.
+    for c in range(4):
+        assert np.bincount(h0[y0 == c], minlength=4).argmax() == \
+            np.bincount(h1[y1 == c], minlength=4).argmax()
+
+
+def test_auto_match_score_uses_sizes_only_without_known_pairs():
+    X0, X1, y0, y1 = planted(n_per=30, seed=16)
+    known = np.array([[i, int(np.flatnonzero(y1 == y0[i])[i % 5])] for i in range(0, 120, 4)])
+
+    def fit(pairs, score):
+        return fc.train([X0, X1], pairs, n_bits=8, n_clusters=4, random_state=0,
+                        max_iter=5, match_score=score)
+
+    for pairs, same in ((known, "profiles"), (None, "profiles+sizes")):
+        a, b = fit(pairs, "auto"), fit(pairs, same)
+        np.testing.assert_array_equal(a.cluster_matching_, b.cluster_matching_)
+        for m in range(2):
+            np.testing.assert_array_equal(a.train_codes_[m], b.train_codes_[m])
+
+
+def test_kernel_encoder_on_candidate_rows_matches_reference():
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((40, 6))
+    H = np.abs(rng.standard_normal((40, 3)))
+    rows = np.array([1, 4, 5, 9, 12, 20, 21, 30, 33, 39])
+    A, sigma, W = F.fit_kernel_encoder(sp.csr_matrix(X), H, 4, np.random.default_rng(2), rows=rows)
+    r = np.random.default_rng(2)
+    np.testing.assert_array_equal(A, X[rows[np.sort(r.choice(10, 4, replace=False))]])
+    assert sigma == pytest.approx(F._ENC_SIGMA_FACTOR * R.mean_distance(X[rows], A), rel=1e-9)
+    np.testing.assert_allclose(W, R.kernel_ridge_weights(X[rows], H[rows], A, sigma, F._ENC_RIDGE),
+                               rtol=1e-7, atol=1e-9)
+
+
+def test_kernel_encoder_fitted_on_known_pairs():
+    X0, X1, y0, y1 = planted(n_per=30, seed=17)
+    # 10 same-class pairs per planted cluster, every row at most once.
+    known = np.vstack([np.stack([np.flatnonzero(y0 == c)[:10], np.flatnonzero(y1 == c)[:10]], 1)
+                       for c in range(4)])
+    model = fc.train([X0, X1], known, n_bits=8, n_clusters=4, random_state=0, max_iter=3)
+    assert F._known_rows({(0, 1): known}, 1, 4).tolist() == sorted(set(known[:, 1]))
+    assert F._known_rows({}, 0, 4) is None
+    # Fewer than 10 k known rows: every row is used.
+    assert F._known_rows({(0, 1): known}, 0, 5) is None
+    three = {(0, 1): np.array([[0, 5], [2, 6]]), (1, 2): np.array([[5, 1], [7, 0]])}
+    assert F._known_rows(three, 1, 0).tolist() == [5, 6, 7]
+    assert F._known_rows(three, 2, 0).tolist() == [0, 1]
+    for m, X in enumerate([X0, X1]):
+        # 40 known rows < 1000 anchors: the anchors are exactly the known rows.
+        np.testing.assert_array_equal(model.anchors_[m], X[np.unique(known[:, m])])
