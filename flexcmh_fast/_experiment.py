@@ -326,8 +326,35 @@ def format_table(result, paper=False):
     return "\n".join(lines)
 
 
+def format_markdown(result):
+    """The summary as a Markdown table: ``mean ± std`` per cell and, where
+    the paper has a number (Wiki, FlexCMH), the paper's value beside it; a
+    cell below the paper is marked **▼**."""
+    cfg = result["config"]
+    bits, dirs = cfg["bits"], cfg["directions"]
+    cell = {(s["scenario"], s["bits"], s["direction"]): s for s in result["summary"]}
+    paper = cfg.get("paper", False)
+    lines = ["| scenario | task | " + " | ".join(f"{b} bits" for b in bits) + " |",
+             "|---|---|" + "---|" * len(bits)]
+    for scenario in cfg["scenarios"]:
+        for d_name in dirs:
+            texts = []
+            for b in bits:
+                s = cell.get((scenario, b, d_name))
+                if s is None or np.isnan(s["map_mean"]):
+                    texts.append("n/a")
+                    continue
+                text = f"{s['map_mean']:.4f} ± {s['map_std']:.4f}"
+                pv = paper_value(scenario, d_name, b) if paper else None
+                if pv is not None:
+                    text += f" ({pv:.4f})" + (" **▼**" if s["map_mean"] < pv else "")
+                texts.append(text)
+            lines.append(f"| {scenario} | {d_name} | " + " | ".join(texts) + " |")
+    return "\n".join(lines)
+
+
 def write_results(result, out_dir, plots=True):
-    """Write ``runs.csv``, ``summary.csv``, ``results.json`` and (``plots``)
+    """Write ``runs.csv``, ``summary.csv``, ``summary.md``, ``results.json`` and (``plots``)
     ``map_vs_bits.png``, ``pr_curves.png``, ``objective.png`` into
     ``out_dir`` (created if needed).  Returns the list of written paths."""
     os.makedirs(out_dir, exist_ok=True)
@@ -338,6 +365,10 @@ def write_results(result, out_dir, plots=True):
     summary_path = os.path.join(out_dir, "summary.csv")
     _write_csv(summary_path, result["summary"])
     written.append(summary_path)
+    md_path = os.path.join(out_dir, "summary.md")
+    with open(md_path, "w") as fh:
+        fh.write(format_markdown(result) + "\n")
+    written.append(md_path)
     json_path = os.path.join(out_dir, "results.json")
     payload = {
         "config": result["config"], "summary": result["summary"], "runs": result["runs"],

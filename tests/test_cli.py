@@ -72,7 +72,7 @@ def test_write_results(tmp_path):
     written = _experiment.write_results(fake_result(), tmp_path / "out")
     names = sorted(Path(p).name for p in written)
     assert names == ["map_vs_bits.png", "objective.png", "pr_curves.png", "results.json",
-                     "runs.csv", "summary.csv"]
+                     "runs.csv", "summary.csv", "summary.md"]
     for p in written:
         assert Path(p).stat().st_size > 0
     with open(tmp_path / "out" / "runs.csv") as fh:
@@ -83,7 +83,22 @@ def test_write_results(tmp_path):
     assert payload["summary"][0]["paper"] == 0.2846
     assert (tmp_path / "out" / "map_vs_bits.png").read_bytes()[:4] == b"\x89PNG"
     only_data = _experiment.write_results(fake_result(), tmp_path / "out2", plots=False)
-    assert len(only_data) == 3
+    assert len(only_data) == 4
+
+
+def test_markdown_table_marks_cells_below_the_paper():
+    result = fake_result()
+    for row in result["summary"]:          # one cell above the paper, the rest below
+        if (row["scenario"], row["bits"], row["direction"]) == ("paired", 16, "I->T"):
+            row["map_mean"] = 0.30
+    lines = _experiment.format_markdown(result).splitlines()
+    assert lines[0] == "| scenario | task | 16 bits | 32 bits |"
+    paired_it = next(line for line in lines if line.startswith("| paired | I->T"))
+    cells = paired_it.rstrip(" |").split(" | ")
+    assert cells[2] == "0.3000 ± 0.0050 (0.2846)"            # above the paper: no mark
+    assert cells[3].endswith("(0.2889) **▼**")               # 0.205 < 0.2889
+    plain = _experiment.format_markdown(fake_result(paper=False))
+    assert "▼" not in plain and "(0." not in plain
 
 
 @pytest.mark.parametrize("argv", [
