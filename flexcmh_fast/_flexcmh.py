@@ -648,7 +648,10 @@ def fit_flexcmh(Xs, pairs, *, n_bits, labels, rng, n_threads, verbose, callback,
     # microseconds; waking worker threads would cost more than it saves.
     size = sum(X.shape[0] for X in Xs) * k
     threads = 1 if size < _PARALLEL_MIN_SIZE else n_threads
-    with threadpool_limits(limits=threads), _NumbaThreads(threads):
+    # BLAS stays on one thread: its worker threads, woken right after a Numba
+    # parallel region, contend with Numba's for the same cores and made
+    # products like H.T @ H up to 100x slower (measured: docs/performance.md).
+    with threadpool_limits(limits=1, user_api="blas"), _NumbaThreads(threads):
         return run_flexcmh(
             Xs, pairs, n_bits=n_bits, labels=labels, rng=rng, verbose=verbose,
             callback=callback, k=k, ns=ns, lam=lam, max_iter=max_iter, tol=tol,
@@ -813,15 +816,19 @@ class FlexCMHModel(HashingModel):
         """``h = argmin_{h >= 0} ||x - Z_m h||^2`` per row (Eq. 3 with the
         learned centroids; the ``"nnls"`` encoder).  ``X`` must already be
         validated (float64 dense or CSR)."""
+        from threadpoolctl import threadpool_limits
+
         Z = self.centroids_[modality]
         Q = Z.T @ Z
         out = np.zeros((X.shape[0], Z.shape[1]))
         zero = np.zeros(min(X.shape[0], _ENCODE_BATCH))
-        for s in range(0, X.shape[0], _ENCODE_BATCH):
-            e = min(s + _ENCODE_BATCH, X.shape[0])
-            H = np.zeros((e - s, Z.shape[1]))
-            K.nnls_rows(Q, _xz(X[s:e], Z), zero[:e - s], H, _ENCODE_SWEEPS, _ENCODE_TOL)
-            out[s:e] = H
+        # One BLAS thread beside the Numba kernel (see fit_flexcmh).
+        with threadpool_limits(limits=1, user_api="blas"):
+            for s in range(0, X.shape[0], _ENCODE_BATCH):
+                e = min(s + _ENCODE_BATCH, X.shape[0])
+                H = np.zeros((e - s, Z.shape[1]))
+                K.nnls_rows(Q, _xz(X[s:e], Z), zero[:e - s], H, _ENCODE_SWEEPS, _ENCODE_TOL)
+                out[s:e] = H
         return out
 
     def _encode_signs(self, X, modality):
