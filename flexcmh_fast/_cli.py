@@ -79,10 +79,9 @@ def build_parser():
                        help="method parameter, e.g. --param max_iter=100 (repeatable)")
         p.add_argument("--out", default=None, metavar="DIR",
                        help="write CSV/JSON results and PNG plots into DIR")
-        p.add_argument("--database", choices=("learned", "encoded"), default="learned",
-                       help="database codes: the models' learned training codes (default; "
-                            "the paper's protocol) or the training rows re-encoded by the "
-                            "hash functions")
+        p.add_argument("--database", choices=("encoded", "learned"), default="encoded",
+                       help="database codes: the training rows encoded by the hash "
+                            "functions (default) or the models' learned training codes")
         p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--verbose", action="store_true",

@@ -8,13 +8,14 @@ the test objects of one modality (encoded by that modality's hash
 function), the database is every training object of the other modality, MAP
 over the whole ranking (stable tie-break, plus the tie-aware MAP).
 
-Database codes (``database=``): ``"learned"`` (default) uses the codes the
-model learned for its training samples (``model.train_codes_``, the paper's
-H̃m, which "can be used for cross-modal retrieval", Section III-C) — the
-usual protocol of cross-modal hashing papers, whose database is the training
-set; training rows a model did not see (CSMH in the weak scenarios trains on
-the known pairs only) get the hash function's code.  ``"encoded"`` re-encodes
-every training row with the hash function, as for unseen data.
+Database codes (``database=``): ``"encoded"`` (default) encodes every
+training row with its modality's hash function (``model.encode``), as
+DESIGN.md §5 states the protocol.  ``"learned"`` uses the codes the model
+learned for its training samples (``model.train_codes_``, the paper's H̃m,
+which "can be used for cross-modal retrieval", Section III-C), the usual
+protocol of cross-modal hashing papers whose database is the training set;
+training rows a model did not see (CSMH in the weak scenarios trains on the
+known pairs only) then get the hash function's code.
 
 Seeds: every random choice derives from ``seed`` and its position in the
 protocol (repetition, scenario, code length), so a run is reproducible and
@@ -199,7 +200,7 @@ def _cells_in_order(cells, dataset, opts, jobs):
 def run_experiment(dataset, *, scenarios=SCENARIOS, bits=(16, 32, 64, 128), repeats=10,
                    method="flexcmh", seed=0, n_threads=None, split="random", test_size=0.3,
                    params=None, progress=True, verbose=False, radius=2, paper=False, jobs=1,
-                   database="learned"):
+                   database="encoded"):
     """Run the protocol; returns a dict with ``config``, ``runs`` (one dict
     per repetition x scenario x bits x direction), ``summary``,
     ``pr_curves`` (mean over repetitions) and ``objectives`` (first
@@ -210,8 +211,8 @@ def run_experiment(dataset, *, scenarios=SCENARIOS, bits=(16, 32, 64, 128), repe
     cells at once in worker processes, each with ``n_threads // jobs``
     threads (at least 1); results are identical to ``jobs=1``.
 
-    ``database`` is ``"learned"`` (the models' training codes) or
-    ``"encoded"`` (training rows re-encoded by the hash functions); see the
+    ``database`` is ``"encoded"`` (training rows encoded by the hash
+    functions) or ``"learned"`` (the models' training codes); see the
     module docstring.
 
     A cell that cannot be trained (CSMH without known pairs) is recorded
