@@ -1,6 +1,6 @@
 """Build script for the Cython Hamming-search extension.
 
-The wheel is portable: no ``-march=native``.  The fast popcount paths
+The wheel is portable: no host-tuned -march flag.  The fast popcount paths
 (AVX-512 VPOPCNTDQ, POPCNT) are selected at run time inside the C kernel
 (see ``src_ext/hamming_kernels.h``).
 """

@@ -16,7 +16,7 @@
  * its distance is strictly below the current k-th distance (the running
  * threshold), and ties are broken by the smaller id exactly.
  *
- * Popcount paths, chosen at run time (never compiled with -march=native):
+ * Popcount paths, chosen at run time (never compiled for the build host's CPU):
  *   HM_PATH_AVX512   AVX-512F + VPOPCNTDQ intrinsics in functions compiled
  *                    with __attribute__((target(...))),
  *   HM_PATH_AVX2     top-k with AVX2 nibble-table popcount (VPSHUFB +

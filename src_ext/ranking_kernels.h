@@ -36,7 +36,7 @@
  * VPOPCNTDQ, POPCNT and portable - with the GCC/Clang target attribute, and
  * the variant for the running CPU is picked at run time with
  * __builtin_cpu_supports (GCC 12's target_clones cannot dispatch on the
- * AVX-512 sub-features).  No -march=native is needed; other compilers and
+ * AVX-512 sub-features).  No host-tuned -march flag is needed; other compilers and
  * CPUs get the portable version (__builtin_popcountll is correct everywhere).
  */
 #ifndef FLEXCMH_RANKING_KERNELS_H
