@@ -20,6 +20,7 @@ import pytest
 import flexcmh_fast as fc
 from flexcmh_fast import _flexcmh as F
 from flexcmh_fast import _kernels as K
+from flexcmh_fast._threads import numba_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
@@ -53,7 +54,7 @@ def _fit(kernels, n_threads=2):
     Xs = [np.ascontiguousarray(X) for X in d["train"]]
     size = sum(X.shape[0] for X in Xs) * 10
     threads = 1 if size < F._PARALLEL_MIN_SIZE else n_threads
-    with threadpool_limits(limits=threads), F._NumbaThreads(threads):
+    with threadpool_limits(limits=threads), numba_threads(threads):
         return F.run_flexcmh(Xs, pairs, n_bits=16, labels=None,
                              rng=np.random.default_rng(0), verbose=False, callback=None,
                              k=10, ns=5, lam=1.0, max_iter=ITERS, tol=0.0,

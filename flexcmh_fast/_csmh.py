@@ -28,11 +28,13 @@ from threadpoolctl import threadpool_limits
 from ._codes import pack_codes
 from ._model import HashingModel
 from ._progress import ProgressBar
+from ._rbf import BLOCK_ROWS, mean_anchor_distance, rbf_blocks
+from ._threads import numba_threads
 from ._validation import check_float, check_int
 
 # Rows of kernel features computed at once: bounds the temporaries
 # (block x n_anchors dot products) whatever the number of samples.
-_BLOCK_ROWS = 8192
+_BLOCK_ROWS = BLOCK_ROWS
 # Training kernel features are kept in float64 while all modalities' features
 # fit in this many bytes (fastest: no conversions); beyond it in float32
 # (half the memory, upcast block by block for every product).
@@ -48,72 +50,6 @@ HISTORY_TERMS = ("objective", "fit", "ridge", "mmd_marginal", "mmd_conditional",
 # --------------------------------------------------------------------------
 # Kernel features
 # --------------------------------------------------------------------------
-@numba.njit(parallel=True, cache=True)
-def _rbf_from_dots(dots, x_sq, a_sq, inv_two_sigma_sq, out):
-    """out[i, j] = exp(-max(|x_i|^2 + |a_j|^2 - 2 x_i.a_j, 0) / (2 sigma^2)).
-
-    Distances are clipped at 0 because the expansion can round slightly
-    negative for near-identical vectors.
-    """
-    n, a = dots.shape
-    for i in numba.prange(n):
-        xi = x_sq[i]
-        for j in range(a):
-            d = xi + a_sq[j] - 2.0 * dots[i, j]
-            if d < 0.0:
-                d = 0.0
-            out[i, j] = np.exp(-d * inv_two_sigma_sq)
-
-
-@numba.njit(parallel=True, cache=True)
-def _rbf_csr(indptr, indices, data, anchors_t, a_sq, inv_two_sigma_sq, out):
-    """RBF features of CSR rows against dense anchors, fused: per row, the
-    dot products sum(v * anchors_t[j, :]) over the row's non-zeros (j, v)
-    (contiguous anchor rows: vectorised), then the exp in place.  Rows are
-    independent, so the prange over rows has no shared writes."""
-    n = indptr.shape[0] - 1
-    a = anchors_t.shape[1]
-    for i in numba.prange(n):
-        x_sq = 0.0
-        for j in range(a):
-            out[i, j] = 0.0
-        for p in range(indptr[i], indptr[i + 1]):
-            v = data[p]
-            x_sq += v * v
-            col = indices[p]
-            for j in range(a):
-                out[i, j] += v * anchors_t[col, j]
-        for j in range(a):
-            d = x_sq + a_sq[j] - 2.0 * out[i, j]
-            if d < 0.0:
-                d = 0.0
-            out[i, j] = np.exp(-d * inv_two_sigma_sq)
-
-
-def _row_sq_norms(X):
-    if sp.issparse(X):
-        return np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel()
-    return np.einsum("ij,ij->i", X, X)
-
-
-def _kernel_block(Xb, anchors, a_sq, sigma, out, anchors_t=None):
-    """RBF features of the rows ``Xb`` (dense or CSR) into ``out`` (float64).
-
-    Dense rows: dot products by BLAS.  CSR rows: a fused Numba kernel (scipy's
-    sparse x dense product is single-threaded); ``anchors_t`` is the
-    C-contiguous transpose of the anchors, computed once by the caller.
-    """
-    inv = 1.0 / (2.0 * sigma * sigma)
-    if sp.issparse(Xb):
-        if anchors_t is None:
-            anchors_t = np.ascontiguousarray(anchors.T)
-        _rbf_csr(Xb.indptr, Xb.indices, Xb.data, anchors_t, a_sq, inv, out)
-        return out
-    np.matmul(Xb, anchors.T, out=out)
-    _rbf_from_dots(out, _row_sq_norms(Xb), a_sq, inv, out)
-    return out
-
-
 def kernel_features(X, anchors, sigma, dtype=np.float64, block_rows=None, out=None):
     """RBF kernel features of every row of ``X`` against ``anchors``.
 
@@ -135,16 +71,10 @@ def kernel_features(X, anchors, sigma, dtype=np.float64, block_rows=None, out=No
     -------
     ndarray of shape (n, n_anchors)
     """
-    n = X.shape[0]
-    block_rows = block_rows or _BLOCK_ROWS
-    a_sq = np.einsum("ij,ij->i", anchors, anchors)
     if out is None:
-        out = np.empty((n, anchors.shape[0]), dtype=dtype)
-    anchors_t = np.ascontiguousarray(anchors.T) if sp.issparse(X) else None
-    buf = np.empty((min(block_rows, max(n, 1)), anchors.shape[0]), dtype=np.float64)
-    for s in range(0, n, block_rows):
-        e = min(s + block_rows, n)
-        out[s:e] = _kernel_block(X[s:e], anchors, a_sq, sigma, buf[: e - s], anchors_t)
+        out = np.empty((X.shape[0], anchors.shape[0]), dtype=dtype)
+    for s, e, phi in rbf_blocks(X, anchors, sigma, block_rows or _BLOCK_ROWS):
+        out[s:e] = phi
     return out
 
 
@@ -156,10 +86,7 @@ def _sigma_heuristic(X, anchors, rng, n_probe=1000):
     validation split of Wiki training data (docs/csmh.md)."""
     n = X.shape[0]
     rows = np.sort(rng.choice(n, size=min(n_probe, n), replace=False))
-    Xp = X[rows]
-    dots = np.asarray(Xp @ anchors.T, dtype=np.float64)
-    d2 = _row_sq_norms(Xp)[:, None] + np.einsum("ij,ij->i", anchors, anchors)[None] - 2 * dots
-    mean_dist = float(np.sqrt(np.maximum(d2, 0.0)).mean())
+    mean_dist = mean_anchor_distance(X[rows], anchors)
     # all probes identical to the anchors (constant data): any width works
     return SIGMA_FACTOR * mean_dist if mean_dist > 0 else 1.0
 
@@ -556,14 +483,9 @@ def fit_csmh(Xs, pairs, *, n_bits, labels, rng, n_threads, verbose, callback,
     n_sweeps = check_int(n_sweeps, "n_sweeps", 1)
     Y = _label_matrix(labels, orders)
 
-    old_threads = numba.get_num_threads()
-    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        with threadpool_limits(limits=n_threads):
-            return _fit(Xs, orders, Y, n_bits, rng, verbose, callback, n_anchors, sigmas,
-                        alpha, beta, gamma, reg, max_iter, tol, n_sweeps, n_threads)
-    finally:
-        numba.set_num_threads(old_threads)
+    with threadpool_limits(limits=n_threads), numba_threads(n_threads):
+        return _fit(Xs, orders, Y, n_bits, rng, verbose, callback, n_anchors, sigmas,
+                    alpha, beta, gamma, reg, max_iter, tol, n_sweeps, n_threads)
 
 
 def _check_sigma(sigma, n_mod):
@@ -717,23 +639,10 @@ class CSMHModel(HashingModel):
     def _encode_signs(self, X, modality):
         n_threads = check_int(self.n_threads, "n_threads", 1)
         A, W = self.anchors_[modality], self.weights_[modality]
-        a_sq = np.einsum("ij,ij->i", A, A)
-        n = X.shape[0]
-        out = np.empty((n, self.n_bits), dtype=np.int8)
-        old_threads = numba.get_num_threads()
-        numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
-        try:
-            with threadpool_limits(limits=n_threads):
-                anchors_t = np.ascontiguousarray(A.T) if sp.issparse(X) else None
-                buf = np.empty((min(_BLOCK_ROWS, max(n, 1)), A.shape[0]))
-                for s in range(0, n, _BLOCK_ROWS):
-                    e = min(s + _BLOCK_ROWS, n)
-                    phi = _kernel_block(X[s:e], A, a_sq, self.sigmas_[modality], buf[: e - s],
-                                        anchors_t)
-                    proj = phi @ W[:-1] + W[-1]
-                    out[s:e] = np.where(proj >= 0, 1, -1)
-        finally:
-            numba.set_num_threads(old_threads)
+        out = np.empty((X.shape[0], self.n_bits), dtype=np.int8)
+        with threadpool_limits(limits=n_threads), numba_threads(n_threads):
+            for s, e, phi in rbf_blocks(X, A, self.sigmas_[modality], _BLOCK_ROWS):
+                out[s:e] = np.where(phi @ W[:-1] + W[-1] >= 0, 1, -1)
         return out
 
     def _get_state(self):

@@ -14,10 +14,11 @@ from scipy.optimize import linear_sum_assignment
 
 from . import _kernels as K
 from ._codes import pack_codes
-from ._csmh import _kernel_block
 from ._flexcmh_codes import SCHEMES, code_class
 from ._model import HashingModel
 from ._progress import ProgressBar
+from ._rbf import mean_anchor_distance, rbf_blocks, row_sq_norms
+from ._threads import numba_threads
 from ._validation import check_bool, check_float, check_int, check_option
 
 MATCHINGS = ("clusters", "labels")
@@ -59,12 +60,6 @@ _ENC_BLOCK = 8192
 # --------------------------------------------------------------------------
 # small linear-algebra helpers (dense or CSR X)
 # --------------------------------------------------------------------------
-def _row_sqnorms(X):
-    if sp.issparse(X):
-        return np.asarray(X.multiply(X).sum(axis=1)).ravel()
-    return np.einsum("ij,ij->i", X, X)
-
-
 def _xz(X, Z):
     """``X @ Z`` as a C-contiguous float64 array (CSR stays sparse)."""
     return np.ascontiguousarray(X @ Z)
@@ -172,24 +167,6 @@ def _known_rows(pairs, m, k):
     return rows if rows.size >= 10 * k else None
 
 
-def _mean_distance(X, anchors, sqx, a_sq):
-    """Mean Euclidean distance between the rows of ``X`` and the anchors."""
-    d2 = sqx[:, None] + a_sq[None, :] - 2.0 * np.asarray(X @ anchors.T)
-    return float(np.sqrt(np.maximum(d2, 0.0)).mean())
-
-
-def _rbf_blocks(X, anchors, sigma):
-    """Yield ``(start, stop, Phi)``: RBF features of ``X[start:stop]`` against
-    the anchors, ``_ENC_BLOCK`` rows at a time (CSR rows stay sparse; the
-    buffer is reused, so consume each block before asking for the next)."""
-    a_sq = np.einsum("ij,ij->i", anchors, anchors)
-    anchors_t = np.ascontiguousarray(anchors.T) if sp.issparse(X) else None
-    buf = np.empty((min(_ENC_BLOCK, max(X.shape[0], 1)), anchors.shape[0]))
-    for s in range(0, X.shape[0], _ENC_BLOCK):
-        e = min(s + _ENC_BLOCK, X.shape[0])
-        yield s, e, _kernel_block(X[s:e], anchors, a_sq, sigma, buf[: e - s], anchors_t)
-
-
 def fit_kernel_encoder(X, H, n_anchors, rng, rows=None):
     """Kernel ridge regression from a modality's samples to their learned
     training indicators (the out-of-sample encoder ``encoder="kernel"``).
@@ -223,9 +200,8 @@ def fit_kernel_encoder(X, H, n_anchors, rng, rows=None):
     a = min(n_anchors, n)
     anchors = X[cand[np.sort(rng.choice(n, a, replace=False))]]
     anchors = np.ascontiguousarray(anchors.toarray() if sp.issparse(anchors) else anchors)
-    a_sq = np.einsum("ij,ij->i", anchors, anchors)
     probe = cand[np.sort(rng.choice(n, min(n, 1000), replace=False))]
-    mean_dist = _mean_distance(X[probe], anchors, _row_sqnorms(X[probe]), a_sq)
+    mean_dist = mean_anchor_distance(X[probe], anchors)
     # Constant data (every distance 0): any width gives the same features.
     sigma = _ENC_SIGMA_FACTOR * mean_dist if mean_dist > 0 else 1.0
     fit = (cand if n <= _ENC_FIT_SAMPLE
@@ -233,27 +209,13 @@ def fit_kernel_encoder(X, H, n_anchors, rng, rows=None):
     Xf, Hf = X[fit], H[fit]
     G = np.zeros((a, a))
     R = np.zeros((a, H.shape[1]))
-    for s, e, Phi in _rbf_blocks(Xf, anchors, sigma):
+    for s, e, Phi in rbf_blocks(Xf, anchors, sigma, _ENC_BLOCK):
         G += Phi.T @ Phi
         R += Phi.T @ Hf[s:e]
     eps = _ENC_RIDGE * max(np.trace(G) / a, 1e-300)
     G[np.diag_indices(a)] += eps
     weights = np.linalg.solve(G, R)
     return anchors, float(sigma), np.ascontiguousarray(weights)
-
-
-class _NumbaThreads:
-    """Set Numba's thread count for a block and restore it afterwards."""
-
-    def __init__(self, n):
-        self.n = n
-
-    def __enter__(self):
-        self.old = numba.get_num_threads()
-        numba.set_num_threads(min(self.n, numba.config.NUMBA_NUM_THREADS))
-
-    def __exit__(self, *exc):
-        numba.set_num_threads(self.old)
 
 
 # --------------------------------------------------------------------------
@@ -275,7 +237,7 @@ class _Trainer:
         self.match_score = match_score
         self.code_cls = code_class(code_scheme)
         self.rng = rng
-        self.sqx = [_row_sqnorms(X) for X in Xs]
+        self.sqx = [row_sq_norms(X) for X in Xs]
         self.sqX = [float(s.sum()) for s in self.sqx]
         # Samples with a known partner in modality pair (m, m2), per side.
         self.fully_paired = all(
@@ -651,7 +613,7 @@ def fit_flexcmh(Xs, pairs, *, n_bits, labels, rng, n_threads, verbose, callback,
     # BLAS stays on one thread: its worker threads, woken right after a Numba
     # parallel region, contend with Numba's for the same cores and made
     # products like H.T @ H up to 100x slower (measured: docs/performance.md).
-    with threadpool_limits(limits=1, user_api="blas"), _NumbaThreads(threads):
+    with threadpool_limits(limits=1, user_api="blas"), numba_threads(threads):
         return run_flexcmh(
             Xs, pairs, n_bits=n_bits, labels=labels, rng=rng, verbose=verbose,
             callback=callback, k=k, ns=ns, lam=lam, max_iter=max_iter, tol=tol,
@@ -807,7 +769,8 @@ class FlexCMHModel(HashingModel):
         (float64 dense or CSR)."""
         if self.encoder_ == "kernel":
             out = np.empty((X.shape[0], self.encoder_weights_[modality].shape[1]))
-            for s, e, Phi in _rbf_blocks(X, self.anchors_[modality], self.sigmas_[modality]):
+            for s, e, Phi in rbf_blocks(X, self.anchors_[modality], self.sigmas_[modality],
+                                        _ENC_BLOCK):
                 np.matmul(Phi, self.encoder_weights_[modality], out=out[s:e])
             return out
         return self.nnls_indicators(X, modality)

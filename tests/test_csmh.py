@@ -1,7 +1,6 @@
 """Tests for CSMH (flexcmh_fast._csmh): kernels against numpy references,
 monotonicity of every update step, shapes, determinism, persistence and
 bad input."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +9,6 @@ import scipy.sparse as sp
 import flexcmh_fast as fc
 from flexcmh_fast import _csmh
 from flexcmh_fast._codes import unpack_codes
-
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
 def make_data(n=120, dims=(12, 9), n_classes=4, seed=0, multilabel=False):
@@ -447,17 +444,14 @@ def test_bad_encode_input():
 
 # ---------------------------------------------------------------- real data
 @pytest.mark.wiki
-def test_wiki_supervised_map():
-    path = DATA / "wiki" / "wikiData.mat"
-    if not path.exists():
-        pytest.skip(f"Wiki data not found at {path}")
-    import scipy.io
-
-    d = scipy.io.loadmat(path)
-    I_tr, I_te = np.sqrt(d["I_tr"]), np.sqrt(d["I_te"])
-    L_tr, L_te = d["L_tr"].ravel().astype(int), d["L_te"].ravel().astype(int)
+def test_wiki_supervised_map(wiki_dir):
+    data = fc.datasets.load_wiki(wiki_dir)          # the file's fixed 2173/693 split
+    tr, te = data.train_idx, data.test_idx
+    img, txt = np.sqrt(data.modalities[0]), data.modalities[1]
+    I_tr, I_te, T_tr, T_te = img[tr], img[te], txt[tr], txt[te]
+    L_tr, L_te = data.labels[tr], data.labels[te]
     # the documented Wiki setting: every training object is an anchor
-    model = fc.train([I_tr, d["T_tr"]], "all", n_bits=16, method="csmh",
+    model = fc.train([I_tr, T_tr], "all", n_bits=16, method="csmh",
                      labels=[L_tr, L_tr], random_state=0, n_threads=2,
                      n_anchors=I_tr.shape[0])
 
@@ -470,9 +464,9 @@ def test_wiki_supervised_map():
             aps.append((hits / np.arange(1, rel.size + 1))[rel].mean())
         return np.mean(aps)
 
-    i2t = mean_ap(model.encode(I_te, 0, packed=False), model.encode(d["T_tr"], 1, packed=False),
+    i2t = mean_ap(model.encode(I_te, 0, packed=False), model.encode(T_tr, 1, packed=False),
                   L_te, L_tr)
-    t2i = mean_ap(model.encode(d["T_te"], 1, packed=False), model.encode(I_tr, 0, packed=False),
+    t2i = mean_ap(model.encode(T_te, 1, packed=False), model.encode(I_tr, 0, packed=False),
                   L_te, L_tr)
     # paper's supervised competitors: SePH T->I >= .5345, GSPH I->T <= .2879
     assert t2i > 0.6 and i2t > 0.28, (i2t, t2i)

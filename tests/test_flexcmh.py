@@ -386,26 +386,17 @@ def test_bad_inputs():
 
 @pytest.mark.wiki
 def test_wiki_weak_pairs_beats_chance(wiki_dir):
-    from scipy.io import loadmat
+    from flexcmh_fast import datasets, scenarios
 
-    d = loadmat(wiki_dir / "wikiData.mat")
-    img = np.sqrt(np.vstack([d["I_tr"], d["I_te"]]))
-    img /= np.linalg.norm(img, axis=1, keepdims=True)
-    txt = np.vstack([d["T_tr"], d["T_te"]])
-    txt = txt / np.linalg.norm(txt, axis=1, keepdims=True)
-    lab = np.concatenate([d["L_tr"].ravel(), d["L_te"].ravel()]).astype(int)
-    rng = np.random.default_rng(0)
-    order = rng.permutation(lab.size)
-    tr, te = order[:2006], order[2006:]
-    known = rng.permutation(tr.size)[:tr.size // 2]
-    rest = np.setdiff1d(np.arange(tr.size), known)
-    perm = np.arange(tr.size)
-    perm[rest] = rest[rng.permutation(rest.size)]
-    model = fc.train([img[tr], txt[tr][perm]], np.stack([known, known], 1), n_bits=16,
-                     random_state=0)
+    data = datasets.load_wiki(wiki_dir)
+    img = datasets.normalize_rows(data.modalities[0], "hellinger")
+    txt = datasets.normalize_rows(data.modalities[1], "l2")
+    tr, te = scenarios.train_test_split(data.n_samples, 0.3, random_state=0)
+    scen = scenarios.make_scenario([img[tr], txt[tr]], data.labels[tr], "weak", random_state=0)
+    model = fc.train(scen.modalities, scen.pairs, n_bits=16, random_state=0)
     q = model.encode(img[te], 0, packed=False)
-    db = model.encode(txt[tr][perm], 1, packed=False)
-    assert cross_map(q, db, lab[te], lab[tr][perm]) > 0.17  # chance ~0.11
+    db = model.encode(scen.modalities[1], 1, packed=False)
+    assert cross_map(q, db, data.labels[te], scen.labels[1]) > 0.17  # chance ~0.11
 
 
 def test_size_scores_match_numpy_reference():

@@ -35,43 +35,29 @@ def _warm_up():
 
 
 def wiki_weak(seed=0):
-    """Wiki, random 70/30 split, weak 2a (50% known pairs, rest shuffled).
+    """Wiki, random 70/30 split, weak 2a (50% known pairs, rest shuffled),
+    built with the package's own loader and scenario builder.
 
     Features as chosen on validation data (docs/flexcmh.md): image SIFT
     histograms square-rooted and L2-normalised, text topics L2-normalised."""
-    from scipy.io import loadmat
+    from flexcmh_fast import datasets, scenarios
 
-    d = loadmat(_DATA / "wikiData.mat")
-    img = np.sqrt(np.vstack([d["I_tr"], d["I_te"]]))
-    img /= np.linalg.norm(img, axis=1, keepdims=True)
-    txt = np.vstack([d["T_tr"], d["T_te"]])
-    txt = txt / np.linalg.norm(txt, axis=1, keepdims=True)
-    lab = np.concatenate([d["L_tr"].ravel(), d["L_te"].ravel()]).astype(np.int64)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(lab.size)
-    n_tr = int(round(0.7 * lab.size))
-    tr, te = np.sort(order[:n_tr]), np.sort(order[n_tr:])
-    known = np.sort(rng.permutation(n_tr)[:n_tr // 2])
-    rest = np.setdiff1d(np.arange(n_tr), known)
-    perm = np.arange(n_tr)
-    perm[rest] = rest[rng.permutation(rest.size)]
-    train = [img[tr], txt[tr][perm]]
-    return dict(train=train, pairs=np.stack([known, known], 1),
-                test=[img[te], txt[te]], lab_test=lab[te],
-                lab_train=[lab[tr], lab[tr][perm]])
+    data = datasets.load_wiki(_DATA)
+    img = datasets.normalize_rows(data.modalities[0], "hellinger")
+    txt = datasets.normalize_rows(data.modalities[1], "l2")
+    tr, te = scenarios.train_test_split(data.n_samples, 0.3, random_state=seed)
+    scen = scenarios.make_scenario([img[tr], txt[tr]], data.labels[tr], "weak",
+                                   random_state=seed)
+    return dict(train=scen.modalities, pairs=scen.pairs, test=[img[te], txt[te]],
+                lab_test=data.labels[te], lab_train=scen.labels)
 
 
-def mean_ap(q, db, ql, dl):
-    """MAP of Hamming ranking, stable tie-break by database index."""
-    q, db = q.astype(np.int32), db.astype(np.int32)
-    dist = (q.shape[1] - q @ db.T) // 2
-    aps = []
-    for i in range(q.shape[0]):
-        rel = dl[np.argsort(dist[i], kind="stable")] == ql[i]
-        hits = np.flatnonzero(rel)
-        if hits.size:
-            aps.append(np.mean(np.arange(1, hits.size + 1) / (hits + 1)))
-    return float(np.mean(aps))
+def wiki_map(model, d, query, db):
+    """MAP of modality ``query``'s test items against modality ``db``'s
+    training items (stable tie-break), with the package's metrics."""
+    return fc.metrics.mean_average_precision(
+        model.encode(d["test"][query], query), model.encode(d["train"][db], db),
+        d["lab_test"], d["lab_train"][db], n_bits=model.n_bits)
 
 
 class TrainWiki:
@@ -99,16 +85,10 @@ class TrainWiki:
         return self._train().n_iter_
 
     def track_map_image_to_text(self):
-        m, d = self._train(), self.data
-        return mean_ap(m.encode(d["test"][0], 0, packed=False),
-                       m.encode(d["train"][1], 1, packed=False),
-                       d["lab_test"], d["lab_train"][1])
+        return wiki_map(self._train(), self.data, 0, 1)
 
     def track_map_text_to_image(self):
-        m, d = self._train(), self.data
-        return mean_ap(m.encode(d["test"][1], 1, packed=False),
-                       m.encode(d["train"][0], 0, packed=False),
-                       d["lab_test"], d["lab_train"][0])
+        return wiki_map(self._train(), self.data, 1, 0)
 
 
 def synthetic(n, d_img, d_txt, density, seed=0):
@@ -195,60 +175,3 @@ class Compile:
         return _run_snippet(self.cache)
 
     track_first_call_warm_cache.unit = "s"
-
-
-def _scenario_split(kind, seed):
-    """Wiki split for one scenario (the other helpers' scenarios.py does the
-    same; kept here so the experiment runs on its own)."""
-    d = wiki_weak(seed)
-    if kind == "weak":
-        return d
-    from scipy.io import loadmat
-
-    raw = loadmat(_DATA / "wikiData.mat")
-    img = np.sqrt(np.vstack([raw["I_tr"], raw["I_te"]]))
-    img /= np.linalg.norm(img, axis=1, keepdims=True)
-    txt = np.vstack([raw["T_tr"], raw["T_te"]])
-    txt = txt / np.linalg.norm(txt, axis=1, keepdims=True)
-    lab = np.concatenate([raw["L_tr"].ravel(), raw["L_te"].ravel()]).astype(np.int64)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(lab.size)
-    n_tr = int(round(0.7 * lab.size))
-    tr, te = np.sort(order[:n_tr]), np.sort(order[n_tr:])
-    perm = np.arange(n_tr) if kind == "paired" else rng.permutation(n_tr)
-    return dict(train=[img[tr], txt[tr][perm]], pairs="all" if kind == "paired" else None,
-                test=[img[te], txt[te]], lab_test=lab[te],
-                lab_train=[lab[tr], lab[tr][perm]])
-
-
-def wiki_table(reps=10, bits=(16, 64), kinds=("paired", "weak", "unpaired"), **params):
-    """MAP table on Wiki (random 70/30 splits, ``reps`` repetitions)."""
-    rows = []
-    for kind in kinds:
-        for b in bits:
-            i2t, t2i, its, secs = [], [], [], []
-            for seed in range(reps):
-                d = _scenario_split(kind, seed)
-                t = time.perf_counter()
-                m = fc.train(d["train"], d["pairs"], n_bits=b, random_state=seed,
-                             n_threads=2, **params)
-                secs.append(time.perf_counter() - t)
-                its.append(m.n_iter_)
-                i2t.append(mean_ap(m.encode(d["test"][0], 0, packed=False),
-                                   m.encode(d["train"][1], 1, packed=False),
-                                   d["lab_test"], d["lab_train"][1]))
-                t2i.append(mean_ap(m.encode(d["test"][1], 1, packed=False),
-                                   m.encode(d["train"][0], 0, packed=False),
-                                   d["lab_test"], d["lab_train"][0]))
-            rows.append((kind, b, np.mean(i2t), np.std(i2t), np.mean(t2i), np.std(t2i),
-                         np.mean(its), np.mean(secs)))
-            print(f"{kind:9s} {b:3d} bits  I->T {rows[-1][2]:.4f} ± {rows[-1][3]:.4f}  "
-                  f"T->I {rows[-1][4]:.4f} ± {rows[-1][5]:.4f}  "
-                  f"iterations {rows[-1][6]:.0f}  {rows[-1][7]:.2f} s", flush=True)
-    return rows
-
-
-if __name__ == "__main__":
-    # python bench/benchmarks/train.py [reps] [code_scheme]
-    wiki_table(reps=int(sys.argv[1]) if len(sys.argv) > 1 else 10,
-               code_scheme=sys.argv[2] if len(sys.argv) > 2 else "itq")
