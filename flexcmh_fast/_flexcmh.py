@@ -78,10 +78,16 @@ def _solve_z(X, H):
     ridge the pair term drives the columns of H towards collinearity and Z
     grows without bound (docs/flexcmh.md); it also keeps Z defined when a
     cluster is empty."""
-    G = H.T @ H
+    return z_from_stats(_xth(X, H), H.T @ H)
+
+
+def z_from_stats(XtH, G):
+    """The ridge solution of :func:`_solve_z` from its sufficient statistics
+    ``X^T H`` (d, k) and ``G = H^T H`` (k, k), which are sums over samples
+    (the distributed trainer adds them up over partitions)."""
     k = G.shape[0]
     eps = _Z_RIDGE * max(np.trace(G) / k, 1e-300)
-    return np.linalg.solve(G + eps * np.eye(k), _xth(X, H).T).T.copy()
+    return np.linalg.solve(G + eps * np.eye(k), XtH.T).T.copy()
 
 
 def _kmeans(X, sqx, k, rng, n_iter=25, n_init=3, max_sample=_KMEANS_SAMPLE):
@@ -90,11 +96,10 @@ def _kmeans(X, sqx, k, rng, n_iter=25, n_init=3, max_sample=_KMEANS_SAMPLE):
     ``max_sample`` rows (the start of SemiNMF needs rough clusters, not exact
     ones, and this keeps the start cheap for large n); the best run (smallest
     within-cluster sum of squares) assigns every row to its nearest centre."""
-    if X.shape[0] > max_sample:
-        sub = np.sort(rng.choice(X.shape[0], max_sample, replace=False))
+    sub = kmeans_subsample(X.shape[0], rng, max_sample)
+    if sub is not None:
         centers = _kmeans(X[sub], sqx[sub], k, rng, n_iter, n_init, max_sample)[1]
-        D = (centers ** 2).sum(axis=1)[None, :] - 2.0 * _xz(X, centers.T)
-        return D.argmin(axis=1), centers
+        return nearest_centres(X, centers), centers
     n = X.shape[0]
 
     def row(i):
@@ -132,6 +137,19 @@ def _kmeans(X, sqx, k, rng, n_iter=25, n_init=3, max_sample=_KMEANS_SAMPLE):
         if inertia < best_inertia:
             best, best_inertia, best_centers = assign, inertia, centers
     return best, best_centers
+
+
+def kmeans_subsample(n, rng, max_sample=_KMEANS_SAMPLE):
+    """Sorted rows the k-means of the start runs on, or None (all ``n``)."""
+    if n <= max_sample:
+        return None
+    return np.sort(rng.choice(n, max_sample, replace=False))
+
+
+def nearest_centres(X, centers):
+    """Nearest centre of every row of X (dense or CSR); ties: smaller index."""
+    D = (centers ** 2).sum(axis=1)[None, :] - 2.0 * _xz(X, centers.T)
+    return D.argmin(axis=1)
 
 
 def _assignments(H):
@@ -196,26 +214,110 @@ def fit_kernel_encoder(X, H, n_anchors, rng, rows=None):
     anchors : ndarray (a, d), sigma : float, weights : ndarray (a, k)
     """
     cand = np.arange(X.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
-    n = cand.size
-    a = min(n_anchors, n)
-    anchors = X[cand[np.sort(rng.choice(n, a, replace=False))]]
+    anchor_pos, probe_pos, fit_pos = encoder_sample(cand.size, n_anchors, rng)
+    anchors = X[cand[anchor_pos]]
     anchors = np.ascontiguousarray(anchors.toarray() if sp.issparse(anchors) else anchors)
-    probe = cand[np.sort(rng.choice(n, min(n, 1000), replace=False))]
-    mean_dist = mean_anchor_distance(X[probe], anchors)
+    sigma = encoder_width(X[cand[probe_pos]], anchors)
+    fit = cand if fit_pos is None else cand[fit_pos]
+    G, R = encoder_gram(X[fit], H[fit], anchors, sigma)
+    return anchors, sigma, encoder_weights(G, R)
+
+
+def encoder_sample(n, n_anchors, rng):
+    """Random draws of :func:`fit_kernel_encoder` among ``n`` candidate rows:
+    sorted positions of the anchors, of the (at most 1,000) rows that set
+    the RBF width, and of the regression rows (None: all candidates)."""
+    anchor_pos = np.sort(rng.choice(n, min(n_anchors, n), replace=False))
+    probe_pos = np.sort(rng.choice(n, min(n, 1000), replace=False))
+    fit_pos = (None if n <= _ENC_FIT_SAMPLE
+               else np.sort(rng.choice(n, _ENC_FIT_SAMPLE, replace=False)))
+    return anchor_pos, probe_pos, fit_pos
+
+
+def encoder_width(X_probe, anchors):
+    """RBF width: ``_ENC_SIGMA_FACTOR`` times the mean probe-to-anchor distance."""
+    mean_dist = mean_anchor_distance(X_probe, anchors)
     # Constant data (every distance 0): any width gives the same features.
-    sigma = _ENC_SIGMA_FACTOR * mean_dist if mean_dist > 0 else 1.0
-    fit = (cand if n <= _ENC_FIT_SAMPLE
-           else cand[np.sort(rng.choice(n, _ENC_FIT_SAMPLE, replace=False))])
-    Xf, Hf = X[fit], H[fit]
+    return float(_ENC_SIGMA_FACTOR * mean_dist) if mean_dist > 0 else 1.0
+
+
+def encoder_gram(Xf, Hf, anchors, sigma):
+    """``Phi^T Phi`` (a, a) and ``Phi^T H`` (a, k) over the regression rows:
+    sums over rows, so partitions of the rows can be added up."""
+    a = anchors.shape[0]
     G = np.zeros((a, a))
-    R = np.zeros((a, H.shape[1]))
+    R = np.zeros((a, Hf.shape[1]))
     for s, e, Phi in rbf_blocks(Xf, anchors, sigma, _ENC_BLOCK):
         G += Phi.T @ Phi
         R += Phi.T @ Hf[s:e]
+    return G, R
+
+
+def encoder_weights(G, R):
+    """Ridge solution ``(G + eps I)^-1 R``, ``eps = _ENC_RIDGE`` x mean diag G."""
+    a = G.shape[0]
+    G = G.copy()
     eps = _ENC_RIDGE * max(np.trace(G) / a, 1e-300)
     G[np.diag_indices(a)] += eps
-    weights = np.linalg.solve(G, R)
-    return anchors, float(sigma), np.ascontiguousarray(weights)
+    return np.ascontiguousarray(np.linalg.solve(G, R))
+
+
+# --------------------------------------------------------------------------
+# cluster matching (Eq. 1) from per-cluster summaries
+# --------------------------------------------------------------------------
+def profile_scale(counts, sums):
+    """Per-cluster mean indicator of the members at their own cluster.
+
+    SemiNMF fixes only the product H Z^T: column c of H may carry any scale
+    s_c with z_c / s_c.  The centroid as it appears in its members'
+    reconstruction is z_c times their mean indicator, and that is the
+    centroid the profiles are measured from."""
+    return np.where(counts > 0, sums / np.maximum(counts, 1), 1.0)
+
+
+def size_scores(count_a, count_b):
+    """``|log(n_c / n_c2)|``: clusters of the same concept should hold
+    similar fractions of their modality's samples (``inf`` if either is
+    empty).  Sample counts of the modalities may differ, so fractions."""
+    frac = [np.asarray(c, dtype=np.float64) / max(float(np.sum(c)), 1.0)
+            for c in (count_a, count_b)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        S = np.abs(np.log(frac[0][:, None] / frac[1][None, :]))
+    S[~np.isfinite(S)] = np.inf
+    return S
+
+
+def matching_cost(scores, votes, k):
+    """Cost of aligning cluster c of modality 0 with c2 of another modality.
+
+    Every score matrix (Eq. 1 profiles, optionally the size score) scaled to
+    [0, 1] (``inf``, an empty cluster: 2), minus the known-pair votes scaled
+    to [0, 1], so a cluster pair backed by many known pairs wins unless its
+    profiles disagree strongly."""
+    cost = np.zeros((k, k))
+    for S in scores:
+        finite = np.isfinite(S)
+        top = S[finite].max() if finite.any() else 1.0
+        cost += np.where(finite, S / (top if top > 0 else 1.0), 2.0)
+    if votes is not None and votes.max() > 0:
+        cost -= votes / votes.max()
+    return cost
+
+
+def choose_matching(cost, rematch):
+    """Hungarian assignment of ``cost``; None when the clusters stay as they are.
+
+    When re-matching (``rematch``, the clusters are already aligned) the new
+    assignment replaces the current one only if it lowers the total cost by
+    more than ``_REMATCH_MARGIN`` per cluster: near-ties would otherwise flip
+    back and forth between iterations and scramble the coupled indicators."""
+    k = cost.shape[0]
+    _, perm = linear_sum_assignment(cost)
+    ident = np.arange(k)
+    if rematch and (cost[ident, ident].sum() - cost[ident, perm].sum()
+                    <= _REMATCH_MARGIN * k):
+        return None
+    return None if np.array_equal(perm, ident) else perm
 
 
 # --------------------------------------------------------------------------
@@ -287,92 +389,73 @@ class _Trainer:
             np.add.at(V, (ci[ok], cj[ok]), 1.0)
         return V
 
+    def cluster_mass(self, m):
+        """Members per cluster of modality m and the sum of their indicator
+        at their own cluster (sums over samples: partitions add up)."""
+        a = self.assignment(m)
+        ok = a >= 0
+        counts = np.bincount(a[ok], minlength=self.k)
+        sums = np.bincount(a[ok], weights=self.H[m][np.flatnonzero(ok), a[ok]],
+                           minlength=self.k)
+        return counts, sums
+
+    def profiles(self, m, scale, sqz):
+        """Eq. 1 profiles (top-ns distances, counts) of modality m's clusters
+        measured from the scaled centroids (see :func:`profile_scale`)."""
+        return self.K.nn_profiles(np.ascontiguousarray(self.XZ[m] * scale), self.sqx[m],
+                                  sqz, self.assignment(m), self.k, self.ns,
+                                  numba.get_num_threads())
+
+    def scaled_sq_norms(self, m, scale):
+        """Squared norms of modality m's centroids times ``scale**2``."""
+        return (self.Z[m] ** 2).sum(axis=0) * scale ** 2
+
     def _scores(self, m0, m):
         prof, cnt, sqz = [], [], []
         for mm in (m0, m):
-            a = self.assignment(mm)
-            # SemiNMF fixes only the product H Z^T: column c of H may carry any
-            # scale s_c with z_c / s_c.  The centroid as it appears in its
-            # members' reconstruction is z_c times their mean indicator, and
-            # that is the centroid the profiles are measured from.
-            ok = a >= 0
-            counts = np.bincount(a[ok], minlength=self.k)
-            sums = np.bincount(a[ok], weights=self.H[mm][np.flatnonzero(ok), a[ok]],
-                               minlength=self.k)
-            scale = np.where(counts > 0, sums / np.maximum(counts, 1), 1.0)
-            sz = (self.Z[mm] ** 2).sum(axis=0) * scale ** 2
-            p, c = self.K.nn_profiles(np.ascontiguousarray(self.XZ[mm] * scale),
-                                      self.sqx[mm], sz, a, self.k, self.ns,
-                                      numba.get_num_threads())
+            scale = profile_scale(*self.cluster_mass(mm))
+            sz = self.scaled_sq_norms(mm, scale)
+            p, c = self.profiles(mm, scale, sz)
             prof.append(p)
             cnt.append(c)
             sqz.append(sz)
         return self.K.match_scores(prof[0], cnt[0], sqz[0], prof[1], cnt[1], sqz[1])
 
-    def _size_scores(self, m0, m):
-        """``|log(n_c / n_c2)|``: clusters of the same concept should hold
-        similar fractions of their modality's samples (``inf`` if either is
-        empty).  Sample counts of the modalities may differ, so fractions."""
-        frac = []
-        for mm in (m0, m):
-            a = self.assignment(mm)
-            cnt = np.bincount(a[a >= 0], minlength=self.k).astype(np.float64)
-            frac.append(cnt / max(cnt.sum(), 1.0))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            S = np.abs(np.log(frac[0][:, None] / frac[1][None, :]))
-        S[~np.isfinite(S)] = np.inf
-        return S
+    def uses_size_score(self, m):
+        """Whether matching modality m to modality 0 adds the size score:
+        ``"profiles+sizes"``, or ``"auto"`` and no known pair links them
+        (known pairs' votes are direct evidence, and the size term only
+        added noise to them on Wiki validation data)."""
+        return self.match_score == "profiles+sizes" or (
+            self.match_score == "auto" and (0, m) not in self.pairs)
 
     def match_clusters(self, use_scores, extra_pairs=None, rematch=False):
-        """Align every modality's clusters to modality 0 (Hungarian).
-
-        Cost = S / max(S) - V / max(V): the matching score of Eq. 1 scaled to
-        [0, 1] (empty clusters: 2) minus the known-pair votes scaled to
-        [0, 1], so a cluster pair backed by many known pairs wins unless its
-        profiles disagree strongly.  With ``match_score="profiles+sizes"``
-        (or ``"auto"`` and no known pair between modalities 0 and m) the size
-        score (:meth:`_size_scores`), scaled to [0, 1] the same way, is added.
-        When re-matching (``rematch``, the clusters are already aligned) the
-        new assignment replaces the current one only if it lowers the total
-        cost by more than ``_REMATCH_MARGIN`` per cluster: near-ties would
-        otherwise flip back and forth between iterations and scramble the
-        coupled indicators.
-        """
+        """Align every modality's clusters to modality 0 (Hungarian; the cost
+        is :func:`matching_cost`, the decision :func:`choose_matching`)."""
         for m in range(1, self.M):
-            cost = np.zeros((self.k, self.k))
+            scores = []
             if use_scores:
-                scores = [self._scores(0, m)]
-                # "auto": sizes only where no known pair links the modalities;
-                # known pairs' votes are direct evidence, and the size term
-                # only added noise to them on Wiki validation data.
-                sizes = self.match_score == "profiles+sizes" or (
-                    self.match_score == "auto" and (0, m) not in self.pairs)
-                if sizes:
-                    scores.append(self._size_scores(0, m))
-                for S in scores:
-                    finite = np.isfinite(S)
-                    top = S[finite].max() if finite.any() else 1.0
-                    cost += np.where(finite, S / (top if top > 0 else 1.0), 2.0)
+                scores.append(self._scores(0, m))
+                if self.uses_size_score(m):
+                    scores.append(size_scores(self.cluster_mass(0)[0],
+                                              self.cluster_mass(m)[0]))
             lists = []
             if (0, m) in self.pairs:
                 lists.append(self.pairs[(0, m)])
             if extra_pairs is not None and (0, m) in extra_pairs:
                 lists.append(extra_pairs[(0, m)])
-            if lists:
-                V = self._votes(0, m, lists)
-                if V.max() > 0:
-                    cost -= V / V.max()
-            _, perm = linear_sum_assignment(cost)
-            ident = np.arange(self.k)
-            if rematch and (cost[ident, ident].sum() - cost[ident, perm].sum()
-                            <= _REMATCH_MARGIN * self.k):
-                continue
-            if not np.array_equal(perm, ident):
-                self.H[m] = np.ascontiguousarray(self.H[m][:, perm])
-                self._assign[m] = None
-                self.Z[m] = np.ascontiguousarray(self.Z[m][:, perm])
-                self.XZ[m] = np.ascontiguousarray(self.XZ[m][:, perm])
-                self.cluster_matching[m] = self.cluster_matching[m][perm]
+            votes = self._votes(0, m, lists) if lists else None
+            perm = choose_matching(matching_cost(scores, votes, self.k), rematch)
+            if perm is not None:
+                self.permute(m, perm)
+
+    def permute(self, m, perm):
+        """Relabel modality m's clusters: new cluster c is old ``perm[c]``."""
+        self.H[m] = np.ascontiguousarray(self.H[m][:, perm])
+        self._assign[m] = None
+        self.Z[m] = np.ascontiguousarray(self.Z[m][:, perm])
+        self.XZ[m] = np.ascontiguousarray(self.XZ[m][:, perm])
+        self.cluster_matching[m] = self.cluster_matching[m][perm]
 
     # ---- Eq. 2, 4: sample correspondence Γ ------------------------------
     def _label_groups(self, m):
@@ -490,13 +573,25 @@ class _Trainer:
         self.code = self.code_cls.fit([self.H[m][r] for m, r in enumerate(fit_rows)],
                                       self.n_bits, self.rng, n_iter=n_iter,
                                       previous=self.code)
-        proj = [self.code.project(self.H[m][r]) for m, r in enumerate(rows)]
+        self.apply_code(self.code, rows)
+
+    def apply_code(self, code, rows):
+        """Per-modality codes ``Ht`` and common code B (Eq. 11) of the aligned
+        ``rows`` under the code function ``code``."""
+        self.code = code
+        proj = [code.project(self.H[m][r]) for m, r in enumerate(rows)]
         self.rows = rows
         self.B = np.where(np.add.reduce(proj) > 0, 1, -1).astype(np.int8)
         self.Ht = [np.where(p > 0, 1, -1).astype(np.int8) for p in proj]
 
     # ---- Eq. 6 ------------------------------------------------------------
     def objective(self):
+        Lc, Ls, Lq = self.objective_sums()
+        return Lc, max(Ls, 0.0), Lq
+
+    def objective_sums(self):
+        """The terms of Eq. 6 as plain sums over samples and pairs (so
+        partitions add up); Ls may round slightly below 0."""
         Lc = 0.0
         for (m, m2), g in self.gamma.items():
             Lc += self.K.pair_loss(g, self.H[m], self.H[m2])
@@ -506,17 +601,18 @@ class _Trainer:
             Ls += (self.sqX[m] - 2.0 * np.einsum("ij,ij->", H, self.XZ[m])
                    + np.einsum("ij,ij->", H.T @ H, Z.T @ Z))
         Lq = self.lam * sum(4.0 * np.count_nonzero(self.B != Ht) for Ht in self.Ht)
-        return Lc, max(Ls, 0.0), Lq
+        return Lc, Ls, Lq
 
 
-def _check_params(Xs, n_clusters, n_neighbors, lam, max_iter, tol, code_scheme,
-                  joint, matching, labels, encoder, n_anchors, match_score):
+def check_params(n_samples, n_clusters, n_neighbors, lam, max_iter, tol, code_scheme,
+                 joint, matching, labels, encoder, n_anchors, match_score):
+    """Validate FlexCMH's parameters (``n_samples``: rows per modality)."""
     k = check_int(n_clusters, "n_clusters", 1)
-    for m, X in enumerate(Xs):
-        if k > X.shape[0]:
+    for m, n in enumerate(n_samples):
+        if k > n:
             raise ValueError(
                 f"'n_clusters' must be <= the number of samples of every modality; "
-                f"modality {m} has {X.shape[0]} samples. Got {k} instead.")
+                f"modality {m} has {n} samples. Got {k} instead.")
     ns = check_int(n_neighbors, "n_neighbors", 1)
     lam = check_float(lam, "lam", 0.0)
     max_iter = check_int(max_iter, "max_iter", 0)
@@ -601,9 +697,9 @@ def fit_flexcmh(Xs, pairs, *, n_bits, labels, rng, n_threads, verbose, callback,
     FlexCMHModel
     """
     (k, ns, lam, max_iter, tol, code_scheme, joint, matching, encoder, n_anchors,
-     match_score) = _check_params(Xs, n_clusters, n_neighbors, lam, max_iter, tol,
-                                  code_scheme, joint, matching, labels, encoder, n_anchors,
-                                  match_score)
+     match_score) = check_params([X.shape[0] for X in Xs], n_clusters, n_neighbors, lam,
+                                 max_iter, tol, code_scheme, joint, matching, labels,
+                                 encoder, n_anchors, match_score)
     from threadpoolctl import threadpool_limits
 
     # Tiny problems (Wiki: ~2,000 x 10 indicators) finish each kernel in

@@ -53,11 +53,40 @@ class ITQCode:
         ``previous``: a fitted ITQCode whose rotation warm-starts this fit
         (used between outer iterations, where the indicators change little).
         """
-        n_rows = sum(Y.shape[0] for Y in Ys)
-        k = Ys[0].shape[1]
-        mu = np.add.reduce([Y.sum(axis=0) for Y in Ys]) / n_rows
+        U = None
+
+        def rotation_stats(mu, W, R):
+            nonlocal U
+            if U is None:
+                U = np.add.reduce([(Y - mu) @ W for Y in Ys])
+            return U.T @ np.where(U @ R > 0, 1.0, -1.0)
+
+        return cls.fit_from_moments(
+            sum(Y.shape[0] for Y in Ys), np.add.reduce([Y.sum(axis=0) for Y in Ys]),
+            np.add.reduce([Y.T @ Y for Y in Ys]), n_bits, rng, rotation_stats,
+            n_iter=n_iter, previous=previous)
+
+    @classmethod
+    def fit_from_moments(cls, n_rows, sum_y, scatter, n_bits, rng, rotation_stats,
+                         n_iter=50, previous=None):
+        """Fit from sums over the rows, so that the rows may live anywhere.
+
+        Parameters
+        ----------
+        n_rows : int
+            Rows of all ``Y_m`` together.
+        sum_y : ndarray (k,)
+            Sum of the rows of all ``Y_m``.
+        scatter : ndarray (k, k)
+            ``sum_m Y_m^T Y_m``.
+        rotation_stats : callable
+            ``rotation_stats(mu, W, R)`` returns ``U^T sign(U R)`` (b, b) with
+            ``U = sum_m (Y_m - mu) W`` (sign: +1 where > 0, else -1).
+        """
+        k = sum_y.shape[0]
+        mu = sum_y / n_rows
         # Scatter matrix of the pooled rows without stacking or centring copies.
-        cov = np.add.reduce([Y.T @ Y for Y in Ys]) - n_rows * np.outer(mu, mu)
+        cov = scatter - n_rows * np.outer(mu, mu)
         evals, evecs = np.linalg.eigh(cov)
         evecs = evecs[:, ::-1]
         # Fix each eigenvector's sign (largest-magnitude entry positive), so
@@ -74,17 +103,15 @@ class ITQCode:
             else:
                 spread = _orthonormal_rows(k, n_bits, rng)
             W = evecs @ spread
-        Vs = [(Y - mu) @ W for Y in Ys]
-        U = np.add.reduce(Vs)
+        W = np.ascontiguousarray(W)
         if previous is not None and previous.R.shape == (n_bits, n_bits):
             R = previous.R
         else:
             R, _ = np.linalg.qr(rng.standard_normal((n_bits, n_bits)))
         for _ in range(n_iter):
-            B = np.where(U @ R > 0, 1.0, -1.0)
-            left, _, right = np.linalg.svd(U.T @ B)
+            left, _, right = np.linalg.svd(rotation_stats(mu, W, R))
             R = left @ right
-        code = cls(mu, np.ascontiguousarray(W), np.ascontiguousarray(R))
+        code = cls(mu, W, np.ascontiguousarray(R))
         code.spread = spread  # kept only to warm-start the next fit
         return code
 

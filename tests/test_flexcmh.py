@@ -400,14 +400,9 @@ def test_wiki_weak_pairs_beats_chance(wiki_dir):
 
 
 def test_size_scores_match_numpy_reference():
-    class Fake:
-        k = 4
-        assign = [np.array([0, 0, 1, 2, 2, 2, -1]), np.array([3, 1, 1, 0, 0, 0, 0, 2, -1, 3])]
-
-        def assignment(self, m):
-            return self.assign[m]
-
-    S = F._Trainer._size_scores(Fake(), 0, 1)
+    # Cluster sizes of assignments [0, 0, 1, 2, 2, 2, -1] and
+    # [3, 1, 1, 0, 0, 0, 0, 2, -1, 3] (-1: in no cluster).
+    S = F.size_scores(np.array([2, 1, 3, 0]), np.array([4, 2, 1, 2]))
     f0 = np.array([2, 1, 3, 0]) / 6
     f1 = np.array([4, 2, 1, 2]) / 9
     for c in range(4):
