@@ -42,10 +42,6 @@ def train_csmh(wiki):
 
 
 def train_flexcmh(wiki):
-    try:
-        from flexcmh_fast._flexcmh import fit_flexcmh  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"FlexCMH trainer not importable yet: {exc}")
     # FlexCMH on the raw features (DESIGN.md: they work far better for it)
     return fc.train(wiki["raw"][0], "all", n_bits=N_BITS, method="flexcmh",
                     random_state=0, n_threads=2)

@@ -904,8 +904,11 @@ class FlexCMHModel(HashingModel):
         arrays = {f"Z_{m}": Z for m, Z in enumerate(self.centroids_)}
         arrays.update(self.code_.state("code_"))
         arrays["history"] = self.history_
-        arrays["codes"] = self.codes_
-        arrays.update({f"train_codes_{m}": c for m, c in enumerate(self.train_codes_)})
+        # np.asarray: a model trained on Dask holds dask arrays here; saving
+        # computes them.
+        arrays["codes"] = np.asarray(self.codes_)
+        arrays.update({f"train_codes_{m}": np.asarray(c)
+                       for m, c in enumerate(self.train_codes_)})
         arrays["cluster_matching"] = self.cluster_matching_
         if self.encoder_ == "kernel":
             meta["sigmas"] = self.sigmas_
@@ -913,7 +916,7 @@ class FlexCMHModel(HashingModel):
                 arrays[f"anchors_{m}"] = A
                 arrays[f"encoder_weights_{m}"] = W
         for m, m2 in self.correspondence_:
-            arrays[f"gamma_{m}_{m2}"] = self.correspondence_[(m, m2)]
+            arrays[f"gamma_{m}_{m2}"] = np.asarray(self.correspondence_[(m, m2)])
         return meta, arrays
 
     @classmethod

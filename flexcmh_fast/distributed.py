@@ -1,4 +1,5 @@
-"""Scale-out on a Dask cluster: distributed encoding and sharded exact search.
+"""Scale-out on a Dask cluster: distributed training, encoding and sharded
+exact search.
 
 This module needs the optional ``dask`` extra
 (``pip install "flexcmh_fast[dask]"``: ``dask[array]`` and ``distributed``);
@@ -15,8 +16,10 @@ the rest of the package never imports Dask.
   ``HammingIndex`` over the concatenated codes (same distances, same global
   ids, ties broken by the smaller global id).
 
-Distributed training is not available yet: train on a sample that fits one
-machine and encode the full collection with :func:`encode`.
+* :func:`train` fits FlexCMH on row-partitioned dask arrays: the samples
+  stay on the workers and every iteration exchanges only per-cluster and
+  ``d x k`` summaries with the client (module docstring of
+  ``flexcmh_fast._distributed_train`` and ``docs/scaling_out.md``).
 """
 import math
 
@@ -34,12 +37,13 @@ except ImportError as exc:
     ) from exc
 
 from ._codes import check_codes, n_bytes_for
+from ._distributed_train import train
 from ._index import HammingIndex
 from ._model import HashingModel
 from ._validation import (_describe, check_bool, check_int, check_n_bits,
                           check_n_threads)
 
-__all__ = ["encode", "ShardedHammingIndex"]
+__all__ = ["train", "encode", "ShardedHammingIndex"]
 
 # Merges compare (distance, global id) pairs as one uint64 key: distance
 # (<= 4096, 13 bits) in the high bits, id in the low _ID_BITS bits.

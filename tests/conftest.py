@@ -1,4 +1,5 @@
-"""Shared fixtures: the location of the real benchmark data beside the project."""
+"""Shared fixtures: the location of the real benchmark data beside the
+project, and the local Dask cluster of the distributed tests."""
 from pathlib import Path
 
 import pytest
@@ -13,3 +14,18 @@ def wiki_dir():
     if not (folder / "wikiData.mat").is_file():
         pytest.skip(f"Wiki data not found at {folder} (real data lives in ../shared/data)")
     return folder
+
+
+@pytest.fixture(scope="session")
+def client():
+    """A ``LocalCluster(processes=True, n_workers=2, threads_per_worker=1)``
+    client, started once for the distributed tests and closed after them."""
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None)
+    c = distributed.Client(cluster)
+    try:
+        yield c
+    finally:
+        c.close()
+        cluster.close()

@@ -1,8 +1,13 @@
-"""asv benchmarks for the Dask scale-out: sharded exact search on a
-``LocalCluster(processes=True, n_workers=2, threads_per_worker=1)`` versus
-the single-process HammingIndex (two threads) over the same 64-bit codes,
-1,000 queries, k=100, and the tracked overhead ratio sharded / single
-(target <= 1.5).  Skipped (NotImplementedError) when Dask is not installed.
+"""asv benchmarks for the Dask scale-out on a ``LocalCluster(processes=True,
+n_workers=2, threads_per_worker=1)``:
+
+* sharded exact search versus the single-process HammingIndex (two threads)
+  over the same 64-bit codes, 1,000 queries, k=100, and the tracked overhead
+  ratio sharded / single (target <= 1.5);
+* distributed FlexCMH training: time per iteration and the tracked bytes per
+  iteration between client and workers (target: independent of n).
+
+Skipped (NotImplementedError) when Dask is not installed.
 """
 import time
 
@@ -71,3 +76,58 @@ class ShardedSearch:
         return times[0] / times[1]
 
     track_overhead_ratio.unit = "sharded / single"
+
+
+class DistributedTrain:
+    """FlexCMH on 4 row partitions, weakly paired (a quarter of the pairs
+    known), k=25, 64 bits; one outer iteration is timed / measured."""
+
+    params = [25_000, 100_000]
+    param_names = ["n_samples"]
+    timeout = 900
+    number = 1
+    repeat = 1
+
+    def setup(self, n):
+        if distributed is None:
+            raise NotImplementedError("dask[array] and distributed are not installed")
+        from flexcmh_fast import datasets
+
+        self.cluster = distributed.LocalCluster(
+            processes=True, n_workers=N_WORKERS, threads_per_worker=1, dashboard_address=None)
+        self.client = distributed.Client(self.cluster)
+        data = datasets.make_multimodal(n, n_classes=25, n_features=(128, 256),
+                                        kinds=("dense", "dense"), random_state=0)
+        known = np.sort(np.random.default_rng(0).choice(n, n // 4, replace=False))
+        self.pairs = np.stack([known, known], axis=1)
+        self.Xs = [da.from_array(X, chunks=(-(-n // 4), -1)).persist()
+                   for X in data.modalities]
+        distributed.wait(self.Xs)
+        self.log = []
+        self._train(3)  # warm-up: Numba compilation on the workers
+
+    def teardown(self, n):
+        self.client.close()
+        self.cluster.close()
+
+    def _train(self, max_iter):
+        from flexcmh_fast import distributed as fd
+
+        self.log = []
+        fd.train(self.Xs, self.pairs, n_bits=64, n_clusters=25, max_iter=max_iter, tol=0.0,
+                 random_state=0, client=self.client,
+                 callback=lambda it, s: self.log.append(
+                     (time.perf_counter(), s["bytes_sent"] + s["bytes_received"])))
+
+    def track_seconds_per_iteration(self, n):
+        self._train(4)
+        return float(np.diff([t for t, _ in self.log]).mean())
+
+    track_seconds_per_iteration.unit = "seconds"
+
+    def track_bytes_per_iteration(self, n):
+        """Pickled messages to and results from the workers, one iteration."""
+        self._train(2)
+        return float(self.log[-1][1])
+
+    track_bytes_per_iteration.unit = "bytes"

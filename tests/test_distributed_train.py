@@ -1,0 +1,215 @@
+"""Distributed FlexCMH training on a real ``LocalCluster(processes=True,
+n_workers=2, threads_per_worker=1)`` (the ``client`` fixture of conftest.py).
+
+Where the distributed fit is exact (fully paired data, one partition) its
+codes, centroids, correspondence and history must equal those of
+``flexcmh_fast.train`` with the same ``random_state``; where it approximates
+(inferred pairs formed inside partitions) the held-out MAP must stay within
+0.01.  The bytes exchanged per iteration must not grow with the number of
+samples.
+"""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask")
+
+import flexcmh_fast as fc  # noqa: E402
+from flexcmh_fast import datasets, metrics  # noqa: E402
+from flexcmh_fast import distributed as fd  # noqa: E402
+
+pytestmark = pytest.mark.distributed
+
+
+def to_dask(X, sizes):
+    """Row blocks of the given sizes as a dask array (dense or CSR chunks)."""
+    blocks, start = [], 0
+    meta = sp.csr_matrix((0, X.shape[1])) if sp.issparse(X) else np.empty((0, X.shape[1]))
+    for size in sizes:
+        part = X[start:start + size]
+        blocks.append(da.from_delayed(dask.delayed(part), shape=part.shape,
+                                      dtype=np.float64, meta=meta))
+        start += size
+    assert start == X.shape[0]
+    return da.concatenate(blocks, axis=0)
+
+
+@pytest.fixture(scope="module")
+def data():
+    d = datasets.make_multimodal(700, n_classes=6, n_features=(24, 80), noise=0.6,
+                                 random_state=3)
+    X0, X1 = d.modalities
+    return {"train": (X0[:600], X1[:600]), "test": (X0[600:], X1[600:]),
+            "labels": (d.labels[:600], d.labels[600:])}
+
+
+def assert_same_fit(dist, single, test):
+    assert dist.n_iter_ == single.n_iter_
+    np.testing.assert_allclose(dist.history_, single.history_, rtol=1e-8, atol=1e-8)
+    for Zd, Zs in zip(dist.centroids_, single.centroids_):
+        np.testing.assert_allclose(Zd, Zs, rtol=1e-7, atol=1e-9)
+    np.testing.assert_array_equal(dist.cluster_matching_, single.cluster_matching_)
+    for cd, cs in zip(dist.train_codes_, single.train_codes_):
+        np.testing.assert_array_equal(cd.compute(), cs)
+    np.testing.assert_array_equal(dist.codes_.compute(), single.codes_)
+    assert set(dist.correspondence_) == set(single.correspondence_)
+    for key, g in single.correspondence_.items():
+        np.testing.assert_array_equal(dist.correspondence_[key].compute(), g)
+    for m, X in enumerate(test):
+        np.testing.assert_array_equal(dist.encode(X, m), single.encode(X, m))
+
+
+def test_fully_paired_equals_single_machine(client, data):
+    """Unequal blocks, a dense and a sparse (CSR chunks) modality, 13 bits."""
+    X0, X1 = data["train"]
+    sizes = (250, 200, 150)
+    dist = fd.train([to_dask(X0, sizes), to_dask(X1, sizes)], "all", n_bits=13,
+                    n_clusters=6, random_state=7, max_iter=12, client=client)
+    single = fc.train([X0, X1], "all", n_bits=13, n_clusters=6, random_state=7,
+                      max_iter=12, n_threads=1)
+    assert isinstance(dist.train_codes_[1], da.Array)
+    assert_same_fit(dist, single, data["test"])
+
+
+@pytest.mark.parametrize("scenario", ["weak", "unpaired"])
+def test_one_partition_equals_single_machine(client, data, scenario):
+    """With one partition the inferred pairs are the single-machine ones."""
+    X0, X1 = data["train"]
+    known = np.arange(0, 600, 3)
+    pairs = np.stack([known, known], axis=1) if scenario == "weak" else None
+    dist = fd.train([to_dask(X0, (600,)), to_dask(X1, (600,))], pairs, n_bits=16,
+                    n_clusters=6, random_state=1, max_iter=15, encoder="nnls",
+                    client=client)
+    single = fc.train([X0, X1], pairs, n_bits=16, n_clusters=6, random_state=1,
+                      max_iter=15, encoder="nnls", n_threads=1)
+    assert_same_fit(dist, single, data["test"])
+
+
+def test_pairs_all_rechunks_and_unequal_sample_counts(client, data):
+    """pairs='all' aligns the row chunks; weak pairs with different n_m."""
+    X0, X1 = data["train"]
+    dist = fd.train([da.from_array(X0, chunks=(300, -1)),
+                     da.from_array(X1.toarray(), chunks=(200, 40))], "all", n_bits=8,
+                    n_clusters=6, random_state=0, max_iter=5, client=client)
+    single = fc.train([X0, X1.toarray()], "all", n_bits=8, n_clusters=6,
+                      random_state=0, max_iter=5, n_threads=1)
+    assert_same_fit(dist, single, (data["test"][0], data["test"][1].toarray()))
+    # Modality 1 has 500 rows in 2 blocks (250 + 250), modality 0 600 (300 + 300).
+    pairs = np.array([[0, 0], [10, 5], [299, 249], [300, 250], [599, 499]])
+    model = fd.train([da.from_array(X0, chunks=(300, -1)),
+                      da.from_array(X1[:500].toarray(), chunks=(250, -1))], pairs,
+                     n_bits=8, n_clusters=6, random_state=0, max_iter=3, client=client)
+    assert [c.shape[0] for c in model.train_codes_] == [600, 500]
+    got = model.correspondence_[(0, 1)].compute()
+    # Known pairs come first within each partition, in the given order.
+    np.testing.assert_array_equal(got[:3], pairs[:3])
+
+
+def test_partitions_approximation_map_within_001(client):
+    """Inferred pairs formed inside 3 partitions: held-out MAP within 0.01 of
+    the single-machine fit (weakly paired: a quarter of the pairs known)."""
+    d = datasets.make_multimodal(3500, n_classes=8, noise=0.5, random_state=0)
+    X0, X1 = d.modalities
+    n = 3000
+    A, B, Q0, Q1 = X0[:n], X1[:n], X0[n:], X1[n:]
+    known = np.sort(np.random.default_rng(0).choice(n, n // 4, replace=False))
+    pairs = np.stack([known, known], axis=1)
+    dist = fd.train([to_dask(A, (1000,) * 3), to_dask(B, (1000,) * 3)], pairs,
+                    n_bits=16, n_clusters=8, random_state=0, max_iter=25, client=client)
+    single = fc.train([A, B], pairs, n_bits=16, n_clusters=8, random_state=0,
+                      max_iter=25, n_threads=1)
+    maps = []
+    for model in (dist, single):
+        maps.append([metrics.mean_average_precision(model.encode(Q0, 0), model.encode(B, 1),
+                                                    d.labels[n:], d.labels[:n], n_bits=16),
+                     metrics.mean_average_precision(model.encode(Q1, 1), model.encode(A, 0),
+                                                    d.labels[n:], d.labels[:n], n_bits=16)])
+    maps = np.array(maps)
+    assert maps[1].min() > 0.5  # the single-machine fit is far above chance (~0.13)
+    assert np.abs(maps[0] - maps[1]).max() <= 0.01, maps
+
+
+def test_bytes_per_iteration_do_not_grow_with_samples(client):
+    """Per-iteration traffic at n = 1,200 and n = 9,600 (same partitions)."""
+    traffic = {}
+    for n in (1200, 9600):
+        d = datasets.make_multimodal(n, n_classes=5, n_features=(20, 60), random_state=0)
+        X0, X1 = d.modalities
+        sizes = (n // 3,) * 3
+        log = []
+        fd.train([to_dask(X0, sizes), to_dask(X1, sizes)], None, n_bits=16, n_clusters=5,
+                 random_state=0, max_iter=4, tol=0.0, client=client,
+                 callback=lambda it, s: log.append((s["bytes_sent"], s["bytes_received"])))
+        assert len(log) == 4
+        traffic[n] = np.array(log, dtype=np.float64)
+    small, large = traffic[1200], traffic[9600]
+    # Same messages; only a few integers (counts) may pickle a byte longer.
+    np.testing.assert_allclose(large, small, rtol=0.02)
+    # Far below the data: the two modalities of 9,600 rows are 6 MB of float64.
+    assert large.sum(axis=1).max() < 9600 * 80 * 8 / 20
+
+
+def test_model_saves_loads_and_feeds_sharded_index(client, data, tmp_path):
+    X0, X1 = data["train"]
+    model = fd.train([to_dask(X0, (300, 300)), to_dask(X1, (300, 300))], "all",
+                     n_bits=16, n_clusters=6, random_state=0, max_iter=3, client=client)
+    path = tmp_path / "dist.npz"
+    model.save(path)
+    loaded = fc.load(path)
+    np.testing.assert_array_equal(loaded.train_codes_[1], model.train_codes_[1].compute())
+    q = model.encode(data["test"][0], 0)
+    np.testing.assert_array_equal(loaded.encode(data["test"][0], 0), q)
+    index = fd.ShardedHammingIndex(model.train_codes_[1], n_bits=16, client=client)
+    want = fc.HammingIndex(loaded.train_codes_[1], n_bits=16).search(q, 10)
+    for got, exp in zip(index.search(q, 10), want):
+        np.testing.assert_array_equal(got, exp)
+
+
+def test_callback_stops_and_verbose(client, data, capsys):
+    X0, X1 = data["train"]
+    seen = []
+    model = fd.train([to_dask(X0, (600,)), to_dask(X1, (600,))], "all", n_bits=8,
+                     n_clusters=6, random_state=0, max_iter=50, verbose=True,
+                     client=client, callback=lambda it, s: seen.append(s) or it == 1)
+    assert model.n_iter_ == 2 and len(seen) == 2
+    assert set(seen[0]) == {"objective", "terms", "Z", "bytes_sent", "bytes_received"}
+    assert seen[0]["objective"] == pytest.approx(sum(seen[0]["terms"]))
+    assert "FlexCMH (Dask)" in capsys.readouterr().err
+
+
+def test_bad_input(client, data):
+    X0, X1 = data["train"]
+    A, B = to_dask(X0, (300, 300)), to_dask(X1, (300, 300))
+    with pytest.raises(TypeError, match=r"'modalities\[1\]' must be a dask.array.Array"):
+        fd.train([A, X1], "all", client=client)
+    with pytest.raises(TypeError, match="'modalities' must be a list"):
+        fd.train(A, "all", client=client)
+    with pytest.raises(ValueError, match="at least 2 modalities"):
+        fd.train([A], client=client)
+    with pytest.raises(ValueError, match=r"same number of row blocks.*\[2, 3\]"):
+        fd.train([A, to_dask(X1, (200, 200, 200))], None, client=client)
+    with pytest.raises(ValueError, match="supports code_scheme='itq' only"):
+        fd.train([A, B], "all", code_scheme="kmeans", client=client)
+    with pytest.raises(ValueError, match="supports matching='clusters' only"):
+        fd.train([A, B], "all", matching="labels", client=client)
+    with pytest.raises(ValueError, match="'code_scheme' must be one of"):
+        fd.train([A, B], "all", code_scheme="pca", client=client)
+    with pytest.raises(TypeError, match=r"Unknown parameter\(s\) \['n_cluster'\]"):
+        fd.train([A, B], "all", n_cluster=5, client=client)
+    with pytest.raises(ValueError, match="'lam' must be"):
+        fd.train([A, B], "all", lam=-1.0, client=client)
+    with pytest.raises(ValueError, match="'n_clusters' must be <= the number of samples"):
+        fd.train([A, B], "all", n_clusters=601, client=client)
+    with pytest.raises(ValueError, match="must join rows of the same partition.*block 0 "
+                                         "with block 1"):
+        fd.train([A, B], np.array([[1, 1], [2, 450]]), client=client)
+    with pytest.raises(ValueError, match="'n_threads' must be None, -1 or an int >= 1"):
+        fd.train([A, B], "all", n_threads=0, client=client)
+    with pytest.raises(TypeError, match="'client' must be a dask.distributed.Client"):
+        fd.train([A, B], "all", client="tcp://nowhere:8786")
+    bad = X0.copy()
+    bad[450, 3] = np.nan
+    with pytest.raises(ValueError, match=r"'modalities\[0\]'.*NaN"):
+        fd.train([to_dask(bad, (300, 300)), B], "all", client=client)
