@@ -4,7 +4,10 @@ Layout.  Every modality is a row-partitioned dask array with the same number
 of row blocks; *partition* p is block p of every modality.  A partition's
 rows, indicators ``H``, products ``X Z`` and correspondence live on one
 worker for the whole fit, as a :class:`_Partition` (the single-machine
-:class:`~flexcmh_fast._flexcmh._Trainer` restricted to those rows).  The
+:class:`~flexcmh_fast._flexcmh._Trainer` restricted to those rows) in that
+worker's registry ``_LIVE``; every round of the partition is pinned there.
+Known pairs must join rows of the same partition: the H step of a sample
+needs its partners' indicators.  The
 client keeps only what does not grow with the number of samples: the
 centroids ``Z``, the code function, the cluster matching and the history.
 
@@ -33,7 +36,6 @@ matched clusters, and here the ranking is done inside each partition
 (samples of partition p of one modality are paired with samples of
 partition p of the other).  With fully paired data, with one partition, or
 with no inferred pairs, the distributed fit is the single-machine fit.
-Known pairs must therefore join rows of the same partition.
 
 Bounded sample traffic.  The k-means start gathers at most 10,000 rows per
 modality (the rows the single-machine k-means runs on) and the kernel
@@ -41,16 +43,15 @@ encoder at most ``n_anchors`` + 1,000 rows; nothing else of the data reaches
 the client.  The training codes and the correspondence stay on the workers
 as dask arrays.
 """
-import copy
 import math
 import pickle
+import uuid
 
 import numpy as np
 import scipy.sparse as sp
 
 import dask
 import dask.array as da
-from dask.sizeof import sizeof
 
 from . import _flexcmh as F
 from . import _kernels as K
@@ -76,32 +77,21 @@ _DEFAULTS = {"n_clusters": 10, "n_neighbors": 5, "lam": 1.0, "max_iter": 500,
 # Worker side
 # ----------------------------------------------------------------------
 class _Partition(F._Trainer):
-    """One partition's share of a fit: the trainer restricted to its rows.
-
-    Every round runs on a shallow copy (:func:`_step`) and returns a new
-    partition object, so a task never changes an object Dask may still hold
-    under another key; arrays that a round changes in place are copied."""
+    """One partition's share of a fit: the trainer restricted to its rows."""
 
     def __init__(self, Xs, k, ns, lam, joint, match_score, n_bits, threads):
         super().__init__(Xs, {}, None, n_bits, k, ns, lam, joint, "clusters", "itq",
                          None, K, match_score)
         self.threads = threads
         self.itq_U = None
-        self.out = None
 
 
-@sizeof.register(_Partition)
-def _sizeof_partition(part):
-    # The scheduler must see what a partition weighs, or it would treat it as
-    # free to move between workers.
-    def nbytes(X):
-        if sp.issparse(X):
-            return X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
-        return X.nbytes
-    arrays = [*part.sqx, *getattr(part, "H", ()), *getattr(part, "XZ", ()),
-              *getattr(part, "gamma", {}).values()]
-    return int(sum(nbytes(X) for X in part.Xs)
-               + sum(a.nbytes for a in arrays if a is not None))
+# The partitions held by this worker process, by (fit id, partition index).
+# A partition is loaded once and every round of its fit is pinned to this
+# worker, so it is changed in place and never moved or copied.  Keeping the
+# state here rather than as a chain of Dask futures (one per round) keeps
+# the scheduler's task graph from growing with every iteration.
+_LIVE = {}
 
 
 def _limits(threads):
@@ -112,36 +102,31 @@ def _limits(threads):
     return threadpool_limits(limits=1, user_api="blas"), numba_threads(n)
 
 
-def _make_partition(blocks, k, ns, lam, joint, match_score, n_bits, threads):
+def _load_partition(fit_id, p, blocks, k, ns, lam, joint, match_score, n_bits, threads):
+    from distributed import get_worker
+
     Xs = [check_matrix(b, f"modalities[{m}]") for m, b in enumerate(blocks)]
-    part = _Partition(Xs, k, ns, lam, joint, match_score, n_bits, threads)
-    part.out = [X.shape[0] for X in Xs]
-    return part
+    _LIVE[(fit_id, p)] = _Partition(Xs, k, ns, lam, joint, match_score, n_bits, threads)
+    return get_worker().address, [X.shape[0] for X in Xs]
 
 
-def _step(part, func, args):
-    """Run ``func(new, *args)`` on a shallow copy ``new`` of ``part``; the
-    result is kept in ``new.out`` (fetched by :func:`_output`)."""
-    new = copy.copy(part)
-    for name in ("H", "Z", "XZ", "_assign"):
-        if hasattr(part, name):
-            setattr(new, name, list(getattr(part, name)))
-    new.cluster_matching = part.cluster_matching.copy()
-    blas, numba_limit = _limits(part.threads)
-    with blas, numba_limit:
-        new.out = func(new, *args)
-    return new
-
-
-def _output(part):
-    return part.out
-
-
-def _query(part, func, args):
-    """``func(part, *args)`` without changing the partition."""
+def _round(fit_id, p, func, args):
+    """``func(partition, *args)`` on this worker's partition p of the fit."""
+    try:
+        part = _LIVE[(fit_id, p)]
+    except KeyError:
+        raise RuntimeError(
+            f"Partition {p} of this distributed fit is not on its worker any more (the "
+            "worker restarted); start the fit again.") from None
     blas, numba_limit = _limits(part.threads)
     with blas, numba_limit:
         return func(part, *args)
+
+
+def _drop_fit(fit_id):
+    """Forget every partition of the fit held by this worker (run on all)."""
+    for key in [key for key in _LIVE if key[0] == fit_id]:
+        del _LIVE[key]
 
 
 def _z_stats(part):
@@ -174,7 +159,6 @@ def _init_indicators(part, starts):
 
 def _semi_nmf_sweep(part, Zs):
     """One SemiNMF warm-up iteration (H by NNLS from X Z), then Z statistics."""
-    part.H = [H.copy() for H in part.H]
     for m, (X, Z) in enumerate(zip(part.Xs, Zs)):
         XZ = F._xz(X, Z)
         K.nnls_rows(Z.T @ Z, XZ, np.zeros(part.n[m]), part.H[m], F._H_SWEEPS, 0.0)
@@ -182,7 +166,6 @@ def _semi_nmf_sweep(part, Zs):
 
 
 def _update_h(part):
-    part.H = [H.copy() for H in part.H]
     part.update_H()
     return _z_stats(part)
 
@@ -268,64 +251,72 @@ def _result_gamma(part, key, offsets):
 # Client side
 # ----------------------------------------------------------------------
 class _Cluster:
-    """The partitions of one fit (futures on the workers) and the rounds run
+    """The partitions of one fit, each held by one worker, and the rounds run
     on them, with the bytes each round moves between client and workers."""
 
-    def __init__(self, client, parts):
+    # Seconds between checks that the partitions' workers are still there
+    # while a round runs (a round pinned to a lost worker would wait forever).
+    LIVENESS_PERIOD = 5.0
+
+    def __init__(self, client, fit_id, workers):
         self.client = client
-        self.parts = parts
-        who = client.who_has(parts)
-        # Loose restrictions: a partition's rounds run where it lives, but may
-        # move if that worker is lost (the partition is then recomputed).
-        self.workers = [list(who.get(p.key, ())) or None for p in parts]
+        self.fit_id = fit_id
+        self.workers = list(workers)
         self.bytes_sent = 0
         self.bytes_received = 0
 
-    def _submit(self, func, *args, p):
-        if self.workers[p] is None:
-            return self.client.submit(func, *args, pure=False)
-        return self.client.submit(func, *args, pure=False, workers=self.workers[p],
-                                  allow_other_workers=True)
+    def submit(self, p, func, args):
+        return self.client.submit(_round, self.fit_id, p, func, args, pure=False,
+                                  workers=[self.workers[p]], allow_other_workers=False)
 
     def _count_sent(self, func, args, per_part):
         common = len(pickle.dumps((func, args), protocol=5))
-        self.bytes_sent += common * len(self.parts)
+        self.bytes_sent += common * len(self.workers)
         if per_part is not None:
             self.bytes_sent += sum(len(pickle.dumps(a, protocol=5)) for a in per_part)
 
-    def _gather(self, futures):
+    def wait(self, futures):
+        """Wait for ``futures``; raise if a partition's worker has gone."""
+        from distributed import wait
+
+        while True:
+            try:
+                wait(futures, timeout=self.LIVENESS_PERIOD)
+                return
+            except TimeoutError:
+                alive = set(self.client.scheduler_info(n_workers=-1)["workers"])
+                lost = sorted({w for w in self.workers if w not in alive})
+                if lost:
+                    self.client.cancel(futures)
+                    raise RuntimeError(
+                        f"Worker(s) {lost} holding partitions of this distributed fit "
+                        "left the cluster; start the fit again.") from None
+
+    def run(self, func, *args, per_part=None):
+        """``func(partition, *args[, per_part[p]])`` on every partition (which
+        it may change); the results, in partition order."""
+        self._count_sent(func, args, per_part)
+        futures = [self.submit(p, func, args if per_part is None else args + (per_part[p],))
+                   for p in range(len(self.workers))]
+        self.wait(futures)
         out = self.client.gather(futures)
         self.bytes_received += len(pickle.dumps(out, protocol=5))
         return out
 
-    def run(self, func, *args, per_part=None):
-        """New partitions from ``func(part, *args[, per_part[p]])``; its results."""
-        self._count_sent(func, args, per_part)
-        new = [self._submit(_step, part, func,
-                            args if per_part is None else args + (per_part[p],), p=p)
-               for p, part in enumerate(self.parts)]
-        out = self._gather([self._submit(_output, part, p=p) for p, part in enumerate(new)])
-        self.parts = new
-        return out
-
-    def query(self, func, *args, per_part=None):
-        """Results of ``func(part, *args[, per_part[p]])``; partitions unchanged."""
-        self._count_sent(func, args, per_part)
-        return self._gather([
-            self._submit(_query, part, func,
-                         args if per_part is None else args + (per_part[p],), p=p)
-            for p, part in enumerate(self.parts)])
-
     def lazy(self, func, *args, shape, dtype, per_part=None):
-        """Dask array of ``func(part, *args)`` blocks, computed on the workers."""
-        blocks = []
-        for p, part in enumerate(self.parts):
-            a = args if per_part is None else args + (per_part[p],)
-            fut = self._submit(_query, part, func, a, p=p)
-            blocks.append(da.from_delayed(fut, shape=shape(p), dtype=dtype))
-        if not blocks:
-            return da.zeros((0,) + shape(0)[1:], dtype=dtype)
-        return da.concatenate(blocks, axis=0)
+        """Dask array of the blocks ``func(partition, *args)``, computed now and
+        kept on the partitions' workers."""
+        futures = [self.submit(p, func, args if per_part is None else args + (per_part[p],))
+                   for p in range(len(self.workers))]
+        self.wait(futures)
+        return da.concatenate([da.from_delayed(f, shape=shape(p), dtype=dtype)
+                               for p, f in enumerate(futures)], axis=0)
+
+    def release(self):
+        """Drop the fit's partitions from every worker (also those loaded by a
+        load that failed half-way)."""
+        self.client.run(_drop_fit, self.fit_id)
+        self.workers = []
 
 
 def _split_rows(rows, offsets):
@@ -515,6 +506,8 @@ class _DistributedFit:
     """Algorithm 1 driven from the client (mirrors ``run_flexcmh``)."""
 
     def __init__(self, client, Xs, pairs, n_bits, rng, threads, verbose, callback, params):
+        self.cl = _Cluster(client, uuid.uuid4().hex, [])
+        self.args = (Xs, pairs, n_bits, threads, params)
         self.client = client
         self.rng = rng
         self.n_bits = n_bits
@@ -522,17 +515,25 @@ class _DistributedFit:
         self.callback = callback
         self.M = len(Xs)
         self.n_features = [int(X.shape[1]) for X in Xs]
-        p = params
+
+    def release(self):
+        self.cl.release()
+
+    def load(self):
+        """Load the partitions on the workers; validate what needs the sample
+        counts (n_clusters, pairs) and hand each partition its known pairs."""
+        Xs, pairs, n_bits, threads, p = self.args
+        client = self.client
         # n_clusters is checked against the sample counts once they are known.
         k = check_int(p["n_clusters"], "n_clusters", 1)
         blocks = [X.to_delayed().ravel().tolist() for X in Xs]
-        make = [dask.delayed(_make_partition, pure=False)(
-            [b[q] for b in blocks], k, p["n_neighbors"], p["lam"], p["joint"],
-            p["match_score"], n_bits, threads) for q in range(len(blocks[0]))]
-        parts = client.compute(make)
-        sizes = np.array(client.gather([client.submit(_output, f, pure=False)
-                                        for f in parts]), dtype=np.int64).reshape(-1, self.M)
-        self.cl = _Cluster(client, parts)
+        n_parts = len(blocks[0])
+        load = [dask.delayed(_load_partition, pure=False)(
+            self.cl.fit_id, q, [b[q] for b in blocks], k, p["n_neighbors"], p["lam"],
+            p["joint"], p["match_score"], n_bits, threads) for q in range(n_parts)]
+        loaded = client.gather(client.compute(load))
+        self.cl.workers = [address for address, _ in loaded]
+        sizes = np.array([n for _, n in loaded], dtype=np.int64).reshape(-1, self.M)
         self.n = [int(s) for s in sizes.sum(axis=0)]
         (self.k, self.ns, self.lam, self.max_iter, self.tol, _, self.joint, _,
          self.encoder, self.n_anchors, self.match_score) = F.check_params(
@@ -549,7 +550,7 @@ class _DistributedFit:
                 "modality is one object); the modalities' row block sizes differ: "
                 f"{[sizes[:, m].tolist() for m in range(self.M)]}.")
         self.pairs = normalize_pairs(pairs, self.n)
-        local = _local_pairs(self.pairs, self.offsets, len(parts))
+        local = _local_pairs(self.pairs, self.offsets, n_parts)
         self.fully_paired = all(
             (m, m2) in self.pairs
             and np.unique(self.pairs[(m, m2)][:, 0]).size == self.n[m]
@@ -559,16 +560,12 @@ class _DistributedFit:
         self.cluster_matching = np.tile(np.arange(self.k, dtype=np.int64), (self.M, 1))
         self.code = None
         self.history = []
-        self.traffic = []
-
-    def release(self):
-        self.cl.parts = []
 
     # ---- helpers ---------------------------------------------------------
     def take_rows(self, m, rows):
         """Rows ``rows`` (sorted global) of modality m and their squared norms."""
         local = _split_rows(rows, self.offsets[m])
-        got = self.cl.query(_take_rows, m, per_part=local)
+        got = self.cl.run(_take_rows, m, per_part=local)
         Xr = [x for x, _ in got]
         X = sp.vstack(Xr, format="csr") if sp.issparse(Xr[0]) else np.vstack(Xr)
         return X, np.concatenate([s for _, s in got])
@@ -579,7 +576,7 @@ class _DistributedFit:
 
     # ---- Eq. 3: k-means seeded SemiNMF ------------------------------------
     def init_semi_nmf(self):
-        starts = [[] for _ in self.cl.parts]
+        starts = [[] for _ in self.cl.workers]
         for m in range(self.M):
             sub = F.kmeans_subsample(self.n[m], self.rng)
             rows = np.arange(self.n[m]) if sub is None else sub
@@ -604,7 +601,7 @@ class _DistributedFit:
         if use_scores:
             scales = [F.profile_scale(counts[m], mass[m]) for m in range(self.M)]
             sqzs = [(self.Z[m] ** 2).sum(axis=0) * scales[m] ** 2 for m in range(self.M)]
-            got = self.cl.query(_profiles, scales, sqzs)
+            got = self.cl.run(_profiles, scales, sqzs)
             profs = []
             for m in range(self.M):
                 # Top-ns lists merge exactly: the ns smallest of the union.
@@ -641,14 +638,14 @@ class _DistributedFit:
         if not final and total > F._CODE_SAMPLE:
             pick = np.sort(self.rng.choice(total, F._CODE_SAMPLE, replace=False))
             positions = _split_rows(pick, np.concatenate([[0], np.cumsum(counts)]))
-        moments = self.cl.query(_code_moments, per_part=positions)
+        moments = self.cl.run(_code_moments, per_part=positions)
         first = [True]
 
         def rotation_stats(mu, W, R):
             if first[0]:
                 first[0] = False
                 return _sum(self.cl.run(_itq_project, mu, W, R, per_part=positions))
-            return _sum(self.cl.query(_itq_cross, R))
+            return _sum(self.cl.run(_itq_cross, R))
 
         self.code = ITQCode.fit_from_moments(
             int(sum(m[0] for m in moments)), _sum([m[1] for m in moments]),
@@ -670,7 +667,7 @@ class _DistributedFit:
         anchors = np.ascontiguousarray(anchors.toarray() if sp.issparse(anchors) else anchors)
         sigma = F.encoder_width(self.take_rows(m, rows(probe_pos))[0], anchors)
         fit = (np.arange(n) if fit_pos is None else fit_pos)
-        got = self.cl.query(_encoder_gram, m, anchors, sigma,
+        got = self.cl.run(_encoder_gram, m, anchors, sigma,
                             per_part=_split_rows(rows(fit), self.offsets[m]))
         weights = F.encoder_weights(_sum([g[0] for g in got]), _sum([g[1] for g in got]))
         return anchors, sigma, weights
@@ -682,6 +679,7 @@ class _DistributedFit:
         return sent, received
 
     def run(self):
+        self.load()
         self.init_semi_nmf()
         self.match_and_pair(not self.fully_paired, False)
         terms = self.update_codes(F._CODE_ITERS_LOOP)
@@ -700,7 +698,6 @@ class _DistributedFit:
             total = sum(terms)
             self.history.append(terms)
             sent, received = self.iteration_traffic()
-            self.traffic.append((sent, received))
             n_iter = it + 1
             bar.update(1, info=f"objective {total:.6g}")
             stop = False
@@ -726,12 +723,12 @@ class _DistributedFit:
                        for m in range(self.M)]
         codes = cl.lazy(_result_codes, dtype=np.uint8,
                         shape=lambda p: (int(counts[p]), width))
-        gamma_sizes = cl.query(_gamma_sizes)
+        gamma_sizes = cl.run(_gamma_sizes)
         correspondence = {}
         for key in gamma_sizes[0] if gamma_sizes else {}:
             m, m2 = key
             offs = [(int(self.offsets[m][p]), int(self.offsets[m2][p]))
-                    for p in range(len(cl.parts))]
+                    for p in range(len(cl.workers))]
             correspondence[key] = cl.lazy(
                 _result_gamma, key, dtype=np.int64, per_part=offs,
                 shape=lambda p, key=key: (int(gamma_sizes[p][key]), 2))

@@ -213,3 +213,37 @@ def test_bad_input(client, data):
     bad[450, 3] = np.nan
     with pytest.raises(ValueError, match=r"'modalities\[0\]'.*NaN"):
         fd.train([to_dask(bad, (300, 300)), B], "all", client=client)
+
+
+def test_lost_workers_stop_the_fit_with_a_clear_error(data):
+    """A restart of the workers mid-fit loses the partitions: train raises
+    instead of waiting forever, and the scheduler holds no tasks afterwards."""
+    X0, X1 = data["train"]
+    cluster = distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
+                                       dashboard_address=None)
+    own = distributed.Client(cluster, set_as_default=False)
+    try:
+        def restart(it, state):
+            if it == 1:
+                own.restart()
+        with pytest.raises(RuntimeError, match="start the fit again"):
+            fd.train([to_dask(X0, (300, 300)), to_dask(X1, (300, 300))], "all", n_bits=8,
+                     n_clusters=6, random_state=0, max_iter=10, client=own,
+                     callback=restart)
+        assert own.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) == 0
+    finally:
+        own.close()
+        cluster.close()
+
+
+def test_scheduler_graph_does_not_grow_with_iterations(client, data):
+    """Partitions live on the workers, not as a chain of futures: the
+    scheduler holds one round's tasks at a time."""
+    X0, X1 = data["train"]
+    counts = []
+    fd.train([to_dask(X0, (200,) * 3), to_dask(X1, (200,) * 3)], None, n_bits=8,
+             n_clusters=6, random_state=0, max_iter=6, tol=0.0, client=client,
+             callback=lambda it, s: counts.append(client.run_on_scheduler(
+                 lambda dask_scheduler: len(dask_scheduler.tasks))))
+    # Constant (other tests' results may still hold a few keys).
+    assert len(counts) == 6 and max(counts) == min(counts)
