@@ -43,6 +43,7 @@ encoder at most ``n_anchors`` + 1,000 rows; nothing else of the data reaches
 the client.  The training codes and the correspondence stay on the workers
 as dask arrays.
 """
+import inspect
 import math
 import pickle
 import uuid
@@ -64,13 +65,12 @@ from ._validation import (_describe, available_cores, check_bool, check_int,
                           check_matrix, check_n_bits, check_n_threads,
                           check_random_state)
 
-# Parameters of fit_flexcmh that distributed training accepts, and the
-# options it does not support (with the reason given to the user).
+# Parameters of fit_flexcmh that distributed training accepts (in the order
+# of check_params), with fit_flexcmh's defaults.
 _PARAMS = ("n_clusters", "n_neighbors", "lam", "max_iter", "tol", "code_scheme",
            "joint", "matching", "encoder", "n_anchors", "match_score")
-_DEFAULTS = {"n_clusters": 10, "n_neighbors": 5, "lam": 1.0, "max_iter": 500,
-             "tol": 1e-4, "code_scheme": "itq", "joint": True, "matching": "clusters",
-             "encoder": "kernel", "n_anchors": 1000, "match_score": "auto"}
+_DEFAULTS = {name: inspect.signature(F.fit_flexcmh).parameters[name].default
+             for name in _PARAMS}
 
 
 # ----------------------------------------------------------------------
