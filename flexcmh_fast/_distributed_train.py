@@ -12,7 +12,8 @@ client keeps only what does not grow with the number of samples: the
 centroids ``Z``, the code function, the cluster matching and the history.
 
 One outer iteration is seven rounds.  In each, the client sends the same
-small message to every partition and gets a small summary back:
+small message to every partition (scattered once when it is large) and gets a
+small summary back (sums are added up on the workers by a tree first):
 
 1. H step (Eq. 7-8, local: a sample's partners are in its partition) and the
    Z statistics ``X^T H`` (d x k) and ``H^T H`` (k x k); the client solves Z.
@@ -110,8 +111,18 @@ def _load_partition(fit_id, p, blocks, k, ns, lam, joint, match_score, n_bits, t
     return get_worker().address, [X.shape[0] for X in Xs]
 
 
-def _round(fit_id, p, func, args):
-    """``func(partition, *args)`` on this worker's partition p of the fit."""
+class _Payload:
+    """A round's arguments common to every partition, scattered to the cluster
+    once (workers fetch it from each other) instead of sent per partition."""
+
+    def __init__(self, args):
+        self.args = args
+
+
+def _round(fit_id, p, func, shared, own):
+    """``func(partition, *shared, *own)`` on this worker's partition p of the
+    fit (``shared`` may be a :class:`_Payload`)."""
+    args = (shared.args if isinstance(shared, _Payload) else shared) + own
     try:
         part = _LIVE[(fit_id, p)]
     except KeyError:
@@ -121,6 +132,20 @@ def _round(fit_id, p, func, args):
     blas, numba_limit = _limits(part.threads)
     with blas, numba_limit:
         return func(part, *args)
+
+
+def _add(*parts):
+    """Element-wise sum of equally shaped results (arrays, numbers, and
+    lists / tuples / dicts of them): the reduction of summed rounds."""
+    first = parts[0]
+    if isinstance(first, dict):
+        return {key: _add(*(part[key] for part in parts)) for key in first}
+    if isinstance(first, (list, tuple)):
+        return type(first)(_add(*items) for items in zip(*parts))
+    total = first
+    for part in parts[1:]:
+        total = total + part
+    return total
 
 
 def _drop_fit(fit_id):
@@ -257,6 +282,10 @@ class _Cluster:
     # Seconds between checks that the partitions' workers are still there
     # while a round runs (a round pinned to a lost worker would wait forever).
     LIVENESS_PERIOD = 5.0
+    # Common arguments larger than this are scattered once per round.
+    SCATTER_BYTES = 256 * 1024
+    # Fan-in of the tree that adds up summed results on the workers.
+    SPLIT_EVERY = 8
 
     def __init__(self, client, fit_id, workers):
         self.client = client
@@ -265,15 +294,9 @@ class _Cluster:
         self.bytes_sent = 0
         self.bytes_received = 0
 
-    def submit(self, p, func, args):
-        return self.client.submit(_round, self.fit_id, p, func, args, pure=False,
+    def submit(self, p, func, shared, own=()):
+        return self.client.submit(_round, self.fit_id, p, func, shared, own, pure=False,
                                   workers=[self.workers[p]], allow_other_workers=False)
-
-    def _count_sent(self, func, args, per_part):
-        common = len(pickle.dumps((func, args), protocol=5))
-        self.bytes_sent += common * len(self.workers)
-        if per_part is not None:
-            self.bytes_sent += sum(len(pickle.dumps(a, protocol=5)) for a in per_part)
 
     def wait(self, futures):
         """Wait for ``futures``; raise if a partition's worker has gone."""
@@ -292,21 +315,42 @@ class _Cluster:
                         f"Worker(s) {lost} holding partitions of this distributed fit "
                         "left the cluster; start the fit again.") from None
 
-    def run(self, func, *args, per_part=None):
+    def _submit_all(self, func, args, per_part):
+        """One task per partition; the common arguments go to the cluster once
+        when they are large (e.g. centroids of wide sparse data)."""
+        size = len(pickle.dumps((func, args), protocol=5))
+        if size > self.SCATTER_BYTES and len(self.workers) > 1:
+            shared = self.client.scatter(_Payload(args), hash=False)
+            self.bytes_sent += size
+        else:
+            shared = args
+            self.bytes_sent += size * len(self.workers)
+        if per_part is not None:
+            self.bytes_sent += sum(len(pickle.dumps(a, protocol=5)) for a in per_part)
+        return [self.submit(p, func, shared, () if per_part is None else (per_part[p],))
+                for p in range(len(self.workers))]
+
+    def run(self, func, *args, per_part=None, combine=False):
         """``func(partition, *args[, per_part[p]])`` on every partition (which
-        it may change); the results, in partition order."""
-        self._count_sent(func, args, per_part)
-        futures = [self.submit(p, func, args if per_part is None else args + (per_part[p],))
-                   for p in range(len(self.workers))]
+        it may change).  Returns the list of results in partition order, or
+        with ``combine`` their element-wise sum, added up on the workers by a
+        tree of fan-in ``SPLIT_EVERY`` so that the client receives one result
+        whatever the number of partitions."""
+        futures = self._submit_all(func, args, per_part)
+        if combine:
+            while len(futures) > self.SPLIT_EVERY:
+                futures = [self.client.submit(_add, *futures[i:i + self.SPLIT_EVERY],
+                                              pure=False)
+                           for i in range(0, len(futures), self.SPLIT_EVERY)]
         self.wait(futures)
         out = self.client.gather(futures)
         self.bytes_received += len(pickle.dumps(out, protocol=5))
-        return out
+        return _add(*out) if combine else out
 
     def lazy(self, func, *args, shape, dtype, per_part=None):
         """Dask array of the blocks ``func(partition, *args)``, computed now and
         kept on the partitions' workers."""
-        futures = [self.submit(p, func, args if per_part is None else args + (per_part[p],))
+        futures = [self.submit(p, func, args, () if per_part is None else (per_part[p],))
                    for p in range(len(self.workers))]
         self.wait(futures)
         return da.concatenate([da.from_delayed(f, shape=shape(p), dtype=dtype)
@@ -324,10 +368,6 @@ def _split_rows(rows, offsets):
     global rows ``offsets[p]:offsets[p+1]``)."""
     cut = np.searchsorted(rows, offsets)
     return [rows[cut[p]:cut[p + 1]] - offsets[p] for p in range(len(offsets) - 1)]
-
-
-def _sum(parts):
-    return np.add.reduce([np.asarray(p, dtype=np.float64) for p in parts])
 
 
 def _check_modalities(modalities, align_rows):
@@ -571,8 +611,7 @@ class _DistributedFit:
         return X, np.concatenate([s for _, s in got])
 
     def solve_z(self, stats):
-        return [F.z_from_stats(_sum([s[m][0] for s in stats]), _sum([s[m][1] for s in stats]))
-                for m in range(self.M)]
+        return [F.z_from_stats(XtH, G) for XtH, G in stats]
 
     # ---- Eq. 3: k-means seeded SemiNMF ------------------------------------
     def init_semi_nmf(self):
@@ -585,19 +624,18 @@ class _DistributedFit:
             for p, local in enumerate(_split_rows(np.arange(self.n[m]), self.offsets[m])):
                 starts[p].append(("assign", assign[local + self.offsets[m][p]])
                                  if sub is None else ("centres", centres))
-        Z = self.solve_z(self.cl.run(_init_indicators, per_part=starts))
+        Z = self.solve_z(self.cl.run(_init_indicators, per_part=starts, combine=True))
         for _ in range(F._INIT_ITERS):
-            Z = self.solve_z(self.cl.run(_semi_nmf_sweep, Z))
+            Z = self.solve_z(self.cl.run(_semi_nmf_sweep, Z, combine=True))
         self.Z = Z
 
     # ---- Eq. 1-2: cluster matching and Γ -----------------------------------
     def match_and_pair(self, use_scores, rematch):
         """Set Z on the partitions, (re)match the clusters, rebuild Γ."""
         votes_for = [m for m in range(1, self.M) if (0, m) in self.pairs]
-        summaries = self.cl.run(_cluster_summaries, self.Z, votes_for)
-        counts = [_sum([s[0][m][0] for s in summaries]) for m in range(self.M)]
-        mass = [_sum([s[0][m][1] for s in summaries]) for m in range(self.M)]
-        votes = {m: _sum([s[1][m] for s in summaries]) for m in votes_for}
+        masses, votes = self.cl.run(_cluster_summaries, self.Z, votes_for, combine=True)
+        counts = [c for c, _ in masses]
+        mass = [w for _, w in masses]
         if use_scores:
             scales = [F.profile_scale(counts[m], mass[m]) for m in range(self.M)]
             sqzs = [(self.Z[m] ** 2).sum(axis=0) * scales[m] ** 2 for m in range(self.M)]
@@ -638,21 +676,21 @@ class _DistributedFit:
         if not final and total > F._CODE_SAMPLE:
             pick = np.sort(self.rng.choice(total, F._CODE_SAMPLE, replace=False))
             positions = _split_rows(pick, np.concatenate([[0], np.cumsum(counts)]))
-        moments = self.cl.run(_code_moments, per_part=positions)
+        n_rows, sum_y, scatter = self.cl.run(_code_moments, per_part=positions, combine=True)
         first = [True]
 
         def rotation_stats(mu, W, R):
             if first[0]:
                 first[0] = False
-                return _sum(self.cl.run(_itq_project, mu, W, R, per_part=positions))
-            return _sum(self.cl.run(_itq_cross, R))
+                return self.cl.run(_itq_project, mu, W, R, per_part=positions,
+                                   combine=True)
+            return self.cl.run(_itq_cross, R, combine=True)
 
         self.code = ITQCode.fit_from_moments(
-            int(sum(m[0] for m in moments)), _sum([m[1] for m in moments]),
-            _sum([m[2] for m in moments]), self.n_bits, self.rng, rotation_stats,
+            int(n_rows), sum_y, scatter, self.n_bits, self.rng, rotation_stats,
             n_iter=n_iter, previous=self.code)
-        sums = np.array(self.cl.run(_apply_code, self.code)).sum(axis=0)
-        return float(sums[0]), max(float(sums[1]), 0.0), float(sums[2])
+        Lc, Ls, Lq = self.cl.run(_apply_code, self.code, combine=True)
+        return float(Lc), max(float(Ls), 0.0), float(Lq)
 
     # ---- kernel encoder ----------------------------------------------------
     def kernel_encoder(self, m):
@@ -667,9 +705,9 @@ class _DistributedFit:
         anchors = np.ascontiguousarray(anchors.toarray() if sp.issparse(anchors) else anchors)
         sigma = F.encoder_width(self.take_rows(m, rows(probe_pos))[0], anchors)
         fit = (np.arange(n) if fit_pos is None else fit_pos)
-        got = self.cl.run(_encoder_gram, m, anchors, sigma,
-                            per_part=_split_rows(rows(fit), self.offsets[m]))
-        weights = F.encoder_weights(_sum([g[0] for g in got]), _sum([g[1] for g in got]))
+        G, R = self.cl.run(_encoder_gram, m, anchors, sigma, combine=True,
+                           per_part=_split_rows(rows(fit), self.offsets[m]))
+        weights = F.encoder_weights(G, R)
         return anchors, sigma, weights
 
     # ---- Algorithm 1 ---------------------------------------------------------
@@ -689,7 +727,7 @@ class _DistributedFit:
         prev = sum(terms)
         n_iter = 0
         for it in range(self.max_iter):
-            self.Z = self.solve_z(self.cl.run(_update_h))
+            self.Z = self.solve_z(self.cl.run(_update_h, combine=True))
             if rematch:
                 self.match_and_pair(True, True)
             else:

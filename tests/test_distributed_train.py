@@ -73,6 +73,31 @@ def test_fully_paired_equals_single_machine(client, data):
     assert_same_fit(dist, single, data["test"])
 
 
+def test_tree_reduction_and_scattered_arguments(client, data, monkeypatch):
+    """Many partitions: summed results added up on the workers (a tree of
+    fan-in 2 here), common arguments scattered once: still the same fit."""
+    from flexcmh_fast import _distributed_train as D
+
+    monkeypatch.setattr(D._Cluster, "SPLIT_EVERY", 2)
+    monkeypatch.setattr(D._Cluster, "SCATTER_BYTES", 0)
+    X0, X1 = data["train"]
+    sizes = (100, 150, 50, 120, 180)
+    log = []
+    dist = fd.train([to_dask(X0, sizes), to_dask(X1, sizes)], "all", n_bits=13,
+                    n_clusters=6, random_state=7, max_iter=12, client=client,
+                    callback=lambda it, s: log.append(s["bytes_received"]))
+    single = fc.train([X0, X1], "all", n_bits=13, n_clusters=6, random_state=7,
+                      max_iter=12, n_threads=1)
+    assert_same_fit(dist, single, data["test"])
+    # The client receives one summed result per round, not one per partition.
+    monkeypatch.setattr(D._Cluster, "SPLIT_EVERY", 8)
+    log8 = []
+    fd.train([to_dask(X0, sizes), to_dask(X1, sizes)], "all", n_bits=13, n_clusters=6,
+             random_state=7, max_iter=2, client=client,
+             callback=lambda it, s: log8.append(s["bytes_received"]))
+    assert log[1] < log8[1]
+
+
 @pytest.mark.parametrize("scenario", ["weak", "unpaired"])
 def test_one_partition_equals_single_machine(client, data, scenario):
     """With one partition the inferred pairs are the single-machine ones."""
