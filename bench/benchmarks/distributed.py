@@ -27,7 +27,23 @@ K = 100
 N_WORKERS = 2
 
 
-class ShardedSearch:
+class _OnLocalCluster:
+    """Starts the local cluster in ``setup`` (skipped without Dask) and closes
+    it in ``teardown``."""
+
+    def start_cluster(self):
+        if distributed is None:
+            raise NotImplementedError("dask[array] and distributed are not installed")
+        self.cluster = distributed.LocalCluster(
+            processes=True, n_workers=N_WORKERS, threads_per_worker=1, dashboard_address=None)
+        self.client = distributed.Client(self.cluster)
+
+    def teardown(self, *params):
+        self.client.close()
+        self.cluster.close()
+
+
+class ShardedSearch(_OnLocalCluster):
     """Top-k search over n codes: 2 shards (one per worker) vs one process."""
 
     params = [1_000_000, 10_000_000]
@@ -37,13 +53,9 @@ class ShardedSearch:
     repeat = 3
 
     def setup(self, n):
-        if distributed is None:
-            raise NotImplementedError("dask[array] and distributed are not installed")
+        self.start_cluster()
         from flexcmh_fast.distributed import ShardedHammingIndex
 
-        self.cluster = distributed.LocalCluster(
-            processes=True, n_workers=N_WORKERS, threads_per_worker=1, dashboard_address=None)
-        self.client = distributed.Client(self.cluster)
         # One block per worker, generated there: shards are built where the data is.
         codes = da.random.default_rng(0).integers(
             0, 256, size=(n, N_BITS // 8), dtype=np.uint8,
@@ -52,10 +64,6 @@ class ShardedSearch:
         self.single = fc.HammingIndex(codes.compute(), n_bits=N_BITS, n_threads=N_WORKERS)
         self.queries = fc.pack_codes(
             np.random.default_rng(1).integers(0, 2, (N_QUERIES, N_BITS)))
-
-    def teardown(self, n):
-        self.client.close()
-        self.cluster.close()
 
     def time_search_sharded(self, n):
         self.sharded.search(self.queries, K)
@@ -78,7 +86,7 @@ class ShardedSearch:
     track_overhead_ratio.unit = "sharded / single"
 
 
-class DistributedTrain:
+class DistributedTrain(_OnLocalCluster):
     """FlexCMH on 4 row partitions, weakly paired (a quarter of the pairs
     known), k=25, 64 bits; one outer iteration is timed / measured."""
 
@@ -89,13 +97,9 @@ class DistributedTrain:
     repeat = 1
 
     def setup(self, n):
-        if distributed is None:
-            raise NotImplementedError("dask[array] and distributed are not installed")
+        self.start_cluster()
         from flexcmh_fast import datasets
 
-        self.cluster = distributed.LocalCluster(
-            processes=True, n_workers=N_WORKERS, threads_per_worker=1, dashboard_address=None)
-        self.client = distributed.Client(self.cluster)
         data = datasets.make_multimodal(n, n_classes=25, n_features=(128, 256),
                                         kinds=("dense", "dense"), random_state=0)
         known = np.sort(np.random.default_rng(0).choice(n, n // 4, replace=False))
@@ -105,10 +109,6 @@ class DistributedTrain:
         distributed.wait(self.Xs)
         self.log = []
         self._train(3)  # warm-up: Numba compilation on the workers
-
-    def teardown(self, n):
-        self.client.close()
-        self.cluster.close()
 
     def _train(self, max_iter):
         from flexcmh_fast import distributed as fd
