@@ -195,12 +195,16 @@ def _update_h(part):
     return _z_stats(part)
 
 
-def _cluster_summaries(part, Zs, votes_for):
-    """Set Z (and X Z); back: per modality member counts and indicator sums
-    per cluster, and the known-pair votes of the modality pairs (0, m)."""
+def _set_z(part, Zs):
     part.Z = list(Zs)
     part.XZ = [F._xz(X, Z) for X, Z in zip(part.Xs, Zs)]
     part._assign = [None] * part.M
+
+
+def _cluster_summaries(part, Zs, votes_for):
+    """Set Z (and X Z); back: per modality member counts and indicator sums
+    per cluster, and the known-pair votes of the modality pairs (0, m)."""
+    _set_z(part, Zs)
     masses = [part.cluster_mass(m) for m in range(part.M)]
     votes = {m: part._votes(0, m, [part.pairs[(0, m)]]) for m in votes_for}
     return masses, votes
@@ -208,12 +212,6 @@ def _cluster_summaries(part, Zs, votes_for):
 
 def _profiles(part, scales, sqzs):
     return [part.profiles(m, scales[m], sqzs[m]) for m in range(part.M)]
-
-
-def _set_z(part, Zs):
-    part.Z = list(Zs)
-    part.XZ = [F._xz(X, Z) for X, Z in zip(part.Xs, Zs)]
-    part._assign = [None] * part.M
 
 
 def _relabel(part, perms):
@@ -350,8 +348,7 @@ class _Cluster:
     def lazy(self, func, *args, shape, dtype, per_part=None):
         """Dask array of the blocks ``func(partition, *args)``, computed now and
         kept on the partitions' workers."""
-        futures = [self.submit(p, func, args, () if per_part is None else (per_part[p],))
-                   for p in range(len(self.workers))]
+        futures = self._submit_all(func, args, per_part)
         self.wait(futures)
         return da.concatenate([da.from_delayed(f, shape=shape(p), dtype=dtype)
                                for p, f in enumerate(futures)], axis=0)
@@ -547,7 +544,8 @@ class _DistributedFit:
 
     def __init__(self, client, Xs, pairs, n_bits, rng, threads, verbose, callback, params):
         self.cl = _Cluster(client, uuid.uuid4().hex, [])
-        self.args = (Xs, pairs, n_bits, threads, params)
+        # Inputs of load(), as given (validated by train).
+        self.Xs, self.pairs_arg, self.threads, self.params = Xs, pairs, threads, params
         self.client = client
         self.rng = rng
         self.n_bits = n_bits
@@ -562,7 +560,8 @@ class _DistributedFit:
     def load(self):
         """Load the partitions on the workers; validate what needs the sample
         counts (n_clusters, pairs) and hand each partition its known pairs."""
-        Xs, pairs, n_bits, threads, p = self.args
+        Xs, pairs, n_bits, threads, p = (self.Xs, self.pairs_arg, self.n_bits, self.threads,
+                                         self.params)
         client = self.client
         # n_clusters is checked against the sample counts once they are known.
         k = check_int(p["n_clusters"], "n_clusters", 1)
