@@ -98,6 +98,25 @@ def test_tree_reduction_and_scattered_arguments(client, data, monkeypatch):
     assert log[1] < log8[1]
 
 
+def test_three_modalities_equal_single_machine(client):
+    d = datasets.make_multimodal(400, n_classes=5, n_features=(16, 50, 30),
+                                 kinds=("dense", "sparse", "dense"), random_state=5)
+    Xs = d.modalities
+    known = np.arange(0, 400, 2)
+    pairs = {(0, 1): np.stack([known, known], axis=1),
+             (1, 2): np.stack([known[::2], known[::2]], axis=1)}
+    dist = fd.train([to_dask(X, (400,)) for X in Xs], pairs, n_bits=12, n_clusters=5,
+                    random_state=3, max_iter=10, client=client)
+    single = fc.train(Xs, pairs, n_bits=12, n_clusters=5, random_state=3, max_iter=10,
+                      n_threads=1)
+    assert_same_fit(dist, single, [X[:50] for X in Xs])
+    dist = fd.train([to_dask(X, (150, 250)) for X in Xs], "all", n_bits=12, n_clusters=5,
+                    random_state=3, max_iter=10, client=client)
+    single = fc.train(Xs, "all", n_bits=12, n_clusters=5, random_state=3, max_iter=10,
+                      n_threads=1)
+    assert_same_fit(dist, single, [X[:50] for X in Xs])
+
+
 @pytest.mark.parametrize("scenario", ["weak", "unpaired"])
 def test_one_partition_equals_single_machine(client, data, scenario):
     """With one partition the inferred pairs are the single-machine ones."""
@@ -196,9 +215,11 @@ def test_model_saves_loads_and_feeds_sharded_index(client, data, tmp_path):
 def test_callback_stops_and_verbose(client, data, capsys):
     X0, X1 = data["train"]
     seen = []
+    # n_threads=None: every core of each worker (resolved on the worker).
     model = fd.train([to_dask(X0, (600,)), to_dask(X1, (600,))], "all", n_bits=8,
                      n_clusters=6, random_state=0, max_iter=50, verbose=True,
-                     client=client, callback=lambda it, s: seen.append(s) or it == 1)
+                     n_threads=None, client=client,
+                     callback=lambda it, s: seen.append(s) or it == 1)
     assert model.n_iter_ == 2 and len(seen) == 2
     assert set(seen[0]) == {"objective", "terms", "Z", "bytes_sent", "bytes_received"}
     assert seen[0]["objective"] == pytest.approx(sum(seen[0]["terms"]))
