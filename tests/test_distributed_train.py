@@ -153,11 +153,11 @@ def test_pairs_all_rechunks_and_unequal_sample_counts(client, data):
 
 def test_partitions_approximation_map_within_001(client):
     """Inferred pairs formed inside 3 partitions: held-out MAP, averaged over
-    4 data sets / seeds, within 0.01 of the single-machine fit (weakly
+    8 data sets / seeds, within 0.01 of the single-machine fit (weakly
     paired: a quarter of the pairs known).  Per seed the difference ranged
-    from -0.02 to +0.002 when this test was written (docs/scaling_out.md)."""
+    from -0.020 to +0.007 when this test was written (docs/scaling_out.md)."""
     n, diffs = 3000, []
-    for seed in range(4):
+    for seed in range(8):
         d = datasets.make_multimodal(3500, n_classes=8, noise=0.5, random_state=seed)
         X0, X1 = d.modalities
         A, B, Q0, Q1 = X0[:n], X1[:n], X0[n:], X1[n:]
