@@ -24,7 +24,9 @@ small summary back (sums are added up on the workers by a tree first):
 4. Relabelling and the inferred correspondence Γ; back: aligned-row counts.
 5. Code-function moments (sum k, scatter k x k); with more than 20,000
    aligned rows, of the same random subset the single-machine fit uses (its
-   positions are sent: at most 20,000 integers).
+   positions are sent: at most 20,000 integers).  When modality 0 has at
+   most 20,000 rows the fit always uses every aligned row, and round 4
+   returns the moments instead (six rounds).
 6. ITQ rotation statistics ``U^T sign(U R)`` (b x b).
 7. The codes and the objective's terms (three numbers).
 
@@ -195,10 +197,13 @@ def _update_h(part):
     return _z_stats(part)
 
 
-def _set_z(part, Zs):
+def _set_z(part, Zs, moments=False):
+    """Set Z (and X Z); with ``moments``, back: the code-fit moments of all
+    aligned rows (which the next code fit uses when it needs no subset)."""
     part.Z = list(Zs)
     part.XZ = [F._xz(X, Z) for X, Z in zip(part.Xs, Zs)]
     part._assign = [None] * part.M
+    return _code_moments(part, None) if moments else None
 
 
 def _cluster_summaries(part, Zs, votes_for):
@@ -214,11 +219,13 @@ def _profiles(part, scales, sqzs):
     return [part.profiles(m, scales[m], sqzs[m]) for m in range(part.M)]
 
 
-def _relabel(part, perms):
+def _relabel(part, perms, moments):
+    """Relabel clusters, rebuild Γ; back: the number of aligned rows and, with
+    ``moments``, their code-fit moments (saves a round on small data)."""
     for m, perm in perms.items():
         part.permute(m, perm)
     part.build_gamma()
-    return part.aligned()[0].size
+    return part.aligned()[0].size, (_code_moments(part, None) if moments else None)
 
 
 def _aligned_rows(part, positions):
@@ -599,6 +606,11 @@ class _DistributedFit:
         self.cluster_matching = np.tile(np.arange(self.k, dtype=np.int64), (self.M, 1))
         self.code = None
         self.history = []
+        # With at most _CODE_SAMPLE rows in modality 0 every code fit uses all
+        # aligned rows, so their moments can come with the round that rebuilds
+        # Γ (or sets Z) instead of a round of their own.
+        self.all_rows_fit = self.n[0] <= F._CODE_SAMPLE
+        self.moments = None
 
     # ---- helpers ---------------------------------------------------------
     def take_rows(self, m, rows):
@@ -660,7 +672,9 @@ class _DistributedFit:
                 perms[m] = perm
                 self.Z[m] = np.ascontiguousarray(self.Z[m][:, perm])
                 self.cluster_matching[m] = self.cluster_matching[m][perm]
-        self.aligned_counts = self.cl.run(_relabel, perms)
+        out = self.cl.run(_relabel, perms, self.all_rows_fit)
+        self.aligned_counts = [count for count, _ in out]
+        self.moments = _add(*(m for _, m in out)) if self.all_rows_fit else None
 
     # ---- Eq. 5, 10-11: codes -------------------------------------------------
     def update_codes(self, n_iter, final=False):
@@ -675,7 +689,11 @@ class _DistributedFit:
         if not final and total > F._CODE_SAMPLE:
             pick = np.sort(self.rng.choice(total, F._CODE_SAMPLE, replace=False))
             positions = _split_rows(pick, np.concatenate([[0], np.cumsum(counts)]))
-        n_rows, sum_y, scatter = self.cl.run(_code_moments, per_part=positions, combine=True)
+        if self.moments is not None:
+            n_rows, sum_y, scatter = self.moments  # every aligned row, as needed here
+        else:
+            n_rows, sum_y, scatter = self.cl.run(_code_moments, per_part=positions,
+                                                 combine=True)
         first = [True]
 
         def rotation_stats(mu, W, R):
@@ -727,10 +745,12 @@ class _DistributedFit:
         n_iter = 0
         for it in range(self.max_iter):
             self.Z = self.solve_z(self.cl.run(_update_h, combine=True))
+            self.moments = None  # H changed
             if rematch:
                 self.match_and_pair(True, True)
             else:
-                self.cl.run(_set_z, self.Z)
+                out = self.cl.run(_set_z, self.Z, self.all_rows_fit)
+                self.moments = _add(*out) if self.all_rows_fit else None
             terms = self.update_codes(F._CODE_ITERS_LOOP)
             total = sum(terms)
             self.history.append(terms)
