@@ -309,7 +309,10 @@ class _Cluster:
 
         while True:
             try:
-                wait(futures, timeout=self.LIVENESS_PERIOD)
+                # as_current: `wait` looks for the default client, which the
+                # caller's client need not be.
+                with self.client.as_current():
+                    wait(futures, timeout=self.LIVENESS_PERIOD)
                 return
             except TimeoutError:
                 alive = set(self.client.scheduler_info(n_workers=-1)["workers"])

@@ -292,5 +292,7 @@ def test_scheduler_graph_does_not_grow_with_iterations(client, data):
              n_clusters=6, random_state=0, max_iter=6, tol=0.0, client=client,
              callback=lambda it, s: counts.append(client.run_on_scheduler(
                  lambda dask_scheduler: len(dask_scheduler.tasks))))
-    # Constant (other tests' results may still hold a few keys).
-    assert len(counts) == 6 and max(counts) == min(counts)
+    # Flat: a chain of per-round futures would add a task per partition and
+    # state-changing round, about 15 per iteration here.
+    # (Keys of earlier tests' results may still be on their way out: +-2.)
+    assert len(counts) == 6 and max(counts) - min(counts) <= 2, counts
