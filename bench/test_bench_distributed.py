@@ -3,7 +3,7 @@ single-process HammingIndex over the same codes (10M codes of 64 bits,
 1,000 queries, k=100), and the overhead ratio sharded / single.
 
 The cluster is ``LocalCluster(processes=True, n_workers=2,
-threads_per_worker=1)``: two shards of 5M codes, one per worker, each searched
+threads_per_worker=1)`` (the ``client`` fixture of bench/conftest.py): two shards of 5M codes, one per worker, each searched
 with one thread; the single-process index uses two threads, so both sides
 use the same two cores and the ratio measures the cost of distribution
 (scatter of the queries, per-shard results, tree merge, gather).
@@ -42,25 +42,18 @@ def _size(config):
 
 
 @pytest.fixture(scope="module")
-def setup(request):
+def setup(request, client):
     n = _size(request.config)
-    cluster = distributed.LocalCluster(processes=True, n_workers=N_WORKERS,
-                                       threads_per_worker=1, dashboard_address=None)
-    client = distributed.Client(cluster)
-    try:
-        # Codes are generated on the workers, one block per worker, so the
-        # shards are built where the data already is.
-        rng = da.random.default_rng(0)
-        codes = rng.integers(0, 256, size=(n, N_BITS // 8), dtype=np.uint8,
-                             chunks=(-(-n // N_WORKERS), N_BITS // 8)).persist()
-        sharded = ShardedHammingIndex(codes, N_BITS, n_threads=1)
-        single = fc.HammingIndex(codes.compute(), n_bits=N_BITS, n_threads=N_WORKERS)
-        del codes
-        queries = fc.pack_codes(np.random.default_rng(1).integers(0, 2, (N_QUERIES, N_BITS)))
-        yield {"n": n, "sharded": sharded, "single": single, "queries": queries}
-    finally:
-        client.close()
-        cluster.close()
+    # Codes are generated on the workers, one block per worker, so the
+    # shards are built where the data already is.
+    rng = da.random.default_rng(0)
+    codes = rng.integers(0, 256, size=(n, N_BITS // 8), dtype=np.uint8,
+                         chunks=(-(-n // N_WORKERS), N_BITS // 8)).persist()
+    sharded = ShardedHammingIndex(codes, N_BITS, client=client, n_threads=1)
+    single = fc.HammingIndex(codes.compute(), n_bits=N_BITS, n_threads=N_WORKERS)
+    del codes
+    queries = fc.pack_codes(np.random.default_rng(1).integers(0, 2, (N_QUERIES, N_BITS)))
+    return {"n": n, "sharded": sharded, "single": single, "queries": queries}
 
 
 @pytest.mark.benchmark(group="sharded-search-64bit")

@@ -63,18 +63,6 @@ def loopback_bytes():
     raise RuntimeError("no loopback interface in /proc/net/dev")
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
-                                       dashboard_address=None)
-    c = distributed.Client(cluster)
-    try:
-        yield c
-    finally:
-        c.close()
-        cluster.close()
-
-
 def per_iteration(fit):
     """Run ``fit(callback)``; (time, loopback bytes) at every callback and
     the callback states."""

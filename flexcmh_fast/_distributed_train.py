@@ -175,9 +175,7 @@ def _init_indicators(part, starts):
     part.H = []
     for m, (kind, value) in enumerate(starts):
         assign = value if kind == "assign" else F.nearest_centres(part.Xs[m], value)
-        H = np.full((part.n[m], part.k), 0.2)
-        H[np.arange(part.n[m]), assign] += 1.0
-        part.H.append(H)
+        part.H.append(F.start_indicators(assign, part.k))
     part.XZ = [None] * part.M
     part.Z = [None] * part.M
     part._assign = [None] * part.M
@@ -584,11 +582,12 @@ class _DistributedFit:
         self.cl.workers = [address for address, _ in loaded]
         sizes = np.array([n for _, n in loaded], dtype=np.int64).reshape(-1, self.M)
         self.n = [int(s) for s in sizes.sum(axis=0)]
+        # The validated parameters, recorded in the model as fit_flexcmh does.
+        self.fit_params = dict(zip(_PARAMS, F.check_params(
+            self.n, *(p[name] for name in _PARAMS[:8]), None,
+            *(p[name] for name in _PARAMS[8:]))))
         (self.k, self.ns, self.lam, self.max_iter, self.tol, _, self.joint, _,
-         self.encoder, self.n_anchors, self.match_score) = F.check_params(
-            self.n, p["n_clusters"], p["n_neighbors"], p["lam"], p["max_iter"], p["tol"],
-            p["code_scheme"], p["joint"], p["matching"], None, p["encoder"],
-            p["n_anchors"], p["match_score"])
+         self.encoder, self.n_anchors, self.match_score) = self.fit_params.values()
         self.offsets = [np.concatenate([[0], np.cumsum(sizes[:, m])]).astype(np.int64)
                         for m in range(self.M)]
         self.sizes = sizes
@@ -600,11 +599,7 @@ class _DistributedFit:
                 f"{[sizes[:, m].tolist() for m in range(self.M)]}.")
         self.pairs = normalize_pairs(pairs, self.n)
         local = _local_pairs(self.pairs, self.offsets, n_parts)
-        self.fully_paired = all(
-            (m, m2) in self.pairs
-            and np.unique(self.pairs[(m, m2)][:, 0]).size == self.n[m]
-            and np.unique(self.pairs[(m, m2)][:, 1]).size == self.n[m2]
-            for m in range(self.M) for m2 in range(m + 1, self.M))
+        self.fully_paired = F.is_fully_paired(self.pairs, self.n)
         self.cl.run(_set_pairs, self.fully_paired, per_part=local)
         self.cluster_matching = np.tile(np.arange(self.k, dtype=np.int64), (self.M, 1))
         self.code = None
@@ -652,7 +647,7 @@ class _DistributedFit:
         mass = [w for _, w in masses]
         if use_scores:
             scales = [F.profile_scale(counts[m], mass[m]) for m in range(self.M)]
-            sqzs = [(self.Z[m] ** 2).sum(axis=0) * scales[m] ** 2 for m in range(self.M)]
+            sqzs = [F.scaled_sq_norms(self.Z[m], scales[m]) for m in range(self.M)]
             got = self.cl.run(_profiles, scales, sqzs)
             profs = []
             for m in range(self.M):
@@ -667,8 +662,7 @@ class _DistributedFit:
             if use_scores:
                 scores.append(K.match_scores(profs[0][0], profs[0][1], sqzs[0],
                                              profs[m][0], profs[m][1], sqzs[m]))
-                if self.match_score == "profiles+sizes" or (
-                        self.match_score == "auto" and (0, m) not in self.pairs):
+                if F.uses_size_score(self.match_score, self.pairs, m):
                     scores.append(F.size_scores(counts[0], counts[m]))
             perm = F.choose_matching(F.matching_cost(scores, votes.get(m), self.k), rematch)
             if perm is not None:
@@ -684,10 +678,7 @@ class _DistributedFit:
         counts = np.asarray(self.aligned_counts, dtype=np.int64)
         total = int(counts.sum())
         if total == 0:
-            raise ValueError(
-                "FlexCMH found no correspondence between the modalities (every "
-                "cluster is empty in some modality); check the data or lower "
-                "'n_clusters'.")
+            raise ValueError(F.NO_CORRESPONDENCE)
         positions = [None] * len(counts)
         if not final and total > F._CODE_SAMPLE:
             pick = np.sort(self.rng.choice(total, F._CODE_SAMPLE, replace=False))
@@ -797,7 +788,4 @@ class _DistributedFit:
             history=np.array(self.history, dtype=np.float64).reshape(-1, 3),
             codes=codes, train_codes=train_codes, cluster_matching=self.cluster_matching,
             correspondence=correspondence, n_iter=n_iter, kernel_encoder=kernel_enc,
-            params={"n_clusters": self.k, "n_neighbors": self.ns, "lam": self.lam,
-                    "max_iter": self.max_iter, "tol": self.tol, "code_scheme": "itq",
-                    "joint": self.joint, "matching": "clusters", "encoder": self.encoder,
-                    "n_anchors": self.n_anchors, "match_score": self.match_score})
+            params=self.fit_params)

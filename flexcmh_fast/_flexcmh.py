@@ -265,6 +265,42 @@ def encoder_weights(G, R):
 # --------------------------------------------------------------------------
 # cluster matching (Eq. 1) from per-cluster summaries
 # --------------------------------------------------------------------------
+NO_CORRESPONDENCE = (
+    "FlexCMH found no correspondence between the modalities (every cluster is empty in "
+    "some modality); check the data or lower 'n_clusters'.")
+
+
+def is_fully_paired(pairs, n_samples):
+    """Whether every sample of every modality has a known partner in every
+    other modality (then Γ is the known pairs alone)."""
+    M = len(n_samples)
+    return all(
+        (m, m2) in pairs
+        and np.unique(pairs[(m, m2)][:, 0]).size == n_samples[m]
+        and np.unique(pairs[(m, m2)][:, 1]).size == n_samples[m2]
+        for m in range(M) for m2 in range(m + 1, M))
+
+
+def start_indicators(assign, k):
+    """Ding et al.'s SemiNMF start: one-hot k-means clusters + 0.2."""
+    H = np.full((assign.shape[0], k), 0.2)
+    H[np.arange(assign.shape[0]), assign] += 1.0
+    return H
+
+
+def scaled_sq_norms(Z, scale):
+    """Squared norms of the centroids (columns of Z) times ``scale**2``."""
+    return (Z ** 2).sum(axis=0) * scale ** 2
+
+
+def uses_size_score(match_score, pairs, m):
+    """Whether matching modality m to modality 0 adds the size score:
+    ``"profiles+sizes"``, or ``"auto"`` and no known pair links them (known
+    pairs' votes are direct evidence, and the size term only added noise to
+    them on Wiki validation data)."""
+    return match_score == "profiles+sizes" or (match_score == "auto" and (0, m) not in pairs)
+
+
 def profile_scale(counts, sums):
     """Per-cluster mean indicator of the members at their own cluster.
 
@@ -341,12 +377,7 @@ class _Trainer:
         self.rng = rng
         self.sqx = [row_sq_norms(X) for X in Xs]
         self.sqX = [float(s.sum()) for s in self.sqx]
-        # Samples with a known partner in modality pair (m, m2), per side.
-        self.fully_paired = all(
-            (m, m2) in pairs
-            and np.unique(pairs[(m, m2)][:, 0]).size == self.n[m]
-            and np.unique(pairs[(m, m2)][:, 1]).size == self.n[m2]
-            for m in range(self.M) for m2 in range(m + 1, self.M))
+        self.fully_paired = is_fully_paired(pairs, self.n)
         self.code = None
         self.history = []
         self._assign = [None] * self.M
@@ -366,8 +397,7 @@ class _Trainer:
         for m, X in enumerate(self.Xs):
             assign = _kmeans(X, self.sqx[m], self.k, self.rng)[0]
             # Ding et al.'s SemiNMF start: one-hot indicators + 0.2.
-            H = np.full((self.n[m], self.k), 0.2)
-            H[np.arange(self.n[m]), assign] += 1.0
+            H = start_indicators(assign, self.k)
             Z = _solve_z(X, H)
             zero = np.zeros(self.n[m])
             for _ in range(_INIT_ITERS):
@@ -406,28 +436,16 @@ class _Trainer:
                                   sqz, self.assignment(m), self.k, self.ns,
                                   numba.get_num_threads())
 
-    def scaled_sq_norms(self, m, scale):
-        """Squared norms of modality m's centroids times ``scale**2``."""
-        return (self.Z[m] ** 2).sum(axis=0) * scale ** 2
-
     def _scores(self, m0, m):
         prof, cnt, sqz = [], [], []
         for mm in (m0, m):
             scale = profile_scale(*self.cluster_mass(mm))
-            sz = self.scaled_sq_norms(mm, scale)
+            sz = scaled_sq_norms(self.Z[mm], scale)
             p, c = self.profiles(mm, scale, sz)
             prof.append(p)
             cnt.append(c)
             sqz.append(sz)
         return self.K.match_scores(prof[0], cnt[0], sqz[0], prof[1], cnt[1], sqz[1])
-
-    def uses_size_score(self, m):
-        """Whether matching modality m to modality 0 adds the size score:
-        ``"profiles+sizes"``, or ``"auto"`` and no known pair links them
-        (known pairs' votes are direct evidence, and the size term only
-        added noise to them on Wiki validation data)."""
-        return self.match_score == "profiles+sizes" or (
-            self.match_score == "auto" and (0, m) not in self.pairs)
 
     def match_clusters(self, use_scores, extra_pairs=None, rematch=False):
         """Align every modality's clusters to modality 0 (Hungarian; the cost
@@ -436,7 +454,7 @@ class _Trainer:
             scores = []
             if use_scores:
                 scores.append(self._scores(0, m))
-                if self.uses_size_score(m):
+                if uses_size_score(self.match_score, self.pairs, m):
                     scores.append(size_scores(self.cluster_mass(0)[0],
                                               self.cluster_mass(m)[0]))
             lists = []
@@ -562,10 +580,7 @@ class _Trainer:
         cover every aligned row."""
         rows = self.aligned()
         if rows[0].size == 0:
-            raise ValueError(
-                "FlexCMH found no correspondence between the modalities (every "
-                "cluster is empty in some modality); check the data or lower "
-                "'n_clusters'.")
+            raise ValueError(NO_CORRESPONDENCE)
         fit_rows = rows
         if not final and rows[0].size > _CODE_SAMPLE:
             pick = np.sort(self.rng.choice(rows[0].size, _CODE_SAMPLE, replace=False))

@@ -37,13 +37,21 @@ except ImportError as exc:
     ) from exc
 
 from ._codes import check_codes, n_bytes_for
-from ._distributed_train import train
 from ._index import HammingIndex
 from ._model import HashingModel
 from ._validation import (_describe, check_bool, check_int, check_n_bits,
                           check_n_threads)
 
 __all__ = ["train", "encode", "ShardedHammingIndex"]
+
+
+def __getattr__(name):
+    # The trainer pulls in Numba and the FlexCMH kernels (about 0.2 s); encoding
+    # and search (and every worker that only runs them) do without.
+    if name == "train":
+        from ._distributed_train import train
+        return train
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Merges compare (distance, global id) pairs as one uint64 key: distance
 # (<= 4096, 13 bits) in the high bits, id in the low _ID_BITS bits.
