@@ -7,12 +7,13 @@ paired data (CSMH); search the codes exactly with :class:`HammingIndex`.
 
 Public API
 ----------
-train, load, HammingIndex, pack_codes, unpack_codes,
-and the submodules metrics, datasets, scenarios.
+FlexCMH, CSMH (estimators), train, load, HammingIndex, pack_codes,
+unpack_codes, NotFittedError, and the submodules metrics, datasets,
+scenarios, distributed.  The layout is described in ``docs/architecture.md``.
 """
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Attributes are imported on first use: ``import flexcmh_fast`` stays fast
 # and does not import Numba until a trainer or kernel is needed.
@@ -22,12 +23,13 @@ _LAZY = {
     "HammingIndex": "._index",
     "pack_codes": "._codes",
     "unpack_codes": "._codes",
-    "FlexCMHModel": "._flexcmh",
-    "CSMHModel": "._csmh",
+    "FlexCMH": ".flexcmh",
+    "CSMH": ".csmh",
+    "NotFittedError": "._base",
 }
 _SUBMODULES = ("metrics", "datasets", "scenarios", "distributed")
 
-__all__ = sorted(list(_LAZY) + ["metrics", "datasets", "scenarios"])
+__all__ = sorted(list(_LAZY) + ["metrics", "datasets", "scenarios", "distributed"])
 
 
 def __getattr__(name):

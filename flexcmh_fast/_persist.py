@@ -15,14 +15,19 @@ import zipfile
 import numpy as np
 
 FORMAT_NAME = "flexcmh_fast"
-FORMAT_VERSION = 1
+# Version 2: models are the estimators (kinds "FlexCMH" / "CSMH", settings
+# in meta["params"], history with named terms).  Version 1 model files
+# (kinds "FlexCMHModel" / "CSMHModel") still load, as the estimators.
+FORMAT_VERSION = 2
 
 # kind -> "module:attribute" of a class with a ``_from_state(meta, arrays)``
 # classmethod; imported lazily so loading an index does not import Numba.
 _REGISTRY = {
     "HammingIndex": "flexcmh_fast._index:HammingIndex",
-    "FlexCMHModel": "flexcmh_fast._flexcmh:FlexCMHModel",
-    "CSMHModel": "flexcmh_fast._csmh:CSMHModel",
+    "FlexCMH": "flexcmh_fast.flexcmh._estimator:FlexCMH",
+    "CSMH": "flexcmh_fast.csmh._estimator:CSMH",
+    "FlexCMHModel": "flexcmh_fast.flexcmh._estimator:FlexCMH",
+    "CSMHModel": "flexcmh_fast.csmh._estimator:CSMH",
 }
 
 

@@ -1,61 +1,43 @@
-"""A small progress bar for long loops (``verbose=True``), written to stderr."""
+"""Progress reporting for long loops (``verbose=True``), through tqdm.
+
+:func:`progress` returns a do-nothing reporter when ``verbose`` is false, so
+quiet runs neither import tqdm nor pay for it.
+"""
 import sys
-import time
 
 
-class ProgressBar:
-    """Progress reporting that costs nothing when ``verbose`` is false.
+class _Silent:
+    def update(self, n=1, **info):
+        pass
 
-    Parameters
-    ----------
-    total : int
-        Number of steps expected (the loop may stop early).
-    desc : str
-        Label shown before the bar.
-    verbose : bool
-        When false every method is a no-op.
-    min_interval : float
-        Seconds between redraws, so a fast loop is not slowed by printing.
-    """
+    def close(self):
+        pass
 
-    def __init__(self, total, desc, verbose, min_interval=0.2, stream=None):
-        self.total = max(int(total), 1)
-        self.desc = desc
-        self.verbose = bool(verbose)
-        self.min_interval = min_interval
-        self.stream = stream if stream is not None else sys.stderr
-        self.count = 0
-        self.start = time.perf_counter()
-        self._last = -1.0
-        self._info = ""
 
-    def update(self, n=1, info=""):
-        if not self.verbose:
-            return
-        self.count += n
-        self._info = info
-        now = time.perf_counter()
-        if now - self._last >= self.min_interval or self.count >= self.total:
-            self._last = now
-            self._draw(now)
+def progress(total, desc, verbose):
+    """A progress bar of ``total`` steps labelled ``desc`` on stderr, or a
+    no-op when ``verbose`` is false.  ``update(n, **info)`` shows ``info``
+    (e.g. the objective) after the bar."""
+    if not verbose:
+        return _Silent()
+    from tqdm.auto import tqdm
 
-    def _draw(self, now):
-        frac = min(self.count / self.total, 1.0)
-        width = 24
-        filled = int(frac * width)
-        elapsed = now - self.start
-        bar = "#" * filled + "-" * (width - filled)
-        self.stream.write(
-            f"\r{self.desc} [{bar}] {self.count}/{self.total} "
-            f"{elapsed:6.1f}s {self._info}"
-        )
-        self.stream.flush()
+    # Off a terminal (logs, CI) tqdm cannot redraw a line: print seldom.
+    interactive = getattr(sys.stderr, "isatty", lambda: False)()
+    bar = tqdm(total=max(int(total), 1), desc=desc, file=sys.stderr,
+               mininterval=0.2 if interactive else 5.0, leave=True)
+    return _Bar(bar)
 
-    def close(self, info=None):
-        if not self.verbose:
-            return
-        if info is not None:
-            self._info = info
-        self._draw(time.perf_counter())
-        self.stream.write("\n")
-        self.stream.flush()
+
+class _Bar:
+    def __init__(self, bar):
+        self.bar = bar
+
+    def update(self, n=1, **info):
+        if info:
+            self.bar.set_postfix({k: (f"{v:.6g}" if isinstance(v, float) else v)
+                                  for k, v in info.items()}, refresh=False)
+        self.bar.update(n)
+
+    def close(self):
+        self.bar.close()

@@ -1,14 +1,24 @@
-"""``train``: the public entry point, validation of the common inputs and
-dispatch to the method's fit function."""
-import inspect
+"""``train``: the design card's entry point (build a method's estimator and
+fit it), and the validation of the inputs every ``fit`` shares."""
+import importlib
 
 import numpy as np
 
-from ._model import as_int_array
-from ._validation import (check_bool, check_matrix, check_n_bits, check_n_threads,
-                          check_option, check_random_state, _describe)
+from ._base import as_int_array
+from ._validation import _describe, check_matrix, check_option
 
-METHODS = ("flexcmh", "csmh")
+# method name -> "module:estimator class"
+METHODS = {
+    "flexcmh": "flexcmh_fast.flexcmh:FlexCMH",
+    "csmh": "flexcmh_fast.csmh:CSMH",
+}
+
+
+def estimator_class(method):
+    """The estimator class of ``method`` (a name of :data:`METHODS`)."""
+    method = check_option(method, "method", tuple(METHODS))
+    module, name = METHODS[method].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def check_modalities(modalities):
@@ -128,9 +138,13 @@ def normalize_labels(labels, n_samples, required=False, method=""):
     return out
 
 
-def train(modalities, pairs=None, *, n_bits=32, method="flexcmh", labels=None,
-          random_state=None, n_threads=None, verbose=False, callback=None, **params):
-    """Learn hash functions for every modality.
+def train(modalities, pairs=None, *, method="flexcmh", labels=None, **params):
+    """Learn hash functions for every modality: ``method``'s estimator with
+    ``params``, fitted.
+
+    ``fc.train(Xs, pairs, method="flexcmh", n_bits=32, random_state=0)`` is
+    ``fc.FlexCMH(n_bits=32, random_state=0).fit(Xs, pairs)``: the same
+    validation, the same codes.
 
     Parameters
     ----------
@@ -141,61 +155,26 @@ def train(modalities, pairs=None, *, n_bits=32, method="flexcmh", labels=None,
         Known correspondences: ``None`` (none known), ``"all"`` (row i of every
         modality is one object), a ``(P, 2)`` int array of (row in modality 0,
         row in modality 1), or ``{(m, m2): (P, 2) array}`` for any modalities.
-    n_bits : int in [1, 4096], default=32
-        Code length.
     method : {"flexcmh", "csmh"}, default="flexcmh"
-        ``"flexcmh"``: FlexCMH (unsupervised, weakly paired data).
-        ``"csmh"``: CSMH (supervised; needs ``pairs`` and ``labels``).
+        ``"flexcmh"``: :class:`flexcmh_fast.FlexCMH` (unsupervised, weakly
+        paired data).  ``"csmh"``: :class:`flexcmh_fast.CSMH` (supervised;
+        needs complete pairs and ``labels``).
     labels : list of ndarray, optional
         One array per modality: 1-D class ids or 2-D 0/1 multi-label matrix.
         Not used by the default FlexCMH (only by ``matching="labels"``).
-    random_state : None, int or numpy.random.Generator
-        Seed for every random choice; the same seed gives identical codes.
-    n_threads : int, optional
-        Threads for the parallel kernels; ``None`` uses all cores.
-    verbose : bool, default=False
-        Show a progress bar with the objective.
-    callback : callable, optional
-        ``callback(iteration, state)`` after every iteration; returning
-        ``True`` stops training early.
     **params
-        Method-specific parameters; see :func:`flexcmh_fast._flexcmh.fit_flexcmh`
-        (``n_clusters``, ``n_neighbors``, ``lam``, ``max_iter``, ``tol``,
-        ``code_scheme``, ``joint``, ``matching``) and
-        :func:`flexcmh_fast._csmh.fit_csmh`.  Unknown names raise ``TypeError``.
+        Settings of the method's estimator (``n_bits``, ``random_state``,
+        ``n_threads``, ``verbose``, ``callback``, ...; see its docstring).
+        Unknown names raise ``TypeError`` listing the valid ones.
 
     Returns
     -------
-    FlexCMHModel or CSMHModel
-        With ``encode``, ``codes_``, ``history_`` and ``save``.
+    FlexCMH or CSMH
+        The fitted estimator (``encode``, ``codes_``, ``history_``, ``save``).
     """
-    method = check_option(method, "method", METHODS)
-    if method == "flexcmh":
-        from ._flexcmh import fit_flexcmh as fit
-    else:
-        from ._csmh import fit_csmh as fit
-    accepted = {name for name, p in inspect.signature(fit).parameters.items()
-                if p.kind == p.KEYWORD_ONLY}
-    common = {"n_bits", "labels", "rng", "n_threads", "verbose", "callback"}
-    unknown = sorted(set(params) - (accepted - common))
+    cls = estimator_class(method)
+    unknown = sorted(set(params) - set(cls._parameters))
     if unknown:
-        raise TypeError(
-            f"Unknown parameter(s) {unknown} for method={method!r}. "
-            f"Valid parameters: {sorted(accepted - common)}."
-        )
-    Xs = check_modalities(modalities)
-    n_samples = [X.shape[0] for X in Xs]
-    pairs = normalize_pairs(pairs, n_samples)
-    labels = normalize_labels(labels, n_samples)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"'callback' must be callable or None. Got {_describe(callback)} instead.")
-    return fit(
-        Xs, pairs,
-        n_bits=check_n_bits(n_bits),
-        labels=labels,
-        rng=check_random_state(random_state),
-        n_threads=check_n_threads(n_threads),
-        verbose=check_bool(verbose, "verbose"),
-        callback=callback,
-        **params,
-    )
+        raise TypeError(f"Unknown parameter(s) {unknown} for method={method!r}. "
+                        f"Valid parameters: {sorted(cls._parameters)}.")
+    return cls(**params).fit(modalities, pairs, labels)

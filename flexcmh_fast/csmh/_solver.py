@@ -23,14 +23,12 @@ import numba
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
 
-from ._codes import pack_codes
-from ._model import HashingModel
-from ._progress import ProgressBar
-from ._rbf import BLOCK_ROWS, mean_anchor_distance, rbf_blocks
-from ._threads import numba_threads
-from ._validation import check_float, check_int
+from .._base import history_dict
+from .._codes import pack_codes
+from .._progress import progress
+from .._rbf import BLOCK_ROWS, mean_anchor_distance, rbf_blocks
+from .._validation import check_float
 
 # Rows of kernel features computed at once: bounds the temporaries
 # (block x n_anchors dot products) whatever the number of samples.
@@ -406,88 +404,6 @@ def _label_matrix(labels, orders):
     return np.ascontiguousarray(Y)
 
 
-# --------------------------------------------------------------------------
-# Public fit function and model
-# --------------------------------------------------------------------------
-def fit_csmh(Xs, pairs, *, n_bits, labels, rng, n_threads, verbose, callback,
-             n_anchors=1000, sigma=None, alpha=100.0, beta=10.0, gamma=1.0, reg=1e-5,
-             max_iter=20, tol=1e-5, n_sweeps=3):
-    """Train CSMH on completely paired, labelled data.
-
-    Called by :func:`flexcmh_fast.train` with ``method="csmh"``, which has
-    validated ``Xs``, ``pairs``, ``labels``, ``rng`` and ``n_threads``.
-
-    Parameters
-    ----------
-    Xs : list of ndarray or CSR matrix
-        One matrix per modality (M >= 2), all with the same number of rows.
-    pairs : dict {(m, m2): (P, 2) int64}
-        Must be a complete one-to-one pairing (e.g. from ``pairs="all"``);
-        rows are reordered so that paired samples form one object.
-    n_bits : int
-    labels : list of ndarray
-        Per-modality labels (1-D class ids or 2-D 0/1), equal for paired
-        samples.  Required.
-    rng : numpy.random.Generator
-    n_threads : int
-    verbose : bool
-    callback : callable or None
-        ``callback(iteration, state)``, ``state`` a dict with the history
-        entry and the current codes ``B`` (read-only: the array the
-        optimiser keeps updating); returning ``True`` stops.
-    n_anchors : int >= 1, default=1000
-        Anchors per modality for the RBF kernel features (sampled from the
-        training rows); at most the number of samples.
-    sigma : None, float > 0 or list of floats, default=None
-        RBF width per modality; ``None``: 0.35 x the mean sample-to-anchor
-        distance.
-    alpha : float >= 0, default=100.0
-        Weight of the label-similarity embedding ``||r S - B B^T||^2``.
-    beta : float >= 0, default=10.0
-        Weight of the marginal and conditional MMD terms.
-    gamma : float >= 0, default=1.0
-        Weight of the label regression ``||Y - B G||^2``.
-    reg : float > 0, default=1e-5
-        Ridge weight on the projections ``W_m`` and on ``G``.
-    max_iter : int >= 1, default=20
-    tol : float >= 0, default=1e-5
-        Stop when the relative decrease of the objective is below ``tol``.
-    n_sweeps : int >= 1, default=3
-        Passes of single-bit coordinate descent over B per iteration.
-
-    Returns
-    -------
-    CSMHModel
-    """
-    n_samples = [X.shape[0] for X in Xs]
-    if labels is None:
-        raise ValueError(
-            "method='csmh' is supervised and needs 'labels' (one array per modality, "
-            "1-D class ids or 2-D 0/1 matrices). Got labels=None."
-        )
-    orders = _object_order(pairs, n_samples)
-    n = n_samples[0]
-    n_anchors = check_int(n_anchors, "n_anchors", 1)
-    if n_anchors > n:
-        raise ValueError(
-            f"'n_anchors' must be at most the number of training samples ({n}). "
-            f"Got {n_anchors} instead."
-        )
-    sigmas = _check_sigma(sigma, len(Xs))
-    alpha = check_float(alpha, "alpha", 0.0)
-    beta = check_float(beta, "beta", 0.0)
-    gamma = check_float(gamma, "gamma", 0.0)
-    reg = check_float(reg, "reg", 0.0, low_inclusive=False)
-    max_iter = check_int(max_iter, "max_iter", 1)
-    tol = check_float(tol, "tol", 0.0)
-    n_sweeps = check_int(n_sweeps, "n_sweeps", 1)
-    Y = _label_matrix(labels, orders)
-
-    with threadpool_limits(limits=n_threads), numba_threads(n_threads):
-        return _fit(Xs, orders, Y, n_bits, rng, verbose, callback, n_anchors, sigmas,
-                    alpha, beta, gamma, reg, max_iter, tol, n_sweeps, n_threads)
-
-
 def _check_sigma(sigma, n_mod):
     if sigma is None:
         return [None] * n_mod
@@ -503,8 +419,11 @@ def _check_sigma(sigma, n_mod):
     return [value] * n_mod
 
 
-def _fit(Xs, orders, Y, n_bits, rng, verbose, callback, n_anchors, sigmas, alpha, beta,
-         gamma, reg, max_iter, tol, n_sweeps, n_threads):
+def fit_csmh(Xs, orders, Y, n_bits, rng, verbose, callback, n_anchors, sigmas, alpha, beta,
+             gamma, reg, max_iter, tol, n_sweeps):
+    """CSMH's alternating minimisation on validated inputs (``orders``:
+    each modality's rows of the objects, ``Y``: object label matrix).
+    Returns the fitted attributes of :class:`flexcmh_fast.CSMH`."""
     n = Y.shape[0]
     anchors, sigma_used, Ks = [], [], []
     fits = 8 * n * (n_anchors + 1) * len(Xs) <= _FLOAT64_FEATURE_BYTES
@@ -533,7 +452,7 @@ def _fit(Xs, orders, Y, n_bits, rng, verbose, callback, n_anchors, sigmas, alpha
     Ws = prob.w_step(B)
     G = prob.g_step(B)
     history = []
-    bar = ProgressBar(max_iter, "CSMH", verbose)
+    bar = progress(max_iter, "CSMH", verbose)
     prev = None
     it = 0
     for it in range(1, max_iter + 1):
@@ -545,10 +464,12 @@ def _fit(Xs, orders, Y, n_bits, rng, verbose, callback, n_anchors, sigmas, alpha
         terms = prob.terms(B, Ws, G)
         terms["flips"] = float(flips)
         history.append(terms)
-        bar.update(1, info=f"J={terms['objective']:.5g} flips={flips}")
+        bar.update(1, objective=terms["objective"], flips=flips)
         stop = False
         if callback is not None:
-            stop = bool(callback(it, {"history": terms, "B": B}))
+            stop = bool(callback(it, {"objective": terms["objective"], "terms": {
+                name: value for name, value in terms.items() if name != "objective"},
+                "B": B}))
         cur = terms["objective"]
         # no flip: B is a fixed point of the B-step and W, G are unchanged
         if flips == 0 or (prev is not None and prev - cur <= tol * abs(prev)):
@@ -566,123 +487,13 @@ def _fit(Xs, orders, Y, n_bits, rng, verbose, callback, n_anchors, sigmas, alpha
         rows = np.empty_like(packed)
         rows[order] = packed
         train_codes.append(rows)
-    model = CSMHModel(
-        n_bits=n_bits,
-        n_features=[X.shape[1] for X in Xs],
-        anchors=anchors,
-        sigmas=sigma_used,
-        weights=Ws,
-        codes=packed,
-        train_codes=train_codes,
-        history=np.array([[h[t] for t in HISTORY_TERMS] for h in history]),
-        n_iter=it,
-        params={"n_anchors": n_anchors, "alpha": alpha, "beta": beta, "gamma": gamma,
-                "reg": reg, "max_iter": max_iter, "tol": tol, "n_sweeps": n_sweeps},
-        n_threads=n_threads,
-    )
-    return model
-
-
-class CSMHModel(HashingModel):
-    """A trained CSMH model: one kernel hash function per modality.
-
-    ``F_m(x) = sign([phi_m(x), 1] W_m)`` with ``phi_m`` the RBF features
-    against the stored anchors.  Created by ``flexcmh_fast.train(...,
-    method="csmh")``; load a saved one with :func:`flexcmh_fast.load`.
-
-    Attributes
-    ----------
-    n_bits : int
-    n_features_ : list of int
-        Feature count per modality.
-    anchors_ : list of ndarray (n_anchors, d_m)
-    sigmas_ : list of float
-        RBF width per modality.
-    weights_ : list of ndarray (n_anchors + 1, n_bits)
-        Projection ``W_m`` (last row: bias).
-    codes_ : ndarray of uint8 (n_train, ceil(n_bits / 8))
-        The learned discrete training codes ``B`` (row order of modality 0).
-    train_codes_ : list of ndarray of uint8 (n_train, ceil(n_bits / 8))
-        The same codes in each modality's own training row order: the
-        database codes when the database is the training set.
-    history_ : list of dict
-        Per iteration: ``objective`` and its terms ``fit``, ``ridge``,
-        ``mmd_marginal``, ``mmd_conditional``, ``label``, ``similarity``, and
-        the number of bit ``flips`` in the B-step.
-    n_iter_ : int
-    params_ : dict
-        The CSMH parameters used.
-    n_threads : int
-        Threads used by :meth:`encode` (the training value; may be changed).
-    """
-
-    kind = "CSMHModel"
-
-    def __init__(self, n_bits, n_features, anchors, sigmas, weights, codes, train_codes,
-                 history, n_iter, params, n_threads=1):
-        self.n_bits = int(n_bits)
-        self.n_features_ = [int(d) for d in n_features]
-        self.anchors_ = [np.ascontiguousarray(a, dtype=np.float64) for a in anchors]
-        self.sigmas_ = [float(s) for s in sigmas]
-        self.weights_ = [np.ascontiguousarray(w, dtype=np.float64) for w in weights]
-        self.codes_ = codes
-        self.train_codes_ = list(train_codes)
-        self._history = np.asarray(history, dtype=np.float64).reshape(-1, len(HISTORY_TERMS))
-        self.n_iter_ = int(n_iter)
-        self.params_ = dict(params)
-        self.n_threads = int(n_threads)
-
-    @property
-    def history_(self):
-        return [dict(zip(HISTORY_TERMS, map(float, row))) for row in self._history]
-
-    def _encode_signs(self, X, modality):
-        n_threads = check_int(self.n_threads, "n_threads", 1)
-        A, W = self.anchors_[modality], self.weights_[modality]
-        out = np.empty((X.shape[0], self.n_bits), dtype=np.int8)
-        with threadpool_limits(limits=n_threads), numba_threads(n_threads):
-            for s, e, phi in rbf_blocks(X, A, self.sigmas_[modality], _BLOCK_ROWS):
-                out[s:e] = np.where(phi @ W[:-1] + W[-1] >= 0, 1, -1)
-        return out
-
-    def _get_state(self):
-        meta = {
-            "n_bits": self.n_bits,
-            "n_features": self.n_features_,
-            "sigmas": self.sigmas_,
-            "n_iter": self.n_iter_,
-            "params": self.params_,
-            "history_terms": list(HISTORY_TERMS),
-            "n_threads": self.n_threads,
-        }
-        arrays = {"codes": self.codes_, "history": self._history}
-        for m in range(self.n_modalities):
-            arrays[f"anchors_{m}"] = self.anchors_[m]
-            arrays[f"weights_{m}"] = self.weights_[m]
-            arrays[f"train_codes_{m}"] = self.train_codes_[m]
-        return meta, arrays
-
-    @classmethod
-    def _from_state(cls, meta, arrays):
-        try:
-            n_mod = len(meta["n_features"])
-            model = cls(
-                n_bits=meta["n_bits"],
-                n_features=meta["n_features"],
-                anchors=[arrays[f"anchors_{m}"] for m in range(n_mod)],
-                sigmas=meta["sigmas"],
-                weights=[arrays[f"weights_{m}"] for m in range(n_mod)],
-                codes=arrays["codes"],
-                train_codes=[arrays[f"train_codes_{m}"] for m in range(n_mod)],
-                history=arrays["history"],
-                n_iter=meta["n_iter"],
-                params=meta["params"],
-                n_threads=meta.get("n_threads", 1),
-            )
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"Corrupt CSMHModel file: missing or bad entry {exc}.") from None
-        for m in range(n_mod):
-            if (model.anchors_[m].shape[1] != model.n_features_[m]
-                    or model.weights_[m].shape != (model.anchors_[m].shape[0] + 1, model.n_bits)):
-                raise ValueError(f"Corrupt CSMHModel file: inconsistent shapes for modality {m}.")
-        return model
+    return {
+        "anchors_": anchors,
+        "sigmas_": [float(sg) for sg in sigma_used],
+        "weights_": [np.ascontiguousarray(W, dtype=np.float64) for W in Ws],
+        "codes_": packed,
+        "train_codes_": train_codes,
+        "history_": history_dict([[h[t] for t in HISTORY_TERMS] for h in history],
+                                 HISTORY_TERMS),
+        "n_iter_": it,
+    }

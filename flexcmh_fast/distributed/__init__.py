@@ -36,11 +36,11 @@ except ImportError as exc:
         "pip install 'flexcmh_fast[dask]' (dask[array] and distributed)."
     ) from exc
 
-from ._codes import check_codes, n_bytes_for
-from ._index import HammingIndex
-from ._model import HashingModel
-from ._validation import (_describe, check_bool, check_int, check_n_bits,
-                          check_n_threads)
+from .._base import HashingEstimator
+from .._codes import check_codes, n_bytes_for
+from .._index import HammingIndex
+from .._validation import _describe, check_bool, check_int, check_n_bits, check_n_threads
+from ._client import resolve_client as _resolve_client
 
 __all__ = ["train", "encode", "ShardedHammingIndex"]
 
@@ -49,7 +49,7 @@ def __getattr__(name):
     # The trainer pulls in Numba and the FlexCMH kernels (about 0.2 s); encoding
     # and search (and every worker that only runs them) do without.
     if name == "train":
-        from ._distributed_train import train
+        from ._train import train
         return train
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -71,7 +71,7 @@ def encode(model, X, modality, packed=True):
 
     Parameters
     ----------
-    model : HashingModel
+    model : HashingEstimator
         A trained model (e.g. from :func:`flexcmh_fast.train`).  It is put in
         the task graph once and shipped to each worker that needs it.
     X : dask.array.Array of shape (n_samples, n_features)
@@ -103,12 +103,13 @@ def encode(model, X, modality, packed=True):
         is out of range.  Bad values inside a block (NaN, inf) raise the same
         ``ValueError`` as ``model.encode`` when the block is computed.
     """
-    if not isinstance(model, HashingModel):
+    if not isinstance(model, HashingEstimator):
         raise TypeError(
             "'model' must be a trained flexcmh_fast model (e.g. from "
             f"flexcmh_fast.train). Got an object of type {type(model).__name__} instead."
         )
-    modality = check_int(modality, "modality", 0, model.n_modalities - 1)
+    model._check_fitted()
+    modality = check_int(modality, "modality", 0, model.n_modalities_ - 1)
     packed = check_bool(packed, "packed")
     if not isinstance(X, da.Array):
         raise TypeError(
@@ -131,7 +132,7 @@ def encode(model, X, modality, packed=True):
         )
     if X.numblocks[1] != 1:
         X = X.rechunk({1: -1})
-    width = n_bytes_for(model.n_bits) if packed else model.n_bits
+    width = n_bytes_for(model.n_bits_) if packed else model.n_bits_
     dtype = np.dtype(np.uint8 if packed else np.int8)
     # One graph node holds the model, so it is serialised once, not per block.
     model_node = dask.delayed(model, pure=True)
@@ -210,24 +211,6 @@ def _sum(*parts):
 # ----------------------------------------------------------------------
 # Sharded index
 # ----------------------------------------------------------------------
-def _resolve_client(client):
-    if client is None:
-        try:
-            return get_client()
-        except ValueError:
-            raise ValueError(
-                "'client' is None and no dask.distributed Client is running. Connect "
-                "one first (e.g. Client('tcp://scheduler:8786') or Client(LocalCluster())) "
-                "or pass client=."
-            ) from None
-    if not isinstance(client, Client):
-        raise TypeError(
-            "'client' must be a dask.distributed.Client or None. Got "
-            f"{_describe(client)} of type {type(client).__name__} instead."
-        )
-    return client
-
-
 class ShardedHammingIndex:
     """Exact Hamming search over codes partitioned across a Dask cluster.
 

@@ -1,0 +1,224 @@
+"""The estimator base class shared by every hashing method.
+
+Conventions (scikit-learn's): ``__init__`` stores every setting unchanged
+and validates nothing; ``fit`` validates them against the method's parameter
+table (:mod:`flexcmh_fast._params`) and returns ``self``; fitted state lives
+in attributes with a trailing underscore; ``get_params`` / ``set_params``
+make estimators work with ``sklearn.base.clone`` and grid searches.
+"""
+import numpy as np
+
+from ._params import validate_params
+from ._persist import save_state
+from ._validation import check_bool, check_int, check_matrix, check_random_state
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when a method that needs a fitted estimator is called before ``fit``."""
+
+
+class HashingEstimator:
+    """Base class: parameters, validation, ``encode`` / ``transform``, ``save``.
+
+    Subclasses declare ``_parameters`` (their table), ``kind`` (the name
+    saved files carry), an ``__init__`` whose keyword arguments are exactly
+    the table's names, ``_fit(modalities, pairs, labels, params, rng)``,
+    ``_encode_signs(X, modality)`` returning ±1 int8, and
+    ``_get_state()`` / ``_set_state(meta, arrays)`` for saving.
+    """
+
+    _parameters = {}
+    kind = None
+
+    # ---- parameters ----------------------------------------------------
+    @classmethod
+    def _get_param_names(cls):
+        return list(cls._parameters)
+
+    def get_params(self, deep=True):
+        """Settings of this estimator, ``{name: value}`` (``deep`` is accepted
+        for scikit-learn compatibility; there are no nested estimators)."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        """Change settings (validated at the next ``fit``); returns ``self``."""
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"Invalid parameter {name!r} for estimator "
+                                 f"{type(self).__name__}. Valid parameters: {sorted(valid)}.")
+            setattr(self, name, value)
+        return self
+
+    def _validated_params(self):
+        return validate_params(self.get_params(), self._parameters, type(self).__name__)
+
+    def __repr__(self):
+        shown = []
+        for name, p in self._parameters.items():
+            value = getattr(self, name, p.default)
+            same = value is p.default
+            if not same:
+                try:
+                    same = bool(type(value) is type(p.default) and value == p.default)
+                except (TypeError, ValueError):
+                    same = False
+            if not same:
+                shown.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    # ---- fitting ---------------------------------------------------------
+    def fit(self, modalities, pairs=None, labels=None):
+        """Learn one hash function per modality.
+
+        Parameters
+        ----------
+        modalities : list of array-like or scipy.sparse matrices
+            One ``(n_m, d_m)`` feature matrix per modality (M >= 2); sample
+            counts may differ between modalities (FlexCMH).  Sparse (CSR)
+            input is never densified.
+        pairs : None, "all", ndarray of shape (P, 2), or dict
+            Known correspondences: ``None`` (none known), ``"all"`` (row i of
+            every modality is one object), a ``(P, 2)`` int array of (row in
+            modality 0, row in modality 1), or ``{(m, m2): (P, 2) array}``.
+        labels : list of ndarray, optional
+            One array per modality: 1-D class ids or a 2-D 0/1 multi-label
+            matrix (supervised methods and FlexCMH(nC) only).
+
+        Returns
+        -------
+        self
+        """
+        from ._train import check_modalities, normalize_labels, normalize_pairs
+
+        params = self._validated_params()
+        Xs = check_modalities(modalities)
+        n_samples = [X.shape[0] for X in Xs]
+        pairs = normalize_pairs(pairs, n_samples)
+        labels = normalize_labels(labels, n_samples)
+        # random_state is resolved once, here: every draw of the fit comes
+        # from this one generator, in a fixed order.
+        rng = check_random_state(params["random_state"])
+        self._fit(Xs, pairs, labels, params, rng)
+        self.n_bits_ = params["n_bits"]
+        self.n_features_ = [int(X.shape[1]) for X in Xs]
+        return self
+
+    # ---- using a fitted estimator ----------------------------------------
+    def _check_fitted(self):
+        if not hasattr(self, "n_features_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "the training modalities (or use flexcmh_fast.train) before using it.")
+
+    @property
+    def n_modalities_(self):
+        """Number of modalities the fitted estimator encodes."""
+        self._check_fitted()
+        return len(self.n_features_)
+
+    def encode(self, X, modality, packed=True):
+        """Hash samples of one modality to binary codes.
+
+        Parameters
+        ----------
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
+            Samples of modality ``modality``; may be data never seen in
+            training, any batch size including zero rows.  Sparse input is
+            never densified.
+        modality : int
+            Index of the modality ``X`` belongs to (order of ``fit``).
+        packed : bool, default=True
+            ``True``: packed uint8 codes of shape (n_samples, ceil(n_bits/8))
+            (most significant bit first, padding zero).  ``False``: ±1 int8
+            of shape (n_samples, n_bits).
+
+        Returns
+        -------
+        ndarray
+        """
+        from ._codes import pack_codes
+
+        self._check_fitted()
+        modality = check_int(modality, "modality", 0, len(self.n_features_) - 1)
+        packed = check_bool(packed, "packed")
+        X = check_matrix(X, "X", n_features=self.n_features_[modality])
+        if X.shape[0] == 0:
+            signs = np.zeros((0, self.n_bits_), dtype=np.int8)
+        else:
+            signs = self._encode_signs(X, modality)
+        return pack_codes(signs) if packed else signs
+
+    def transform(self, X, modality, packed=True):
+        """The same as :meth:`encode` (scikit-learn's name for it)."""
+        return self.encode(X, modality, packed=packed)
+
+    def save(self, path):
+        """Save the fitted estimator to ``path`` (portable ``.npz``; no
+        pickled objects), atomically.  Load it with :func:`flexcmh_fast.load`."""
+        self._check_fitted()
+        meta, arrays = self._get_state()
+        meta["params"] = _jsonable_params(self.get_params())
+        meta["n_bits"] = self.n_bits_
+        meta["n_features"] = self.n_features_
+        save_state(path, self.kind, meta, arrays)
+
+    @classmethod
+    def _from_state(cls, meta, arrays):
+        params = {name: value for name, value in meta["params"].items()
+                  if name in cls._parameters}
+        params.setdefault("n_bits", int(meta["n_bits"]))
+        est = cls(**params)
+        try:
+            est.n_bits_ = int(meta["n_bits"])
+            est.n_features_ = [int(d) for d in meta["n_features"]]
+            est._set_state(meta, arrays)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"Corrupt {cls.kind} file: missing or bad entry {exc}.") from None
+        return est
+
+    # ---- to implement ----------------------------------------------------
+    def _fit(self, Xs, pairs, labels, params, rng):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _encode_signs(self, X, modality):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _get_state(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _set_state(self, meta, arrays):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def history_dict(rows, names):
+    """Per-iteration records (a list of tuples in the order of ``names``)
+    as ``{name: 1-D float64 array}``, the ``history_`` of every method."""
+    arr = np.asarray(rows, dtype=np.float64).reshape(-1, len(names))
+    return {name: arr[:, i].copy() for i, name in enumerate(names)}
+
+
+def _jsonable_params(params):
+    """Settings as saved: callables and generators are not stored (None)."""
+    out = {}
+    for name, value in params.items():
+        if callable(value) or isinstance(value, (np.random.Generator, np.random.RandomState)):
+            value = None
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[name] = value
+    return out
+
+
+def as_int_array(values, name):
+    """Integer ndarray view of ``values`` with a clear error for non-integers."""
+    arr = np.asarray(values)
+    if arr.dtype.kind == "f":
+        if arr.size and (not np.isfinite(arr).all() or np.any(arr != np.round(arr))):
+            raise ValueError(f"'{name}' must hold integers. Got non-integer values.")
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind in "iub":
+        arr = arr.astype(np.int64)
+    else:
+        raise TypeError(f"'{name}' must be an integer array. Got dtype {arr.dtype} instead.")
+    return arr

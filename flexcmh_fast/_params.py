@@ -1,0 +1,140 @@
+"""Declarative parameter tables (scikit-learn's ``_parameter_constraints``
+pattern): every setting of a method is declared once, with its default, its
+type and range or options, and a one-line description.  The estimators'
+``fit``, :func:`flexcmh_fast.train` and the distributed trainer all validate
+through :func:`validate_params`, so they accept the same values and raise
+the same messages.
+"""
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+from ._validation import (MAX_BITS, _describe, check_bool, check_float, check_int,
+                          check_option)
+
+
+class Int:
+    """An int in ``[low, high]`` (either bound may be None)."""
+
+    def __init__(self, low=None, high=None):
+        self.low, self.high = low, high
+
+    def __call__(self, value, name):
+        return check_int(value, name, self.low, self.high)
+
+
+class Float:
+    """A finite float within the bounds (``low_open``: ``low`` excluded)."""
+
+    def __init__(self, low=None, high=None, low_open=False):
+        self.low, self.high, self.low_open = low, high, low_open
+
+    def __call__(self, value, name):
+        return check_float(value, name, self.low, self.high,
+                           low_inclusive=not self.low_open)
+
+
+class Options:
+    """One of a fixed set of values (strings or bools)."""
+
+    def __init__(self, *options):
+        self.options = options
+
+    def __call__(self, value, name):
+        return check_option(value, name, self.options)
+
+
+class Bool:
+    def __call__(self, value, name):
+        return check_bool(value, name)
+
+
+class Threads:
+    """``None`` or ``-1`` (every core of the process doing the work) or an
+    int >= 1.  Kept as given: each backend resolves "all cores" where the
+    work runs (this process, or each Dask worker)."""
+
+    def __call__(self, value, name):
+        if value is None:
+            return None
+        value = check_int(value, name)
+        if value == -1:
+            return None
+        if value < 1:
+            raise ValueError(f"'{name}' must be None, -1 or an int >= 1. Got {value} instead.")
+        return value
+
+
+class RandomState:
+    """None, a non-negative int, or a numpy Generator / RandomState (the
+    estimator resolves it into a Generator once, at the start of ``fit``)."""
+
+    def __call__(self, value, name):
+        import numpy as np
+
+        if value is None or isinstance(value, (np.random.Generator, np.random.RandomState)):
+            return value
+        if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)) \
+                and value >= 0:
+            return int(value)
+        raise (ValueError if isinstance(value, numbers.Integral) and
+               not isinstance(value, (bool, np.bool_)) else TypeError)(
+            f"'{name}' must be None, a non-negative int or a numpy Generator. "
+            f"Got {_describe(value)} of type {type(value).__name__} instead.")
+
+
+class CallableOrNone:
+    def __call__(self, value, name):
+        if value is not None and not callable(value):
+            raise TypeError(f"'{name}' must be callable or None. Got {_describe(value)} "
+                            "instead.")
+        return value
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared setting: default, constraint (a callable
+    ``(value, name) -> validated value``) and a one-line description."""
+
+    default: Any
+    check: Any
+    doc: str = ""
+
+
+# Settings every hashing method has, with the same meaning everywhere.
+COMMON = {
+    "n_bits": Param(32, Int(1, MAX_BITS), "code length in bits"),
+    "max_iter": Param(None, Int(0), "outer iterations at most (0: none)"),
+    "tol": Param(None, Float(0.0), "relative objective change that stops the loop"),
+    "n_threads": Param(None, Threads(), "threads of the kernels (None / -1: all cores)"),
+    "random_state": Param(None, RandomState(), "seed of every random choice"),
+    "verbose": Param(False, Bool(), "progress bar (tqdm) with the objective"),
+    "callback": Param(None, CallableOrNone(),
+                      "callback(iteration, state) after every iteration; True stops"),
+}
+
+
+def table(**specific):
+    """A method's table: the common settings (method defaults for
+    ``max_iter`` / ``tol`` given as plain values) plus its own."""
+    out = dict(COMMON)
+    for name, value in specific.items():
+        if isinstance(value, Param):
+            out[name] = value
+        else:  # a method default for a common setting
+            out[name] = Param(value, COMMON[name].check, COMMON[name].doc)
+    return out
+
+
+def validate_params(params, spec, method):
+    """Validate ``params`` (a dict of settings) against the table ``spec``.
+
+    Unknown names raise ``TypeError`` listing the valid ones; each value is
+    checked by its constraint (``TypeError`` / ``ValueError`` naming it).
+    Returns a new dict of validated values, defaults filled in.
+    """
+    unknown = sorted(set(params) - set(spec))
+    if unknown:
+        raise TypeError(f"Unknown parameter(s) {unknown} for {method}. "
+                        f"Valid parameters: {sorted(spec)}.")
+    return {name: p.check(params.get(name, p.default), name) for name, p in spec.items()}

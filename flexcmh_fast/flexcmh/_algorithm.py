@@ -1,0 +1,369 @@
+"""FlexCMH's Algorithm 1, written once for every backend.
+
+The driver :class:`FlexCMHFit` keeps what does not grow with the number of
+samples (centroids ``Z``, the code function, the cluster matching, the
+history) and runs the steps of :mod:`flexcmh_fast.flexcmh._partition` on
+the partitions through a *backend*:
+
+``backend.run(step, *args, per_part=None, combine=False)``
+    ``step(partition, *args[, per_part[p]])`` on every partition; the list
+    of results in partition order, or with ``combine`` their element-wise
+    sum.
+``backend.lazy(step, *args, shape, dtype, per_part=None)``
+    The row blocks ``step(partition, ...)`` concatenated: a numpy array on
+    one machine, a dask array kept on the workers on Dask.
+``backend.peek(step)``
+    ``step(partition)`` of the one in-process partition, or None when the
+    partitions live elsewhere (for the callback's in-memory state).
+``backend.sizes`` (partitions x modalities row counts), ``backend.traffic()``
+    (bytes to / from the partitions since the last call).
+
+:class:`LocalBackend` is one in-process partition holding all the data (the
+single-machine fit); ``flexcmh_fast.distributed`` provides the Dask one.
+Every random draw is made here, in a fixed order, so both backends make the
+same draws, and with one partition the same fit.
+"""
+import numpy as np
+import scipy.sparse as sp
+
+from .._base import history_dict
+from .._progress import progress
+from . import _partition as P
+from . import _tuning as T
+from ._codes import ITQCode, code_class
+from ._encoder import fit_kernel_encoder, known_rows
+from ._kernels import match_scores
+from ._matching import (NO_CORRESPONDENCE, choose_matching, is_fully_paired, matching_cost,
+                        profile_scale, scaled_sq_norms, size_scores, uses_size_score)
+from ._start import kmeans, kmeans_subsample, z_from_stats
+
+TERMS = ("objective", "inter_modal", "reconstruction", "quantization")
+
+
+def add(*parts):
+    """Element-wise sum of equally shaped results (arrays, numbers, and
+    lists / tuples / dicts of them)."""
+    first = parts[0]
+    if isinstance(first, dict):
+        return {key: add(*(part[key] for part in parts)) for key in first}
+    if isinstance(first, (list, tuple)):
+        return type(first)(add(*items) for items in zip(*parts))
+    total = first
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
+def split_rows(rows, offsets):
+    """Sorted global rows -> per-partition local rows (partition p holds
+    global rows ``offsets[p]:offsets[p+1]``)."""
+    cut = np.searchsorted(rows, offsets)
+    return [rows[cut[p]:cut[p + 1]] - offsets[p] for p in range(len(offsets) - 1)]
+
+
+def local_pairs(pairs, offsets, n_parts):
+    """Known pairs per partition (local row numbers), order kept.  Raises if
+    a pair joins rows of different partitions."""
+    local = [{} for _ in range(n_parts)]
+    for (m, m2), g in pairs.items():
+        pa = np.searchsorted(offsets[m], g[:, 0], side="right") - 1
+        pb = np.searchsorted(offsets[m2], g[:, 1], side="right") - 1
+        bad = np.flatnonzero(pa != pb)
+        if bad.size:
+            i = bad[0]
+            raise ValueError(
+                f"'pairs' must join rows of the same partition (row block p of modality "
+                f"{m} with row block p of modality {m2}); pair {tuple(g[i])} joins block "
+                f"{pa[i]} with block {pb[i]} ({bad.size} such pairs). Rechunk the "
+                "modalities so that paired rows share a block index.")
+        for p in range(n_parts):
+            sel = g[pa == p]
+            local[p][(m, m2)] = np.ascontiguousarray(
+                sel - np.array([offsets[m][p], offsets[m2][p]], dtype=np.int64))
+    return local
+
+
+def check_n_clusters(k, n_samples):
+    for m, n in enumerate(n_samples):
+        if k > n:
+            raise ValueError(
+                f"'n_clusters' must be <= the number of samples of every modality; "
+                f"modality {m} has {n} samples. Got {k} instead.")
+
+
+class LocalBackend:
+    """All the data as one in-process partition (the single-machine fit)."""
+
+    def __init__(self, partition):
+        self.partition = partition
+        self.sizes = np.array([partition.n], dtype=np.int64)
+
+    def run(self, step, *args, per_part=None, combine=False):
+        out = step(self.partition, *args, *(() if per_part is None else (per_part[0],)))
+        return out if combine else [out]
+
+    def lazy(self, step, *args, shape, dtype, per_part=None):
+        return self.run(step, *args, per_part=per_part)[0]
+
+    def peek(self, step):
+        return step(self.partition)
+
+    def traffic(self):
+        return 0, 0
+
+
+class FlexCMHFit:
+    """One FlexCMH fit (Algorithm 1) over the partitions of ``backend``.
+
+    Parameters
+    ----------
+    backend : LocalBackend or the Dask backend
+        Partitions already loaded (``backend.sizes`` known).
+    pairs : dict {(m, m2): int64 (P, 2)}
+        Known pairs in global row numbers (validated).
+    params : dict
+        Validated settings of :class:`flexcmh_fast.FlexCMH`.
+    rng : numpy.random.Generator
+        The source of every random draw.
+    desc : str
+        Label of the progress bar.
+    """
+
+    def __init__(self, backend, pairs, params, rng, desc="FlexCMH"):
+        self.backend = backend
+        self.rng = rng
+        self.p = params
+        self.desc = desc
+        self.k = params["n_clusters"]
+        self.n_bits = params["n_bits"]
+        sizes = backend.sizes
+        self.M = sizes.shape[1]
+        self.n = [int(s) for s in sizes.sum(axis=0)]
+        check_n_clusters(self.k, self.n)
+        self.offsets = [np.concatenate([[0], np.cumsum(sizes[:, m])]).astype(np.int64)
+                        for m in range(self.M)]
+        self.pairs = pairs
+        self.fully_paired = is_fully_paired(pairs, self.n)
+        backend.run(P.set_pairs, self.fully_paired,
+                    per_part=local_pairs(pairs, self.offsets, sizes.shape[0]))
+        self.labels_matching = params["matching"] == "labels"
+        self.code_cls = code_class(params["code_scheme"])
+        self.cluster_matching = np.tile(np.arange(self.k, dtype=np.int64), (self.M, 1))
+        self.code = None
+        self.history = []
+        # With at most CODE_SAMPLE rows in modality 0 every code fit uses all
+        # aligned rows, so their moments can come with the round that rebuilds
+        # Γ (or sets Z) instead of a round of their own.
+        self.all_rows_fit = params["code_scheme"] == "itq" and self.n[0] <= T.CODE_SAMPLE
+        self.moments = None
+
+    # ---- helpers ---------------------------------------------------------
+    def take_rows(self, m, rows):
+        """Rows ``rows`` (sorted global) of modality m and their squared norms."""
+        got = self.backend.run(P.take_rows, m, per_part=split_rows(rows, self.offsets[m]))
+        Xr = [x for x, _ in got]
+        X = sp.vstack(Xr, format="csr") if sp.issparse(Xr[0]) else np.vstack(Xr)
+        return X, np.concatenate([s for _, s in got])
+
+    def solve_z(self, stats):
+        return [z_from_stats(XtH, G) for XtH, G in stats]
+
+    # ---- Eq. 3: k-means seeded SemiNMF ------------------------------------
+    def init_semi_nmf(self):
+        starts = [[] for _ in range(self.backend.sizes.shape[0])]
+        for m in range(self.M):
+            sub = kmeans_subsample(self.n[m], self.rng)
+            rows = np.arange(self.n[m]) if sub is None else sub
+            Xr, sqx = self.take_rows(m, rows)
+            assign, centres = kmeans(Xr, sqx, self.k, self.rng)
+            for p, local in enumerate(split_rows(np.arange(self.n[m]), self.offsets[m])):
+                starts[p].append(("assign", assign[local + self.offsets[m][p]])
+                                 if sub is None else ("centres", centres))
+        Z = self.solve_z(self.backend.run(P.init_indicators, per_part=starts, combine=True))
+        for _ in range(T.INIT_ITERS):
+            Z = self.solve_z(self.backend.run(P.semi_nmf_sweep, Z, combine=True))
+        self.Z = Z
+
+    # ---- Eq. 1-2: cluster matching and Γ -----------------------------------
+    def match_and_pair(self, use_scores, rematch):
+        """Set Z on the partitions, (re)match the clusters, rebuild Γ.
+
+        Votes: known pairs, and with ``matching="labels"`` (FlexCMH(nC)) the
+        label correspondence Γ too, which then stands in for the profiles."""
+        votes_for = [m for m in range(1, self.M)
+                     if self.labels_matching or (0, m) in self.pairs]
+        masses, votes = self.backend.run(P.cluster_summaries, self.Z, votes_for,
+                                         self.labels_matching, combine=True)
+        counts = [c for c, _ in masses]
+        if use_scores:
+            scales = [profile_scale(c, w) for c, w in masses]
+            sqzs = [scaled_sq_norms(self.Z[m], scales[m]) for m in range(self.M)]
+            got = self.backend.run(P.profiles, scales, sqzs)
+            profs = []
+            for m in range(self.M):
+                # Top-ns lists merge exactly: the ns smallest of the union.
+                merged = np.concatenate([g[m][0] for g in got], axis=1)
+                merged.sort(axis=1)
+                profs.append((np.ascontiguousarray(merged[:, :self.p["n_neighbors"]]),
+                              add(*(g[m][1] for g in got))))
+        perms = {}
+        for m in range(1, self.M):
+            scores = []
+            if use_scores:
+                scores.append(match_scores(profs[0][0], profs[0][1], sqzs[0],
+                                           profs[m][0], profs[m][1], sqzs[m]))
+                if uses_size_score(self.p["match_score"], self.pairs, m):
+                    scores.append(size_scores(counts[0], counts[m]))
+            perm = choose_matching(matching_cost(scores, votes.get(m), self.k), rematch)
+            if perm is not None:
+                perms[m] = perm
+                self.Z[m] = np.ascontiguousarray(self.Z[m][:, perm])
+                self.cluster_matching[m] = self.cluster_matching[m][perm]
+        out = self.backend.run(P.relabel, perms, self.all_rows_fit)
+        self.aligned_counts = [count for count, _ in out]
+        self.moments = add(*(mo for _, mo in out)) if self.all_rows_fit else None
+
+    # ---- Eq. 5, 10-11: codes -------------------------------------------------
+    def update_codes(self, n_iter, final=False):
+        """Fit the code function on the aligned indicators, then B (Eq. 11).
+
+        Inside the loop (``final=False``) the fit is warm-started and uses at
+        most ``CODE_SAMPLE`` aligned rows (a random subset, as ITQ is usually
+        trained), so that its cost does not grow with n; the final fit uses
+        every aligned row.  Returns the terms of Eq. 6."""
+        counts = np.asarray(self.aligned_counts, dtype=np.int64)
+        total = int(counts.sum())
+        if total == 0:
+            raise ValueError(NO_CORRESPONDENCE)
+        positions = [None] * len(counts)
+        if not final and total > T.CODE_SAMPLE:
+            pick = np.sort(self.rng.choice(total, T.CODE_SAMPLE, replace=False))
+            positions = split_rows(pick, np.concatenate([[0], np.cumsum(counts)]))
+        if self.code_cls is ITQCode:
+            self.code = self.fit_itq(n_iter, positions)
+        else:
+            got = self.backend.run(P.aligned_indicators, per_part=positions)
+            Ys = [np.concatenate([g[m] for g in got]) for m in range(self.M)]
+            self.code = self.code_cls.fit(Ys, self.n_bits, self.rng, n_iter=n_iter,
+                                          previous=self.code)
+        Lc, Ls, Lq = self.backend.run(P.apply_code, self.code, combine=True)
+        return float(Lc), max(float(Ls), 0.0), float(Lq)
+
+    def fit_itq(self, n_iter, positions):
+        if self.moments is not None:
+            n_rows, sum_y, scatter = self.moments  # every aligned row, as needed here
+        else:
+            n_rows, sum_y, scatter = self.backend.run(P.code_moments, per_part=positions,
+                                                      combine=True)
+        first = [True]
+
+        def rotation_stats(mu, W, R):
+            if first[0]:
+                first[0] = False
+                return self.backend.run(P.itq_project, mu, W, R, per_part=positions,
+                                        combine=True)
+            return self.backend.run(P.itq_cross, R, combine=True)
+
+        return ITQCode.fit_from_moments(int(n_rows), sum_y, scatter, self.n_bits, self.rng,
+                                        rotation_stats, n_iter=n_iter, previous=self.code)
+
+    # ---- kernel encoder ----------------------------------------------------
+    def kernel_encoder(self, m):
+        def take(rows):
+            return self.take_rows(m, rows)[0]
+
+        def gram(rows, anchors, sigma):
+            return self.backend.run(P.indicator_gram, m, anchors, sigma, combine=True,
+                                    per_part=split_rows(rows, self.offsets[m]))
+
+        return fit_kernel_encoder(self.n[m], self.p["n_anchors"], self.rng, take, gram,
+                                  rows=known_rows(self.pairs, m, self.k))
+
+    # ---- Algorithm 1 ---------------------------------------------------------
+    def run(self):
+        """Fit; returns the fitted attributes of :class:`flexcmh_fast.FlexCMH`."""
+        p, rng = self.p, self.rng
+        if self.labels_matching:
+            ranks = [rng.random(n) for n in self.n]
+            self.backend.run(P.set_label_ranks, per_part=[
+                [r[self.offsets[m][q]:self.offsets[m][q + 1]] for m, r in enumerate(ranks)]
+                for q in range(self.backend.sizes.shape[0])])
+        self.init_semi_nmf()
+        self.match_and_pair(not (self.fully_paired or self.labels_matching), False)
+        terms = self.update_codes(T.CODE_ITERS_LOOP)
+        self.backend.traffic()
+        rematch = p["joint"] and not (self.fully_paired or self.labels_matching)
+        bar = progress(p["max_iter"], self.desc, p["verbose"])
+        prev = sum(terms)
+        n_iter = 0
+        try:
+            for it in range(1, p["max_iter"] + 1):
+                self.Z = self.solve_z(self.backend.run(P.update_h, combine=True))
+                self.moments = None  # H changed
+                if rematch:
+                    self.match_and_pair(True, True)
+                else:
+                    out = self.backend.run(P.set_z, self.Z, self.all_rows_fit)
+                    self.moments = add(*out) if self.all_rows_fit else None
+                terms = self.update_codes(T.CODE_ITERS_LOOP)
+                total = sum(terms)
+                self.history.append((total,) + terms)
+                sent, received = self.backend.traffic()
+                n_iter = it
+                bar.update(1, objective=total)
+                stop = False
+                if p["callback"] is not None:
+                    stop = bool(p["callback"](it, {
+                        "objective": total, "terms": dict(zip(TERMS[1:], terms)),
+                        "Z": self.Z, "H": self.backend.peek(P.indicators),
+                        "correspondence": self.backend.peek(lambda part: part.gamma),
+                        "bytes_sent": sent, "bytes_received": received}))
+                if stop or abs(prev - total) <= p["tol"] * abs(prev):
+                    break
+                prev = total
+            self.update_codes(T.CODE_ITERS_FINAL, final=True)
+        finally:
+            bar.close()
+        # The encoder is fitted after training and draws from rng last, so the
+        # choice of encoder does not change the learned H, Z or codes.
+        kernel_enc = None
+        if p["encoder"] == "kernel":
+            kernel_enc = [self.kernel_encoder(m) for m in range(self.M)]
+        return self.results(n_iter, kernel_enc)
+
+    def results(self, n_iter, kernel_enc):
+        backend, n_parts = self.backend, self.backend.sizes.shape[0]
+        width = (self.n_bits + 7) // 8
+        sizes, counts = self.backend.sizes, self.aligned_counts
+        train_codes = [backend.lazy(P.result_train_codes, m, dtype=np.uint8,
+                                    shape=lambda q, m=m: (int(sizes[q, m]), width))
+                       for m in range(self.M)]
+        codes = backend.lazy(P.result_codes, dtype=np.uint8,
+                             shape=lambda q: (int(counts[q]), width))
+        gamma_sizes = backend.run(P.gamma_sizes)
+        correspondence = {}
+        for key in gamma_sizes[0]:
+            m, m2 = key
+            offs = [(int(self.offsets[m][q]), int(self.offsets[m2][q])) for q in range(n_parts)]
+            correspondence[key] = backend.lazy(
+                P.result_gamma, key, dtype=np.int64, per_part=offs,
+                shape=lambda q, key=key: (int(gamma_sizes[q][key]), 2))
+        out = {
+            "centroids_": [np.ascontiguousarray(Z) for Z in self.Z],
+            "code_": self.code,
+            "history_": history_dict(self.history, TERMS),
+            "codes_": codes,
+            "train_codes_": train_codes,
+            "cluster_matching_": self.cluster_matching,
+            "correspondence_": correspondence,
+            "n_iter_": n_iter,
+        }
+        if kernel_enc is None:
+            out.update(anchors_=None, sigmas_=None, encoder_weights_=None)
+        else:
+            out.update(anchors_=[np.ascontiguousarray(a, dtype=np.float64)
+                                 for a, _, _ in kernel_enc],
+                       sigmas_=[float(s) for _, s, _ in kernel_enc],
+                       encoder_weights_=[np.ascontiguousarray(w, dtype=np.float64)
+                                         for _, _, w in kernel_enc])
+        return out

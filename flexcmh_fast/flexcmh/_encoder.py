@@ -1,0 +1,137 @@
+"""Out-of-sample encoders of FlexCMH: indicator vectors of new samples.
+
+``"kernel"`` (default): kernel ridge regression from RBF features against
+anchor rows to the learned training indicators.  ``"nnls"``: the paper's
+Eq. 3 reading, ``h = argmin_{h >= 0} ||x - Z_m h||^2`` with the learned
+centroids.  The regression's statistics are sums over rows
+(:func:`encoder_gram`), so row blocks of the data add up.
+"""
+import numpy as np
+
+from .._rbf import mean_anchor_distance, rbf_blocks
+from . import _kernels as K
+from . import _tuning as T
+from ._start import xz
+
+
+def known_rows(pairs, m, k):
+    """Sorted rows of modality m with a known partner in some modality, or
+    None (= every row) when there are fewer than ``10 k`` of them.
+
+    The kernel encoder is fitted on these rows: their indicators were tied
+    to their true partners by the pair term, whereas inferred partners
+    (Eq. 2) are mostly wrong when the modalities' clusters correspond poorly,
+    so the other rows' indicators are a noisier regression target.  With
+    only a handful of known pairs, though, a regression onto k indicator
+    columns from them would be fitted on too few rows; ``10 k`` is a guard
+    (not tuned: the validated settings had hundreds of known pairs per
+    cluster)."""
+    found = [g[:, 0] if a == m else g[:, 1] for (a, b), g in pairs.items()
+             if m in (a, b) and g.size]
+    rows = np.unique(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
+    return rows if rows.size >= 10 * k else None
+
+
+def encoder_sample(n, n_anchors, rng):
+    """Random draws of the kernel encoder among ``n`` candidate rows: sorted
+    positions of the anchors, of the (at most ``ENC_WIDTH_SAMPLE``) rows that
+    set the RBF width, and of the regression rows (None: all candidates)."""
+    anchor_pos = np.sort(rng.choice(n, min(n_anchors, n), replace=False))
+    probe_pos = np.sort(rng.choice(n, min(n, T.ENC_WIDTH_SAMPLE), replace=False))
+    fit_pos = (None if n <= T.ENC_FIT_SAMPLE
+               else np.sort(rng.choice(n, T.ENC_FIT_SAMPLE, replace=False)))
+    return anchor_pos, probe_pos, fit_pos
+
+
+def encoder_width(X_probe, anchors):
+    """RBF width: ``ENC_SIGMA_FACTOR`` times the mean probe-to-anchor distance."""
+    mean_dist = mean_anchor_distance(X_probe, anchors)
+    # Constant data (every distance 0): any width gives the same features.
+    return float(T.ENC_SIGMA_FACTOR * mean_dist) if mean_dist > 0 else 1.0
+
+
+def encoder_gram(Xf, Hf, anchors, sigma):
+    """``Phi^T Phi`` (a, a) and ``Phi^T H`` (a, k) over the regression rows:
+    sums over rows, so partitions of the rows can be added up."""
+    a = anchors.shape[0]
+    G = np.zeros((a, a))
+    R = np.zeros((a, Hf.shape[1]))
+    for s, e, Phi in rbf_blocks(Xf, anchors, sigma, T.ENC_BLOCK):
+        G += Phi.T @ Phi
+        R += Phi.T @ Hf[s:e]
+    return G, R
+
+
+def encoder_weights(G, R):
+    """Ridge solution ``(G + eps I)^-1 R``, ``eps = ENC_RIDGE`` x mean diag G."""
+    a = G.shape[0]
+    G = G.copy()
+    eps = T.ENC_RIDGE * max(np.trace(G) / a, 1e-300)
+    G[np.diag_indices(a)] += eps
+    return np.ascontiguousarray(np.linalg.solve(G, R))
+
+
+def kernel_indicators(X, anchors, sigma, weights):
+    """``h = phi(x) W``: RBF features against the anchors times the weights."""
+    out = np.empty((X.shape[0], weights.shape[1]))
+    for s, e, Phi in rbf_blocks(X, anchors, sigma, T.ENC_BLOCK):
+        np.matmul(Phi, weights, out=out[s:e])
+    return out
+
+
+def nnls_indicators(X, Z):
+    """``h = argmin_{h >= 0} ||x - Z h||^2`` per row (Eq. 3 with the learned
+    centroids)."""
+    from threadpoolctl import threadpool_limits
+
+    Q = Z.T @ Z
+    out = np.zeros((X.shape[0], Z.shape[1]))
+    zero = np.zeros(min(X.shape[0], T.ENCODE_BATCH))
+    # One BLAS thread beside the Numba kernel (see flexcmh_fast._threads).
+    with threadpool_limits(limits=1, user_api="blas"):
+        for s in range(0, X.shape[0], T.ENCODE_BATCH):
+            e = min(s + T.ENCODE_BATCH, X.shape[0])
+            H = np.zeros((e - s, Z.shape[1]))
+            K.nnls_rows(Q, xz(X[s:e], Z), zero[:e - s], H, T.ENCODE_SWEEPS, T.ENCODE_TOL)
+            out[s:e] = H
+    return out
+
+
+def fit_kernel_encoder(n, n_anchors, rng, take_rows, gram, rows=None):
+    """Kernel ridge regression from a modality's samples to their learned
+    training indicators (the out-of-sample encoder ``encoder="kernel"``).
+
+    ``phi(x) = exp(-||x - a_j||^2 / (2 sigma^2))`` over ``n_anchors``
+    anchors ``a_j`` drawn from the candidate rows, ``sigma`` =
+    ``ENC_SIGMA_FACTOR`` times the mean sample-to-anchor distance (on at most
+    ``ENC_WIDTH_SAMPLE`` candidate rows), and
+    ``W = argmin ||Phi W - H||^2 + eps ||W||^2`` with ``eps = ENC_RIDGE``
+    times the mean diagonal of ``Phi^T Phi``, on at most ``ENC_FIT_SAMPLE``
+    candidate rows.  Cost ``O(min(n, 20000) * n_anchors * (d + n_anchors))``.
+
+    Parameters
+    ----------
+    n : int
+        Rows of the modality.
+    n_anchors : int
+    rng : numpy.random.Generator
+    take_rows : callable
+        ``take_rows(rows)``: the feature rows ``rows`` (sorted), dense or CSR.
+    gram : callable
+        ``gram(rows, anchors, sigma)``: :func:`encoder_gram` of the rows
+        ``rows`` (sorted) and their indicators, wherever they live.
+    rows : ndarray of int or None
+        Sorted candidate rows (:func:`known_rows`); None: all.
+
+    Returns
+    -------
+    anchors : ndarray (a, d), sigma : float, weights : ndarray (a, k)
+    """
+    cand = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+    anchor_pos, probe_pos, fit_pos = encoder_sample(cand.size, n_anchors, rng)
+    anchors = take_rows(cand[anchor_pos])
+    anchors = np.ascontiguousarray(anchors.toarray() if hasattr(anchors, "toarray")
+                                   else anchors)
+    sigma = encoder_width(take_rows(cand[probe_pos]), anchors)
+    G, R = gram(cand if fit_pos is None else cand[fit_pos], anchors, sigma)
+    return anchors, sigma, encoder_weights(G, R)

@@ -1,0 +1,253 @@
+"""The FlexCMH estimator: settings, ``fit`` on one machine, encoding, saving."""
+import numpy as np
+
+from .._base import HashingEstimator, history_dict
+from .._params import Bool, Float, Int, Options, Param, table
+from .._threads import thread_limits
+from .._validation import available_cores
+from . import _tuning as T
+from ._algorithm import TERMS, FlexCMHFit, LocalBackend
+from ._codes import SCHEMES, code_class
+from ._encoder import kernel_indicators, nnls_indicators
+from ._partition import Partition
+
+PARAMETERS = table(
+    n_clusters=Param(10, Int(1), "k, clusters per modality"),
+    n_neighbors=Param(5, Int(1), "ns, length of the ordered-neighbour profiles (Eq. 1)"),
+    lam=Param(1.0, Float(0.0), "weight of the quantisation term of Eq. 6"),
+    max_iter=500,
+    tol=1e-4,
+    code_scheme=Param("itq", Options(*SCHEMES), "code function of the indicators"),
+    joint=Param(True, Bool(), "re-match clusters every iteration (False: FlexCMH(nJ))"),
+    matching=Param("clusters", Options("clusters", "labels"),
+                   "correspondence from clusters, or from labels (FlexCMH(nC))"),
+    encoder=Param("kernel", Options("kernel", "nnls"), "out-of-sample indicators"),
+    n_anchors=Param(1000, Int(1), "anchors of the kernel encoder (capped to the data)"),
+    match_score=Param("auto", Options("auto", "profiles", "profiles+sizes"),
+                      "cluster matching score"),
+)
+
+
+class FlexCMH(HashingEstimator):
+    """FlexCMH: cross-modal hashing from weakly-paired data (Yu et al.).
+
+    Clusters every modality with SemiNMF, matches clusters across modalities
+    by their ordered-nearest-neighbour profiles (and known pairs), infers
+    the missing sample correspondence within matched clusters, and learns
+    the codes jointly (Algorithm 1); see ``docs/flexcmh.md``.
+
+    Parameters
+    ----------
+    n_bits : int in [1, 4096], default=32
+        Code length.
+    n_clusters : int >= 1, default=10
+        k, clusters per modality (paper: 10 Wiki, 25 MIRFlickr, 80
+        NUS-WIDE); at most the number of samples of every modality.
+    n_neighbors : int >= 1, default=5
+        ns of Eq. 1.
+    lam : float >= 0, default=1.0
+        λ of Eq. 6 (weight of the quantisation term).
+    max_iter : int >= 0, default=500
+        Outer iterations of Algorithm 1 at most.
+    tol : float >= 0, default=1e-4
+        Stop when the objective changes by less than ``tol`` times its value.
+    code_scheme : {"itq", "kmeans"}, default="itq"
+        Code function of the aligned indicators: ITQ (centre, project,
+        rotate), or ``"kmeans"``, the paper's repeated k-means reading.
+    joint : bool, default=True
+        ``False``: FlexCMH(nJ), match once and never re-match.
+    matching : {"clusters", "labels"}, default="clusters"
+        ``"labels"``: FlexCMH(nC), the correspondence of samples without a
+        known pair comes from equal labels (``fit`` then needs ``labels``).
+    encoder : {"kernel", "nnls"}, default="kernel"
+        Out-of-sample indicators of new samples.  ``"nnls"``: the paper's
+        Eq. 3 reading, ``argmin_{h >= 0} ||x - Z_m h||^2``.  ``"kernel"``:
+        kernel ridge regression from RBF features (against ``n_anchors``
+        training rows) to the learned training indicators of the samples with
+        a known partner (every sample if too few have one); better validation
+        MAP on Wiki.
+    n_anchors : int >= 1, default=1000
+        Anchors of the kernel encoder per modality (at most the rows it is
+        fitted on).
+    match_score : {"auto", "profiles", "profiles+sizes"}, default="auto"
+        Cluster matching score.  ``"profiles"``: Eq. 1 alone.
+        ``"profiles+sizes"``: Eq. 1 plus the mismatch ``|log(n_c / n_c')|`` of
+        the clusters' relative sizes.  ``"auto"``: ``"profiles+sizes"`` for a
+        modality pair without known pairs, ``"profiles"`` otherwise.
+    n_threads : int, None or -1, default=None
+        Threads of the Numba kernels (None / -1: every core of the process;
+        on Dask, of each worker).  BLAS runs on one thread beside them.
+    random_state : None, int or numpy.random.Generator, default=None
+        Seed of every random choice; the same seed gives identical codes.
+    verbose : bool, default=False
+        Progress bar (tqdm) with the objective.
+    callback : callable, default=None
+        ``callback(iteration, state)`` after every iteration (``iteration``
+        counts from 1); ``state`` holds ``objective``, ``terms`` (dict),
+        ``Z``, ``H`` and ``correspondence`` (None on Dask, where they stay on
+        the workers), ``bytes_sent`` and ``bytes_received`` (pickled bytes
+        exchanged with Dask workers; 0 on one machine).  Returning ``True``
+        stops training.
+
+    Attributes
+    ----------
+    n_bits_ : int
+        Code length of the fitted hash functions.
+    n_features_ : list of int
+        Features per modality.
+    centroids_ : list of ndarray (d_m, k)
+        Learned centroids ``Z_m``, clusters aligned across modalities.
+    code_ : ITQCode or KMeansCode
+        The code function of the indicator vectors.
+    codes_ : ndarray of uint8 (n, ceil(n_bits/8))
+        Common code B of the training correspondence (one row per aligned
+        object: a modality-0 sample with a partner in every modality).
+    train_codes_ : list of ndarray of uint8 (n_m, ceil(n_bits/8))
+        Learned code of every training sample of each modality (the paper's
+        H̃m), in that modality's row order: the database codes when the
+        database is the training set (``docs/evaluation.md``).
+    history_ : dict of ndarray
+        Per iteration: ``objective`` and its terms ``inter_modal`` (Lc,
+        Eq. 4), ``reconstruction`` (Ls, Eq. 3) and ``quantization`` (λLq,
+        Eq. 5).
+    cluster_matching_ : ndarray of int64 (M, k)
+        ``[m, c]``: the initial (k-means) cluster of modality m aligned to
+        cluster c (row 0 is the identity).
+    correspondence_ : dict {(m, m2): ndarray of int64 (P, 2)}
+        Γ of the last iteration as index pairs (known pairs first).
+    n_iter_ : int
+        Outer iterations run.
+    anchors_, sigmas_, encoder_weights_ : lists (per modality) or None
+        The kernel encoder (``encoder="kernel"``); None for ``"nnls"``.
+
+    Examples
+    --------
+    >>> import numpy as np, flexcmh_fast as fc
+    >>> data = fc.datasets.make_multimodal(n_samples=400, random_state=0)
+    >>> model = fc.FlexCMH(n_bits=16, random_state=0).fit(data.modalities, pairs="all")
+    >>> model.encode(data.modalities[0][:3], modality=0).shape
+    (3, 2)
+    """
+
+    _parameters = PARAMETERS
+    kind = "FlexCMH"
+
+    def __init__(self, n_bits=32, n_clusters=10, n_neighbors=5, lam=1.0, max_iter=500,
+                 tol=1e-4, code_scheme="itq", joint=True, matching="clusters",
+                 encoder="kernel", n_anchors=1000, match_score="auto", n_threads=None,
+                 random_state=None, verbose=False, callback=None):
+        self.n_bits = n_bits
+        self.n_clusters = n_clusters
+        self.n_neighbors = n_neighbors
+        self.lam = lam
+        self.max_iter = max_iter
+        self.tol = tol
+        self.code_scheme = code_scheme
+        self.joint = joint
+        self.matching = matching
+        self.encoder = encoder
+        self.n_anchors = n_anchors
+        self.match_score = match_score
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callback = callback
+
+    def _fit(self, Xs, pairs, labels, params, rng, kernels=None):
+        if params["matching"] == "labels" and labels is None:
+            raise ValueError("matching='labels' (FlexCMH(nC)) needs 'labels': one array "
+                             "per modality. Got labels=None.")
+        threads = params["n_threads"] or available_cores()
+        # Tiny problems (Wiki: ~2,000 x 10 indicators) finish each kernel in
+        # microseconds; waking worker threads would cost more than it saves.
+        if sum(X.shape[0] for X in Xs) * params["n_clusters"] < T.PARALLEL_MIN_SIZE:
+            threads = 1
+        extra = {} if kernels is None else {"kernels": kernels}
+        part = Partition(Xs, params["n_clusters"], params["n_neighbors"], params["lam"],
+                         params["matching"],
+                         labels if params["matching"] == "labels" else None, **extra)
+        with thread_limits(threads, blas=1):
+            fitted = FlexCMHFit(LocalBackend(part), pairs, params, rng).run()
+        self._set_fitted(fitted)
+
+    def _set_fitted(self, fitted):
+        for name, value in fitted.items():
+            setattr(self, name, value)
+
+    # ---- encoding --------------------------------------------------------
+    def indicators(self, X, modality):
+        """Indicator vectors of new samples (``X`` validated float64, dense
+        or CSR), by the fitted encoder."""
+        if self.anchors_ is not None:
+            return kernel_indicators(X, self.anchors_[modality], self.sigmas_[modality],
+                                     self.encoder_weights_[modality])
+        return nnls_indicators(X, self.centroids_[modality])
+
+    def _encode_signs(self, X, modality):
+        return self.code_.signs(self.indicators(X, modality))
+
+    # ---- saving ------------------------------------------------------------
+    def _get_state(self):
+        meta = {"n_iter": self.n_iter_,
+                "code_scheme": self.code_.scheme,
+                "history_terms": list(self.history_),
+                "pair_keys": [list(key) for key in self.correspondence_]}
+        arrays = {f"Z_{m}": Z for m, Z in enumerate(self.centroids_)}
+        arrays.update(self.code_.state("code_"))
+        arrays["history"] = np.column_stack(list(self.history_.values())) \
+            if self.history_ else np.zeros((0, len(TERMS)))
+        # np.asarray: a fit on Dask holds dask arrays here; saving computes them.
+        arrays["codes"] = np.asarray(self.codes_)
+        arrays.update({f"train_codes_{m}": np.asarray(c)
+                       for m, c in enumerate(self.train_codes_)})
+        arrays["cluster_matching"] = self.cluster_matching_
+        if self.anchors_ is not None:
+            meta["sigmas"] = self.sigmas_
+            for m, (A, W) in enumerate(zip(self.anchors_, self.encoder_weights_)):
+                arrays[f"anchors_{m}"] = A
+                arrays[f"encoder_weights_{m}"] = W
+        for (m, m2), g in self.correspondence_.items():
+            arrays[f"gamma_{m}_{m2}"] = np.asarray(g)
+        return meta, arrays
+
+    def _set_state(self, meta, arrays):
+        M = len(self.n_features_)
+        # Files of format 1 kept the settings only in meta["params"].
+        scheme = meta.get("code_scheme", meta["params"].get("code_scheme", "itq"))
+        terms = meta.get("history_terms", list(TERMS[1:]))
+        hist = np.asarray(arrays["history"], dtype=np.float64).reshape(-1, len(terms))
+        if "objective" not in terms:  # format 1: the three terms only
+            hist = np.column_stack([hist.sum(axis=1), hist])
+            terms = ["objective"] + list(terms)
+        kernel = "sigmas" in meta
+        if "encoder" not in meta["params"]:  # saved before the setting existed
+            self.encoder = "kernel" if kernel else "nnls"
+        self._set_fitted({
+            "centroids_": [np.ascontiguousarray(arrays[f"Z_{m}"]) for m in range(M)],
+            "code_": code_class(scheme).from_state(arrays, "code_"),
+            "history_": history_dict(hist, terms),
+            "codes_": arrays["codes"],
+            "train_codes_": [arrays[f"train_codes_{m}"] for m in range(M)],
+            "cluster_matching_": arrays["cluster_matching"],
+            "correspondence_": {(int(a), int(b)): arrays[f"gamma_{a}_{b}"]
+                                for a, b in meta["pair_keys"]},
+            "n_iter_": int(meta["n_iter"]),
+            "anchors_": [np.ascontiguousarray(arrays[f"anchors_{m}"], dtype=np.float64)
+                         for m in range(M)] if kernel else None,
+            "sigmas_": [float(s) for s in meta["sigmas"]] if kernel else None,
+            "encoder_weights_": [np.ascontiguousarray(arrays[f"encoder_weights_{m}"],
+                                                      dtype=np.float64)
+                                 for m in range(M)] if kernel else None,
+        })
+        if kernel != (self.encoder == "kernel"):
+            raise ValueError(f"encoder {self.encoder!r} disagrees with the saved kernel "
+                             "encoder entries.")
+        for m, (Z, d) in enumerate(zip(self.centroids_, self.n_features_)):
+            if Z.ndim != 2 or Z.shape[0] != d:
+                raise ValueError(f"centroids {m} have shape {Z.shape}.")
+            if kernel:
+                A, W = self.anchors_[m], self.encoder_weights_[m]
+                if (A.ndim != 2 or A.shape[1] != d or W.ndim != 2
+                        or W.shape != (A.shape[0], Z.shape[1]) or not self.sigmas_[m] > 0):
+                    raise ValueError(f"kernel encoder {m} has anchors {A.shape}, weights "
+                                     f"{W.shape}, sigma {self.sigmas_[m]}.")

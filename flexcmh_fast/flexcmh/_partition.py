@@ -1,0 +1,377 @@
+"""One partition of a FlexCMH fit and the steps run on it.
+
+A :class:`Partition` holds a block of rows of every modality (row block p of
+each) with all the state of the fit that grows with the number of samples:
+the indicators ``H``, the products ``X Z``, the cluster assignments and the
+correspondence Γ.  The driver (:mod:`flexcmh_fast.flexcmh._algorithm`) runs
+the module-level step functions below, ``step(partition, *args)``, on every
+partition through a backend and combines what they return: sums over rows
+(added up), or per-cluster top-ns lists (merged).  On one machine the whole
+data set is one in-process partition; on Dask each worker holds its
+partitions for the whole fit.
+
+Known pairs join rows of the same partition, so the H step of a sample
+finds its partners' indicators locally.  Eq. 2's inferred pairs are ranked
+within a partition: with one partition that is the paper's Γ.
+"""
+import numba
+import numpy as np
+
+from .._codes import pack_codes
+from .._rbf import row_sq_norms
+from . import _kernels
+from . import _tuning as T
+from ._encoder import encoder_gram
+from ._start import nearest_centres, start_indicators, xz, z_stats
+
+
+def _assignments(H):
+    """Hard cluster of every row (argmax; ``-1`` for an all-zero row)."""
+    a = H.argmax(axis=1).astype(np.int64)
+    a[H.max(axis=1) <= 0] = -1
+    return a
+
+
+def _pair_csr(n, self_idx, other_idx):
+    """Adjacency (CSR ptr/idx) of row ``self_idx[p]`` -> ``other_idx[p]``."""
+    order = np.argsort(self_idx, kind="stable")
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(self_idx, minlength=n), out=ptr[1:])
+    return ptr, np.ascontiguousarray(other_idx[order])
+
+
+def label_groups(lab):
+    """Group of every sample for FlexCMH(nC): its class id, or for a 2-D
+    multi-label matrix its first label (-1 for a sample with none)."""
+    if lab.ndim == 1:
+        return lab.astype(np.int64)
+    g = lab.argmax(axis=1).astype(np.int64)
+    g[lab.max(axis=1) == 0] = -1
+    return g
+
+
+class Partition:
+    """Rows of every modality held together, with their share of the fit.
+
+    Parameters
+    ----------
+    Xs : list of ndarray or CSR matrix
+        The partition's rows of each modality (validated float64).
+    k, ns : int
+        Clusters and profile length (Eq. 1).
+    lam : float
+        Weight of the quantisation term of Eq. 6.
+    matching : {"clusters", "labels"}
+    labels : list of ndarray or None
+        The rows' labels (``matching="labels"`` only).
+    threads : int or None
+        Threads of this partition's kernels where the backend sets them per
+        round (Dask); None: all cores of the process.
+    kernels : module
+        The kernel set (the Numba kernels; the tests' numpy references).
+    """
+
+    def __init__(self, Xs, k, ns, lam, matching="clusters", labels=None, threads=None,
+                 kernels=_kernels):
+        self.K = kernels
+        self.Xs = Xs
+        self.M = len(Xs)
+        self.n = [X.shape[0] for X in Xs]
+        self.k, self.ns, self.lam, self.matching = k, ns, lam, matching
+        self.threads = threads
+        self.sqx = [row_sq_norms(X) for X in Xs]
+        self.sqX = [float(s.sum()) for s in self.sqx]
+        self.pairs = {}
+        self.fully_paired = False
+        self.label_group = None if labels is None else [label_groups(lab) for lab in labels]
+        self.label_rank = None
+        self.H = self.Z = self.XZ = None
+        self._assign = [None] * self.M
+        self.gamma = self.adj = None
+        self.code = self.B = self.Ht = None
+        self.itq_U = None
+
+    def assignment(self, m):
+        """Hard clusters of modality m (cached until H_m changes)."""
+        if self._assign[m] is None:
+            self._assign[m] = _assignments(self.H[m])
+        return self._assign[m]
+
+    def set_z(self, Zs):
+        self.Z = list(Zs)
+        self.XZ = [xz(X, Z) for X, Z in zip(self.Xs, Zs)]
+        self._assign = [None] * self.M
+
+    # ---- Eq. 1: per-cluster summaries ----------------------------------
+    def votes(self, m0, m, pair_lists):
+        """Votes V[c, c2]: pairs (i, j) with i in cluster c of m0, j in c2 of m."""
+        a0, a1 = self.assignment(m0), self.assignment(m)
+        V = np.zeros((self.k, self.k))
+        for pr in pair_lists:
+            ci, cj = a0[pr[:, 0]], a1[pr[:, 1]]
+            ok = (ci >= 0) & (cj >= 0)
+            np.add.at(V, (ci[ok], cj[ok]), 1.0)
+        return V
+
+    def cluster_mass(self, m):
+        """Members per cluster of modality m and the sum of their indicator
+        at their own cluster."""
+        a = self.assignment(m)
+        ok = a >= 0
+        counts = np.bincount(a[ok], minlength=self.k)
+        sums = np.bincount(a[ok], weights=self.H[m][np.flatnonzero(ok), a[ok]],
+                           minlength=self.k)
+        return counts, sums
+
+    def profiles(self, m, scale, sqz):
+        """Eq. 1 profiles (top-ns distances, counts) of modality m's clusters
+        measured from the scaled centroids."""
+        return self.K.nn_profiles(np.ascontiguousarray(self.XZ[m] * scale), self.sqx[m],
+                                  sqz, self.assignment(m), self.k, self.ns,
+                                  numba.get_num_threads())
+
+    def permute(self, m, perm):
+        """Relabel modality m's clusters: new cluster c is old ``perm[c]``."""
+        self.H[m] = np.ascontiguousarray(self.H[m][:, perm])
+        self._assign[m] = None
+        self.Z[m] = np.ascontiguousarray(self.Z[m][:, perm])
+        self.XZ[m] = np.ascontiguousarray(self.XZ[m][:, perm])
+
+    # ---- Eq. 2, 4: sample correspondence Γ ------------------------------
+    def build_gamma(self):
+        """Γ for every modality pair: known pairs plus inferred pairs among the
+        samples without a known partner (ranked within matched clusters, or
+        within label classes for ``matching="labels"``)."""
+        gamma = {}
+        for m in range(self.M):
+            for m2 in range(m + 1, self.M):
+                known = self.pairs.get((m, m2), np.empty((0, 2), dtype=np.int64))
+                if self.fully_paired:
+                    gamma[(m, m2)] = known
+                    continue
+                if self.matching == "labels":
+                    a, b = self.label_group[m].copy(), self.label_group[m2].copy()
+                    sa, sb = self.label_rank[m], self.label_rank[m2]
+                    n_groups = int(max(a.max(initial=-1), b.max(initial=-1))) + 1
+                else:
+                    a, b = self.assignment(m).copy(), self.assignment(m2).copy()
+                    sa = self.H[m][np.arange(self.n[m]), np.maximum(a, 0)]
+                    sb = self.H[m2][np.arange(self.n[m2]), np.maximum(b, 0)]
+                    n_groups = self.k
+                # Known pairs override inferred ones: their samples are not
+                # paired again.
+                a[known[:, 0]] = -1
+                b[known[:, 1]] = -1
+                inferred = self.K.rank_pairs(a, sa, b, sb, max(n_groups, 1))
+                gamma[(m, m2)] = np.vstack([known, inferred])
+        self.gamma = gamma
+        self._adjacency()
+
+    def _adjacency(self):
+        """Per modality: CSR adjacency into the stacked partner indicators."""
+        self.adj = []
+        for m in range(self.M):
+            offs, selfs, others, mods = 0, [], [], []
+            for m2 in range(self.M):
+                if m2 == m:
+                    continue
+                g = self.gamma[(min(m, m2), max(m, m2))]
+                si, oi = (g[:, 0], g[:, 1]) if m < m2 else (g[:, 1], g[:, 0])
+                selfs.append(si)
+                others.append(oi + offs)
+                mods.append(m2)
+                offs += self.n[m2]
+            ptr, idx = _pair_csr(self.n[m], np.concatenate(selfs), np.concatenate(others))
+            self.adj.append((ptr, idx, np.diff(ptr).astype(np.float64), mods))
+
+    # ---- Eq. 7-8: H step ------------------------------------------------
+    def update_H(self):
+        for m in range(self.M):
+            ptr, idx, deg, mods = self.adj[m]
+            partners = np.vstack([self.H[m2] for m2 in mods])
+            C = np.empty_like(self.H[m])
+            self.K.gather_sum(ptr, idx, partners, C)
+            C += self.XZ[m]
+            self.K.nnls_rows(self.Z[m].T @ self.Z[m], C, deg, self.H[m], T.H_SWEEPS, 0.0)
+            self._assign[m] = None
+
+    # ---- Eq. 5, 10-11: codes ----------------------------------------------
+    def aligned(self):
+        """Rows of the training correspondence: modality-0 samples with a
+        partner in every other modality (first partner; repeats removed)."""
+        if self.M == 2 and not self.gamma[(0, 1)].size:
+            return [np.empty(0, dtype=np.int64)] * 2
+        keep = np.ones(self.n[0], dtype=bool)
+        partner = []
+        for m in range(1, self.M):
+            g = self.gamma[(0, m)]
+            first = np.full(self.n[0], -1, dtype=np.int64)
+            # Reverse order so that the first listed partner wins.
+            first[g[::-1, 0]] = g[::-1, 1]
+            keep &= first >= 0
+            partner.append(first)
+        return [np.arange(self.n[0])[keep]] + [p[keep] for p in partner]
+
+    def aligned_rows(self, positions):
+        rows = self.aligned()
+        return rows if positions is None else [r[positions] for r in rows]
+
+    def apply_code(self, code):
+        """Per-modality codes ``Ht`` and common code B (Eq. 11) of the aligned
+        rows under the code function ``code``."""
+        self.code = code
+        self.itq_U = None
+        proj = [code.project(H[r]) for H, r in zip(self.H, self.aligned())]
+        self.B = np.where(np.add.reduce(proj) > 0, 1, -1).astype(np.int8)
+        self.Ht = [np.where(p > 0, 1, -1).astype(np.int8) for p in proj]
+
+    # ---- Eq. 6 ------------------------------------------------------------
+    def objective_sums(self):
+        """The terms of Eq. 6 as plain sums over samples and pairs (so
+        partitions add up); the reconstruction sum may round slightly below 0."""
+        Lc = 0.0
+        for (m, m2), g in self.gamma.items():
+            Lc += self.K.pair_loss(g, self.H[m], self.H[m2])
+        Ls = 0.0
+        for m in range(self.M):
+            H, Z = self.H[m], self.Z[m]
+            Ls += (self.sqX[m] - 2.0 * np.einsum("ij,ij->", H, self.XZ[m])
+                   + np.einsum("ij,ij->", H.T @ H, Z.T @ Z))
+        Lq = self.lam * sum(4.0 * np.count_nonzero(self.B != Ht) for Ht in self.Ht)
+        return Lc, Ls, Lq
+
+
+# --------------------------------------------------------------------------
+# Steps: ``step(partition, *args)``, run by a backend on every partition.
+# --------------------------------------------------------------------------
+def _all_z_stats(part):
+    return [z_stats(X, H) for X, H in zip(part.Xs, part.H)]
+
+
+def set_pairs(part, fully_paired, pairs):
+    part.pairs = pairs
+    part.fully_paired = fully_paired
+
+
+def set_label_ranks(part, ranks):
+    """Ranks within a label class for FlexCMH(nC) (a random draw: samples of
+    the same class are interchangeable)."""
+    part.label_rank = ranks
+
+
+def take_rows(part, m, rows):
+    return part.Xs[m][rows], part.sqx[m][rows]
+
+
+def init_indicators(part, starts):
+    """SemiNMF start: one-hot k-means clusters + 0.2 (``("assign", a)``: the
+    clusters, ``("centres", C)``: nearest of the centres); back: Z statistics."""
+    part.H = []
+    for m, (kind, value) in enumerate(starts):
+        assign = value if kind == "assign" else nearest_centres(part.Xs[m], value)
+        part.H.append(start_indicators(assign, part.k))
+    part.XZ = [None] * part.M
+    part.Z = [None] * part.M
+    part._assign = [None] * part.M
+    return _all_z_stats(part)
+
+
+def semi_nmf_sweep(part, Zs):
+    """One SemiNMF warm-up iteration (H by NNLS from X Z), then Z statistics."""
+    for m, (X, Z) in enumerate(zip(part.Xs, Zs)):
+        part.K.nnls_rows(Z.T @ Z, xz(X, Z), np.zeros(part.n[m]), part.H[m], T.H_SWEEPS, 0.0)
+    return _all_z_stats(part)
+
+
+def update_h(part):
+    part.update_H()
+    return _all_z_stats(part)
+
+
+def set_z(part, Zs, moments):
+    """Set Z (and X Z); with ``moments``, back: the code-fit moments of all
+    aligned rows (which the next code fit uses when it needs no subset)."""
+    part.set_z(Zs)
+    return code_moments(part, None) if moments else None
+
+
+def cluster_summaries(part, Zs, votes_for, vote_gamma):
+    """Set Z (and X Z); back: per modality member counts and indicator sums
+    per cluster, and the votes of the modality pairs (0, m) in ``votes_for``
+    (known pairs, plus Γ with ``vote_gamma``, which builds it first)."""
+    part.set_z(Zs)
+    if vote_gamma:
+        part.build_gamma()
+    masses = [part.cluster_mass(m) for m in range(part.M)]
+    votes = {}
+    for m in votes_for:
+        lists = [part.pairs[(0, m)]] if (0, m) in part.pairs else []
+        if vote_gamma:
+            lists.append(part.gamma[(0, m)])
+        votes[m] = part.votes(0, m, lists)
+    return masses, votes
+
+
+def profiles(part, scales, sqzs):
+    return [part.profiles(m, scales[m], sqzs[m]) for m in range(part.M)]
+
+
+def relabel(part, perms, moments):
+    """Relabel clusters, rebuild Γ; back: the number of aligned rows and, with
+    ``moments``, their code-fit moments."""
+    for m, perm in perms.items():
+        part.permute(m, perm)
+    part.build_gamma()
+    return part.aligned()[0].size, (code_moments(part, None) if moments else None)
+
+
+def code_moments(part, positions):
+    Ys = [H[r] for H, r in zip(part.H, part.aligned_rows(positions))]
+    return (sum(Y.shape[0] for Y in Ys), np.add.reduce([Y.sum(axis=0) for Y in Ys]),
+            np.add.reduce([Y.T @ Y for Y in Ys]))
+
+
+def aligned_indicators(part, positions):
+    return [H[r] for H, r in zip(part.H, part.aligned_rows(positions))]
+
+
+def itq_project(part, mu, W, R, positions):
+    """Keep ``U = sum_m (Y_m - mu) W`` on the partition for the rotation rounds."""
+    part.itq_U = np.add.reduce([(H[r] - mu) @ W
+                                for H, r in zip(part.H, part.aligned_rows(positions))])
+    return itq_cross(part, R)
+
+
+def itq_cross(part, R):
+    U = part.itq_U
+    return U.T @ np.where(U @ R > 0, 1.0, -1.0)
+
+
+def apply_code(part, code):
+    part.apply_code(code)
+    return part.objective_sums()
+
+
+def indicator_gram(part, m, anchors, sigma, rows):
+    return encoder_gram(part.Xs[m][rows], part.H[m][rows], anchors, sigma)
+
+
+def result_train_codes(part, m):
+    return pack_codes(part.code.signs(part.H[m]))
+
+
+def result_codes(part):
+    return pack_codes(part.B)
+
+
+def gamma_sizes(part):
+    return {key: g.shape[0] for key, g in part.gamma.items()}
+
+
+def result_gamma(part, key, offsets):
+    return part.gamma[key] + np.asarray(offsets, dtype=np.int64)
+
+
+def indicators(part):
+    """The partition's indicators (the callback's state on one machine)."""
+    return part.H

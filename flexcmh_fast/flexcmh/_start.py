@@ -1,0 +1,113 @@
+"""The start of FlexCMH (Eq. 3): k-means clusters seed SemiNMF, and the
+ridge least-squares centroid update shared by the start and the loop.
+
+Dense and CSR data go through the same code: the data enter only through
+``X @ Z`` and ``X^T @ H`` products (CSR stays sparse).
+"""
+import numpy as np
+import scipy.sparse as sp
+
+from . import _tuning as T
+
+
+def xz(X, Z):
+    """``X @ Z`` as a C-contiguous float64 array (CSR stays sparse)."""
+    return np.ascontiguousarray(X @ Z)
+
+
+def xth(X, H):
+    """``X^T @ H`` (d, k); for CSR, scipy's transpose product (no densify)."""
+    return np.asarray(X.T @ H)
+
+
+def z_stats(X, H):
+    """Sufficient statistics of the Z step, ``X^T H`` and ``H^T H``: sums over
+    samples, so row blocks of the data add up."""
+    return xth(X, H), H.T @ H
+
+
+def z_from_stats(XtH, G):
+    """Ridge least-squares centroids ``Z = X^T H (H^T H + eps I)^-1``.
+
+    The minimiser of the reconstruction term of Eq. 6 plus ``eps ||Z||^2``
+    with ``eps = Z_RIDGE`` times the mean diagonal of ``H^T H``.  Without the
+    ridge the pair term drives the columns of H towards collinearity and Z
+    grows without bound; it also keeps Z defined when a cluster is empty."""
+    k = G.shape[0]
+    eps = T.Z_RIDGE * max(np.trace(G) / k, 1e-300)
+    return np.linalg.solve(G + eps * np.eye(k), XtH.T).T.copy()
+
+
+def start_indicators(assign, k):
+    """Ding et al.'s SemiNMF start: one-hot k-means clusters + 0.2."""
+    H = np.full((assign.shape[0], k), 0.2)
+    H[np.arange(assign.shape[0]), assign] += 1.0
+    return H
+
+
+def kmeans_subsample(n, rng, max_sample=T.KMEANS_SAMPLE):
+    """Sorted rows the k-means of the start runs on, or None (all ``n``)."""
+    if n <= max_sample:
+        return None
+    return np.sort(rng.choice(n, max_sample, replace=False))
+
+
+def nearest_centres(X, centers):
+    """Nearest centre of every row of X (dense or CSR); ties: smaller index."""
+    D = (centers ** 2).sum(axis=1)[None, :] - 2.0 * xz(X, centers.T)
+    return D.argmin(axis=1)
+
+
+def kmeans(X, sqx, k, rng, n_iter=25, n_init=3):
+    """k-means of all rows of X (dense or CSR; ``sqx`` their squared norms):
+    ``n_init`` k-means++ seedings, each followed by Lloyd iterations; the
+    run with the smallest within-cluster sum of squares wins.
+
+    The start needs rough clusters, not exact ones: callers run it on at
+    most ``KMEANS_SAMPLE`` rows (:func:`kmeans_subsample`) and assign the
+    other rows to the nearest centre.
+
+    Returns
+    -------
+    assign : int ndarray (n,), centers : ndarray (k, d)
+    """
+    n = X.shape[0]
+
+    def row(i):
+        r = X[i]
+        return r.toarray().ravel() if sp.issparse(r) else r
+
+    best = best_centers = None
+    best_inertia = np.inf
+    for _ in range(n_init):
+        centers = np.empty((k, X.shape[1]))
+        centers[0] = row(int(rng.integers(n)))
+        d2 = np.maximum(sqx - 2.0 * (X @ centers[0]) + centers[0] @ centers[0], 0.0)
+        for c in range(1, k):
+            total = d2.sum()
+            if total > 0:
+                idx = int(np.searchsorted(np.cumsum(d2), rng.random() * total))
+            else:
+                idx = int(rng.integers(n))
+            centers[c] = row(min(idx, n - 1))
+            d2 = np.minimum(d2, np.maximum(
+                sqx - 2.0 * (X @ centers[c]) + centers[c] @ centers[c], 0.0))
+        assign = None
+        for _ in range(n_iter + 1):
+            D = (centers ** 2).sum(axis=1)[None, :] - 2.0 * xz(X, centers.T)
+            new = D.argmin(axis=1)
+            inertia = float(D[np.arange(n), new].sum() + sqx.sum())
+            if assign is not None and np.array_equal(new, assign):
+                break
+            assign = new
+            M = sp.csr_matrix((np.ones(n), (assign, np.arange(n))), shape=(k, n))
+            counts = np.bincount(assign, minlength=k)
+            sums = M @ X
+            sums = sums.toarray() if sp.issparse(sums) else np.asarray(sums)
+            nz = counts > 0
+            centers[nz] = sums[nz] / counts[nz, None]
+        # The first run always counts (a non-finite inertia never compares
+        # smaller than inf).
+        if best is None or inertia < best_inertia:
+            best, best_inertia, best_centers = assign, inertia, centers
+    return best, best_centers

@@ -1,0 +1,39 @@
+"""Every tuning constant of the FlexCMH trainer, in one place.
+
+None of these is a user setting: they bound costs (sample sizes, sweeps)
+or were chosen once on validation splits of the Wiki training part
+(``docs/flexcmh.md``).  Changing one changes results.
+"""
+# Coordinate-descent sweeps of the H step per outer iteration.
+H_SWEEPS = 1
+# NNLS that encodes new samples (encoder="nnls"): sweeps, tolerance, rows per batch.
+ENCODE_SWEEPS = 300
+ENCODE_TOL = 1e-7
+ENCODE_BATCH = 65536
+# SemiNMF warm-up iterations after k-means (Eq. 3 only, no coupling).
+INIT_ITERS = 5
+# k-means of the start runs on at most this many rows per modality.
+KMEANS_SAMPLE = 10_000
+# ITQ / k-means iterations of the code step inside the loop (warm-started)
+# and for the final code function.
+CODE_ITERS_LOOP = 1
+CODE_ITERS_FINAL = 50
+# Ridge of the Z step, relative to the mean diagonal of H^T H.
+Z_RIDGE = 1e-2
+# Aligned rows the in-loop code step is fitted on (at most).
+CODE_SAMPLE = 20_000
+# Per-cluster cost improvement a re-matching needs to replace the current one.
+REMATCH_MARGIN = 0.01
+# Below this many indicator entries (sum of n_m times k) one thread is used:
+# waking worker threads would cost more than the kernels themselves.
+PARALLEL_MIN_SIZE = 200_000
+# Kernel encoder (encoder="kernel"): RBF width = this factor times the mean
+# sample-to-anchor distance, ridge relative to the mean diagonal of the
+# kernel Gram matrix, at most this many training rows for the regression,
+# rows per kernel block.  Factor and ridge chosen on Wiki validation data.
+ENC_SIGMA_FACTOR = 0.5
+ENC_RIDGE = 1e-3
+ENC_FIT_SAMPLE = 20_000
+ENC_BLOCK = 8192
+# Rows that set the RBF width of the kernel encoder (at most).
+ENC_WIDTH_SAMPLE = 1000
