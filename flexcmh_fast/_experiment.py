@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 from . import metrics
-from ._progress import ProgressBar
+from ._progress import progress as progress_bar
 from .scenarios import SCENARIOS, make_scenario, train_test_split
 
 # The paper's FlexCMH MAP on Wiki (Tables III-V), code lengths 16/32/64/128.
@@ -68,12 +68,7 @@ def _seed(*parts):
 
 
 def _objective_of(model):
-    if hasattr(model, "objective_"):
-        return [float(v) for v in np.asarray(model.objective_).ravel()]
-    hist = getattr(model, "history_", None)
-    if isinstance(hist, list) and hist and isinstance(hist[0], dict) and "objective" in hist[0]:
-        return [float(h["objective"]) for h in hist]
-    return []
+    return [float(v) for v in model.history_.get("objective", [])]
 
 
 def _csmh_training_set(scen):
@@ -135,13 +130,6 @@ def _run_cell(dataset, cell, opts):
         return rows, curves, []
     mods, pairs, labels, trained_rows = training
     params = dict(opts["params"])
-    if method == "csmh" and "n_anchors" not in params:
-        # The weak scenarios leave CSMH only the known pairs, possibly fewer
-        # than its default number of anchors: use at most one per sample.
-        import inspect
-        from ._csmh import fit_csmh
-        default = inspect.signature(fit_csmh).parameters["n_anchors"].default
-        params["n_anchors"] = min(default, mods[0].shape[0])
     t0 = time.perf_counter()
     model = train(mods, pairs, n_bits=int(n_bits), method=method, labels=labels,
                   random_state=_seed(seed, rep, 2, s_i, n_bits),
@@ -236,7 +224,7 @@ def run_experiment(dataset, *, scenarios=SCENARIOS, bits=(16, 32, 64, 128), repe
             "radius": radius, "database": database}
     cells = [(rep, s_i, scenario, int(n_bits)) for rep in range(repeats)
              for s_i, scenario in enumerate(scenarios) for n_bits in bits]
-    bar = ProgressBar(len(cells), f"{method}", progress)
+    bar = progress_bar(len(cells), f"{method}", progress)
     runs, curves, objectives = [], {}, {}
     started = time.perf_counter()
     for (rep, _, scenario, n_bits), (rows, cell_curves, objective) in _cells_in_order(

@@ -1,9 +1,9 @@
 """Plain numpy references of the FlexCMH Numba kernels.
 
 Each function has the signature and the contract of its namesake in
-``flexcmh_fast._kernels`` and is written for obviousness, not speed.  The
+``flexcmh_fast.flexcmh._kernels`` and is written for obviousness, not speed.  The
 module can also be passed to the trainer as its kernel set
-(``flexcmh_fast._flexcmh.run_flexcmh(..., kernels=reference_flexcmh)``), which
+(``FlexCMH._fit(..., kernels=reference_flexcmh)``), which
 gives the plain-numpy reference loop of the same updates used by the
 benchmarks.
 """

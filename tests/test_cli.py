@@ -173,7 +173,7 @@ def test_experiment_end_to_end(small_mat, tmp_path, capsys):
 
 
 def test_experiment_csmh_skips_unpaired(small_mat, capsys):
-    pytest.importorskip("flexcmh_fast._csmh")
+    pytest.importorskip("flexcmh_fast.csmh")
     code = _cli.main(["experiment", "--data", str(small_mat), "--scenario", "weak", "unpaired",
                       "--bits", "8", "--repeats", "1", "--method", "csmh",
                       "--param", "n_anchors=20", "--param", "max_iter=2", "--quiet",

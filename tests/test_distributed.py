@@ -224,7 +224,9 @@ def test_sharded_bad_input(client, monkeypatch):
 
     def no_client():
         raise ValueError("No global client found")
-    monkeypatch.setattr(fd, "get_client", no_client)
+    from flexcmh_fast.distributed import _client
+
+    monkeypatch.setattr(_client, "get_client", no_client)
     with pytest.raises(ValueError, match="no dask.distributed Client is running"):
         fd.ShardedHammingIndex(codes, 13)
     monkeypatch.undo()

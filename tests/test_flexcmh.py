@@ -7,8 +7,16 @@ import pytest
 import scipy.sparse as sp
 
 import flexcmh_fast as fc
-from flexcmh_fast import _flexcmh as F
+from flexcmh_fast.flexcmh import _encoder as E
+from flexcmh_fast.flexcmh import _matching as F
+from flexcmh_fast.flexcmh import _tuning as T
 import reference_flexcmh as R
+
+
+def fit_kernel_encoder(X, H, n_anchors, rng, rows=None):
+    """The kernel encoder of in-memory rows X with indicators H."""
+    return E.fit_kernel_encoder(X.shape[0], n_anchors, rng, lambda r: X[r],
+                                lambda r, A, s: E.encoder_gram(X[r], H[r], A, s), rows=rows)
 
 
 def planted(n_per=80, k=4, p=8, d0=20, d1=40, seed=0, sparse=False):
@@ -81,7 +89,8 @@ def test_same_seed_same_codes_and_different_seed_runs():
     runs = [fc.train([X0, X1], pairs, n_bits=24, n_clusters=4, random_state=7,
                      max_iter=10) for _ in range(2)]
     np.testing.assert_array_equal(runs[0].codes_, runs[1].codes_)
-    np.testing.assert_array_equal(runs[0].history_, runs[1].history_)
+    for term in runs[0].history_:
+        np.testing.assert_array_equal(runs[0].history_[term], runs[1].history_[term])
     np.testing.assert_array_equal(runs[0].encode(X1, 1), runs[1].encode(X1, 1))
     one_thread = fc.train([X0, X1], pairs, n_bits=24, n_clusters=4, random_state=7,
                           max_iter=10, n_threads=1)
@@ -93,8 +102,11 @@ def test_model_attributes_and_history():
     model = fc.train([X0, X1], None, n_bits=12, n_clusters=4, random_state=0, max_iter=5,
                      tol=0.0)
     assert model.n_iter_ == 5
-    assert model.history_.shape == (5, 3) and (model.history_ >= 0).all()
-    np.testing.assert_allclose(model.objective_, model.history_.sum(1))
+    h = model.history_
+    assert list(h) == ["objective", "inter_modal", "reconstruction", "quantization"]
+    assert all(v.shape == (5,) and (v >= 0).all() for v in h.values())
+    np.testing.assert_allclose(h["objective"],
+                               h["inter_modal"] + h["reconstruction"] + h["quantization"])
     assert model.codes_.dtype == np.uint8 and model.codes_.shape[1] == 2
     assert model.cluster_matching_.shape == (2, 4)
     np.testing.assert_array_equal(model.cluster_matching_[0], np.arange(4))
@@ -156,7 +168,7 @@ def test_ablations_nj_and_nc():
     X0, X1, y0, y1 = planted(n_per=30, seed=6)
     nj = fc.train([X0, X1], None, n_bits=8, n_clusters=4, random_state=0, max_iter=5,
                   joint=False)
-    assert nj.params["joint"] is False
+    assert nj.get_params()["joint"] is False
     nc = fc.train([X0, X1], None, n_bits=8, n_clusters=4, random_state=0, max_iter=5,
                   matching="labels", labels=[y0, y1])
     g = nc.correspondence_[(0, 1)]
@@ -192,11 +204,11 @@ def test_callback_stops_and_verbose_progress(capsys):
     def cb(it, state):
         seen.append((it, state["objective"]))
         assert set(state) >= {"objective", "terms", "H", "Z", "correspondence"}
-        return it == 2
+        return it == 3
 
     model = fc.train([X0, X1], None, n_bits=8, n_clusters=4, random_state=0, max_iter=50,
                      tol=0.0, callback=cb, verbose=True)
-    assert model.n_iter_ == 3 and [s[0] for s in seen] == [0, 1, 2]
+    assert model.n_iter_ == 3 and [s[0] for s in seen] == [1, 2, 3]
     assert "FlexCMH" in capsys.readouterr().err
 
 
@@ -205,11 +217,11 @@ def test_encode_batched_dense_sparse_agree(monkeypatch, encoder):
     X0, X1, _, _ = planted(n_per=30, seed=9, sparse=True)
     model = fc.train([X0, X1], None, n_bits=16, n_clusters=4, random_state=0, max_iter=5,
                      encoder=encoder)
-    assert model.encoder_ == encoder
+    assert model.encoder == encoder
     full = model.encode(X1, 1)
     h = model.indicators(X1, 1)
-    monkeypatch.setattr(F, "_ENCODE_BATCH", 7)
-    monkeypatch.setattr(F, "_ENC_BLOCK", 7)
+    monkeypatch.setattr(T, "ENCODE_BATCH", 7)
+    monkeypatch.setattr(T, "ENC_BLOCK", 7)
     np.testing.assert_array_equal(model.encode(X1, 1), full)
     np.testing.assert_array_equal(model.encode(X1.toarray(), 1), full)
     np.testing.assert_allclose(model.indicators(X1.toarray(), 1), h, rtol=1e-10, atol=1e-12)
@@ -223,17 +235,17 @@ def test_kernel_encoder_matches_numpy_reference(sparse):
     X = np.abs(rng.standard_normal((60, 7))) * (rng.random((60, 7)) < 0.6)
     H = np.abs(rng.standard_normal((60, 4)))
     Xin = sp.csr_matrix(X) if sparse else X
-    A, sigma, W = F.fit_kernel_encoder(Xin, H, 25, np.random.default_rng(0))
+    A, sigma, W = fit_kernel_encoder(Xin, H, 25, np.random.default_rng(0))
     assert A.shape == (25, 7) and W.shape == (25, 4)
     # The anchors are distinct training rows, in row order.
     rows = [int(np.flatnonzero((X == a).all(axis=1))[0]) for a in A]
     assert rows == sorted(set(rows))
     # Every row is a probe (n <= 1000) and a regression row (n <= 20000).
-    assert sigma == pytest.approx(F._ENC_SIGMA_FACTOR * R.mean_distance(X, A), rel=1e-9)
-    W_ref = R.kernel_ridge_weights(X, H, A, sigma, F._ENC_RIDGE)
+    assert sigma == pytest.approx(T.ENC_SIGMA_FACTOR * R.mean_distance(X, A), rel=1e-9)
+    W_ref = R.kernel_ridge_weights(X, H, A, sigma, T.ENC_RIDGE)
     np.testing.assert_allclose(W, W_ref, rtol=1e-7, atol=1e-9)
     # More anchors than samples: every row is an anchor.
-    A2, _, W2 = F.fit_kernel_encoder(Xin, H, 500, np.random.default_rng(0))
+    A2, _, W2 = fit_kernel_encoder(Xin, H, 500, np.random.default_rng(0))
     np.testing.assert_array_equal(A2, X)
     assert W2.shape == (60, 4)
 
@@ -242,14 +254,14 @@ def test_kernel_encoder_subsampled_fit_matches_reference(monkeypatch):
     rng = np.random.default_rng(4)
     X = rng.standard_normal((50, 5))
     H = np.abs(rng.standard_normal((50, 3)))
-    monkeypatch.setattr(F, "_ENC_FIT_SAMPLE", 20)
-    A, sigma, W = F.fit_kernel_encoder(X, H, 10, np.random.default_rng(1))
+    monkeypatch.setattr(T, "ENC_FIT_SAMPLE", 20)
+    A, sigma, W = fit_kernel_encoder(X, H, 10, np.random.default_rng(1))
     # Replay the documented draws: anchors, probe rows, regression rows.
     r = np.random.default_rng(1)
     np.testing.assert_array_equal(A, X[np.sort(r.choice(50, 10, replace=False))])
     r.choice(50, 50, replace=False)
     sub = np.sort(r.choice(50, 20, replace=False))
-    np.testing.assert_allclose(W, R.kernel_ridge_weights(X[sub], H[sub], A, sigma, F._ENC_RIDGE),
+    np.testing.assert_allclose(W, R.kernel_ridge_weights(X[sub], H[sub], A, sigma, T.ENC_RIDGE),
                                rtol=1e-7, atol=1e-9)
 
 
@@ -257,7 +269,7 @@ def test_kernel_encoder_model_indicators_and_codes():
     X0, X1, _, _ = planted(n_per=25, seed=14, sparse=True)
     model = fc.train([X0, X1], None, n_bits=16, n_clusters=4, random_state=0, max_iter=5,
                      n_anchors=30)
-    assert model.params["encoder"] == "kernel" and model.params["n_anchors"] == 30
+    assert model.get_params()["encoder"] == "kernel" and model.n_anchors == 30
     for m, X in enumerate([X0, X1.toarray()]):
         A, sigma, W = model.anchors_[m], model.sigmas_[m], model.encoder_weights_[m]
         assert A.shape == (30, X.shape[1]) and W.shape == (30, 4) and sigma > 0
@@ -283,17 +295,18 @@ def test_save_load_roundtrip(tmp_path):
         path = tmp_path / f"m_{scheme}_{encoder}.npz"
         model.save(path)
         back = fc.load(path)
-        assert isinstance(back, F.FlexCMHModel)
+        assert isinstance(back, fc.FlexCMH)
         for m, X in enumerate([X0, X1]):
             np.testing.assert_array_equal(back.encode(X, m), model.encode(X, m))
         np.testing.assert_array_equal(back.codes_, model.codes_)
         for m in range(2):
             np.testing.assert_array_equal(back.train_codes_[m], model.train_codes_[m])
-        np.testing.assert_array_equal(back.history_, model.history_)
+        for term in model.history_:
+            np.testing.assert_array_equal(back.history_[term], model.history_[term])
         np.testing.assert_array_equal(back.correspondence_[(0, 1)],
                                       model.correspondence_[(0, 1)])
-        assert back.params == model.params
-        assert back.encoder_ == encoder
+        assert back.get_params() == model.get_params()
+        assert back.encoder == encoder
         if encoder == "kernel":
             for m in range(2):
                 np.testing.assert_array_equal(back.anchors_[m], model.anchors_[m])
@@ -416,7 +429,7 @@ def test_match_scores_recover_planted_clusters(match_score):
     X0, X1, y0, y1 = planted(seed=2)
     model = fc.train([X0, X1], None, n_bits=16, n_clusters=4, random_state=0,
                      max_iter=30, match_score=match_score)
-    assert model.params["match_score"] == match_score
+    assert model.match_score == match_score
     h0 = model.indicators(X0, 0).argmax(1)
     h1 = model.indicators(X1, 1).argmax(1)
     # Aligned clusters: each latent cluster gets the same index in both modalities.
@@ -445,11 +458,11 @@ def test_kernel_encoder_on_candidate_rows_matches_reference():
     X = rng.standard_normal((40, 6))
     H = np.abs(rng.standard_normal((40, 3)))
     rows = np.array([1, 4, 5, 9, 12, 20, 21, 30, 33, 39])
-    A, sigma, W = F.fit_kernel_encoder(sp.csr_matrix(X), H, 4, np.random.default_rng(2), rows=rows)
+    A, sigma, W = fit_kernel_encoder(sp.csr_matrix(X), H, 4, np.random.default_rng(2), rows=rows)
     r = np.random.default_rng(2)
     np.testing.assert_array_equal(A, X[rows[np.sort(r.choice(10, 4, replace=False))]])
-    assert sigma == pytest.approx(F._ENC_SIGMA_FACTOR * R.mean_distance(X[rows], A), rel=1e-9)
-    np.testing.assert_allclose(W, R.kernel_ridge_weights(X[rows], H[rows], A, sigma, F._ENC_RIDGE),
+    assert sigma == pytest.approx(T.ENC_SIGMA_FACTOR * R.mean_distance(X[rows], A), rel=1e-9)
+    np.testing.assert_allclose(W, R.kernel_ridge_weights(X[rows], H[rows], A, sigma, T.ENC_RIDGE),
                                rtol=1e-7, atol=1e-9)
 
 
@@ -459,13 +472,13 @@ def test_kernel_encoder_fitted_on_known_pairs():
     known = np.vstack([np.stack([np.flatnonzero(y0 == c)[:10], np.flatnonzero(y1 == c)[:10]], 1)
                        for c in range(4)])
     model = fc.train([X0, X1], known, n_bits=8, n_clusters=4, random_state=0, max_iter=3)
-    assert F._known_rows({(0, 1): known}, 1, 4).tolist() == sorted(set(known[:, 1]))
-    assert F._known_rows({}, 0, 4) is None
+    assert E.known_rows({(0, 1): known}, 1, 4).tolist() == sorted(set(known[:, 1]))
+    assert E.known_rows({}, 0, 4) is None
     # Fewer than 10 k known rows: every row is used.
-    assert F._known_rows({(0, 1): known}, 0, 5) is None
+    assert E.known_rows({(0, 1): known}, 0, 5) is None
     three = {(0, 1): np.array([[0, 5], [2, 6]]), (1, 2): np.array([[5, 1], [7, 0]])}
-    assert F._known_rows(three, 1, 0).tolist() == [5, 6, 7]
-    assert F._known_rows(three, 2, 0).tolist() == [0, 1]
+    assert E.known_rows(three, 1, 0).tolist() == [5, 6, 7]
+    assert E.known_rows(three, 2, 0).tolist() == [0, 1]
     for m, X in enumerate([X0, X1]):
         # 40 known rows < 1000 anchors: the anchors are exactly the known rows.
         np.testing.assert_array_equal(model.anchors_[m], X[np.unique(known[:, m])])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from flexcmh_fast import _kernels as K
+from flexcmh_fast.flexcmh import _kernels as K
 
 import reference_flexcmh as R
 

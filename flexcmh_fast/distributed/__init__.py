@@ -29,7 +29,7 @@ try:
     import dask
     import dask.array as da
     from dask.sizeof import sizeof
-    from distributed import Client, get_client
+    import distributed  # noqa: F401 (the clear error below when it is missing)
 except ImportError as exc:
     raise ImportError(
         "flexcmh_fast.distributed needs Dask. Install the optional extra: "
