@@ -1,5 +1,5 @@
 """Distributed FlexCMH training on the real Wiki data against the
-single-machine fit (DESIGN protocol: 10 random 70/30 splits, hellinger image
+single-machine fit (the paper's protocol: 10 random 70/30 splits, hellinger image
 / l2 text rows, database encoded by the hash functions).
 
 Both fits see the same weakly paired training set: objects stored

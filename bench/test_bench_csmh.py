@@ -42,7 +42,7 @@ def train_csmh(wiki):
 
 
 def train_flexcmh(wiki):
-    # FlexCMH on the raw features (DESIGN.md: they work far better for it)
+    # FlexCMH on the raw features (they work far better for it: docs/flexcmh.md)
     return fc.train(wiki["raw"][0], "all", n_bits=N_BITS, method="flexcmh",
                     random_state=0, n_threads=2)
 

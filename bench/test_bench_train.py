@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 
 import flexcmh_fast as fc
-from flexcmh_fast import _flexcmh as F
-from flexcmh_fast import _kernels as K
-from flexcmh_fast._threads import numba_threads
+import flexcmh_fast as fc
+from flexcmh_fast.flexcmh import _kernels as K
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
@@ -46,20 +45,15 @@ def _wiki():
 
 def _fit(kernels, n_threads=2):
     """Same settings as fc.train's defaults, fixed iteration count (data
-    loading is outside the timed call)."""
-    from threadpoolctl import threadpool_limits
-
+    loading is outside the timed call); ``kernels``: the Numba kernels or the
+    numpy references."""
     d = _wiki()
     pairs = {(0, 1): d["pairs"].astype(np.int64)}
     Xs = [np.ascontiguousarray(X) for X in d["train"]]
-    size = sum(X.shape[0] for X in Xs) * 10
-    threads = 1 if size < F._PARALLEL_MIN_SIZE else n_threads
-    with threadpool_limits(limits=threads), numba_threads(threads):
-        return F.run_flexcmh(Xs, pairs, n_bits=16, labels=None,
-                             rng=np.random.default_rng(0), verbose=False, callback=None,
-                             k=10, ns=5, lam=1.0, max_iter=ITERS, tol=0.0,
-                             code_scheme="itq", joint=True, matching="clusters",
-                             kernels=kernels)
+    est = fc.FlexCMH(n_bits=16, max_iter=ITERS, tol=0.0, n_threads=n_threads)
+    est._fit(Xs, pairs, None, est._validated_params(), np.random.default_rng(0),
+             kernels=kernels)
+    return est
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -10,7 +10,7 @@ over the whole ranking (stable tie-break, plus the tie-aware MAP).
 
 Database codes (``database=``): ``"encoded"`` (default) encodes every
 training row with its modality's hash function (``model.encode``), as
-DESIGN.md §5 states the protocol.  ``"learned"`` uses the codes the model
+the paper's protocol states it.  ``"learned"`` uses the codes the model
 learned for its training samples (``model.train_codes_``, the paper's H̃m,
 which "can be used for cross-modal retrieval", Section III-C), the usual
 protocol of cross-modal hashing papers whose database is the training set;
