@@ -8,7 +8,7 @@ paired data (CSMH); search the codes exactly with :class:`HammingIndex`.
 Public API
 ----------
 FlexCMH, CSMH (estimators), train, load, HammingIndex, pack_codes,
-unpack_codes, NotFittedError, and the submodules metrics, datasets,
+unpack_codes, NotFittedError, ConvergenceWarning, and the submodules metrics, datasets,
 scenarios, distributed.  The layout is described in ``docs/architecture.md``.
 """
 import importlib
@@ -26,6 +26,7 @@ _LAZY = {
     "FlexCMH": ".flexcmh",
     "CSMH": ".csmh",
     "NotFittedError": "._base",
+    "ConvergenceWarning": "._base",
 }
 _SUBMODULES = ("metrics", "datasets", "scenarios", "distributed")
 

@@ -17,6 +17,10 @@ class NotFittedError(ValueError, AttributeError):
     """Raised when a method that needs a fitted estimator is called before ``fit``."""
 
 
+class ConvergenceWarning(UserWarning):
+    """Warned when a fit stops at ``max_iter`` without meeting its convergence test."""
+
+
 class HashingEstimator:
     """Base class: parameters, validation, ``encode`` / ``transform``, ``save``.
 

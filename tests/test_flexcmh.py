@@ -103,8 +103,10 @@ def test_model_attributes_and_history():
                      tol=0.0)
     assert model.n_iter_ == 5
     h = model.history_
-    assert list(h) == ["objective", "inter_modal", "reconstruction", "quantization"]
+    assert list(h) == ["objective", "inter_modal", "reconstruction", "quantization",
+                       "centroid_ridge", "code_changes"]
     assert all(v.shape == (5,) and (v >= 0).all() for v in h.values())
+    assert (h["code_changes"] <= 1).all()
     np.testing.assert_allclose(h["objective"],
                                h["inter_modal"] + h["reconstruction"] + h["quantization"])
     assert model.codes_.dtype == np.uint8 and model.codes_.shape[1] == 2
@@ -482,3 +484,55 @@ def test_kernel_encoder_fitted_on_known_pairs():
     for m, X in enumerate([X0, X1]):
         # 40 known rows < 1000 anchors: the anchors are exactly the known rows.
         np.testing.assert_array_equal(model.anchors_[m], X[np.unique(known[:, m])])
+
+
+# ------------------------------------------------ preprocessing and stopping
+def test_auto_preprocessing_rule_and_encode_applies_it(tmp_path):
+    rng = np.random.default_rng(0)
+    hist = rng.random((120, 30)) * (rng.random((120, 30)) < 0.5)     # histograms: zeros
+    props = rng.random((120, 6)) + 0.1                                # dense proportions
+    tfidf = sp.random(120, 50, density=0.2, random_state=1, format="csr")
+    mixed = rng.standard_normal((120, 5))
+    model = fc.train([hist, props, tfidf, mixed], "all", n_bits=8, n_clusters=3,
+                     random_state=0, max_iter=5)
+    assert [pp.kind for pp in model.preprocessors_] == ["hellinger", "l2", "l2", "none"]
+    # encode = the encoder on the preprocessed rows; CSR stays sparse.
+    H = E.nnls_indicators if model.anchors_ is None else None
+    h_hist = R.rbf_features(np.sqrt(hist) / np.linalg.norm(np.sqrt(hist), axis=1,
+                                                              keepdims=True),
+                            model.anchors_[0], model.sigmas_[0]) @ model.encoder_weights_[0]
+    np.testing.assert_allclose(model.indicators(hist, 0), h_hist, rtol=1e-9, atol=1e-12)
+    assert H is None
+    np.testing.assert_array_equal(model.encode(tfidf, 2), model.encode(tfidf.toarray(), 2))
+    with pytest.raises(ValueError, match="'X' must be non-negative"):
+        model.encode(-hist, 0)
+    std = fc.train([hist, mixed], "all", n_bits=8, n_clusters=3, random_state=0, max_iter=3,
+                   preprocess=["none", "standard"])
+    pp = std.preprocessors_[1]
+    np.testing.assert_allclose(pp.mean, mixed.mean(0))
+    np.testing.assert_allclose(pp.scale, mixed.std(0))
+    std.save(tmp_path / "m.npz")
+    back = fc.load(tmp_path / "m.npz")
+    assert [p.kind for p in back.preprocessors_] == ["none", "standard"]
+    np.testing.assert_array_equal(back.encode(mixed, 1), std.encode(mixed, 1))
+    with pytest.raises(ValueError, match="needs non-negative features"):
+        fc.train([hist, mixed], "all", n_bits=8, n_clusters=3, preprocess="hellinger")
+    with pytest.raises(ValueError, match="one kind per modality"):
+        fc.train([hist, mixed], "all", n_bits=8, n_clusters=3, preprocess=["l2"])
+    with pytest.raises(ValueError, match=r"'preprocess\[1\]' must be one of"):
+        fc.train([hist, mixed], "all", n_bits=8, n_clusters=3, preprocess=["l2", "log"])
+
+
+def test_convergence_flag_and_warning():
+    X0, X1, _, _ = planted(n_per=30, seed=4)
+    pairs = np.stack([np.arange(60), np.arange(60)], 1)
+    model = fc.train([X0, X1], pairs, n_bits=4, n_clusters=4, random_state=0)
+    assert model.converged_ and model.n_iter_ < 500
+    h = model.history_
+    cont = h["inter_modal"] + h["reconstruction"] + h["centroid_ridge"]
+    assert abs(cont[-1] - cont[-2]) <= 1e-4 * cont[-2]
+    assert h["code_changes"][-1] <= 0.01
+    with pytest.warns(fc.ConvergenceWarning, match="max_iter=2 before converging"):
+        short = fc.train([X0, X1], pairs, n_bits=4, n_clusters=4, random_state=0,
+                         max_iter=2)
+    assert not short.converged_ and short.n_iter_ == 2

@@ -23,10 +23,13 @@ single-machine fit); ``flexcmh_fast.distributed`` provides the Dask one.
 Every random draw is made here, in a fixed order, so both backends make the
 same draws, and with one partition the same fit.
 """
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 
-from .._base import history_dict
+from .._base import ConvergenceWarning, history_dict
+from .._preprocess import Preprocessor, merge_stats, per_modality
 from .._progress import progress
 from . import _partition as P
 from . import _tuning as T
@@ -35,9 +38,13 @@ from ._encoder import fit_kernel_encoder, known_rows
 from ._kernels import match_scores
 from ._matching import (NO_CORRESPONDENCE, choose_matching, is_fully_paired, matching_cost,
                         profile_scale, scaled_sq_norms, size_scores, uses_size_score)
-from ._start import kmeans, kmeans_subsample, z_from_stats
+from ._start import kmeans, kmeans_subsample, z_from_stats, z_ridge
 
-TERMS = ("objective", "inter_modal", "reconstruction", "quantization")
+# history_: the objective of Eq. 6, its three terms, the centroid ridge of
+# the Z step, and the fraction of the training codes' bits that changed in
+# the iteration.
+TERMS = ("objective", "inter_modal", "reconstruction", "quantization", "centroid_ridge",
+         "code_changes")
 
 
 def add(*parts):
@@ -166,7 +173,7 @@ class FlexCMHFit:
         return X, np.concatenate([s for _, s in got])
 
     def solve_z(self, stats):
-        return [z_from_stats(XtH, G) for XtH, G in stats]
+        return [z_from_stats(XtH, G, eps) for (XtH, G), eps in zip(stats, self.z_ridge)]
 
     # ---- Eq. 3: k-means seeded SemiNMF ------------------------------------
     def init_semi_nmf(self):
@@ -179,7 +186,9 @@ class FlexCMHFit:
             for p, local in enumerate(split_rows(np.arange(self.n[m]), self.offsets[m])):
                 starts[p].append(("assign", assign[local + self.offsets[m][p]])
                                  if sub is None else ("centres", centres))
-        Z = self.solve_z(self.backend.run(P.init_indicators, per_part=starts, combine=True))
+        stats = self.backend.run(P.init_indicators, per_part=starts, combine=True)
+        self.z_ridge = [z_ridge(G) for _, G in stats]
+        Z = self.solve_z(stats)
         for _ in range(T.INIT_ITERS):
             Z = self.solve_z(self.backend.run(P.semi_nmf_sweep, Z, combine=True))
         self.Z = Z
@@ -219,7 +228,13 @@ class FlexCMHFit:
                 perms[m] = perm
                 self.Z[m] = np.ascontiguousarray(self.Z[m][:, perm])
                 self.cluster_matching[m] = self.cluster_matching[m][perm]
-        out = self.backend.run(P.relabel, perms, self.all_rows_fit)
+        # Γ is rebuilt when the matching changes.  Re-ranking the inferred
+        # pairs after every H step (the paper's loop) reorders near-ties
+        # within clusters and makes the pair term jump: the objective then
+        # never settles (measured on Wiki: 430 vs 72 iterations to the
+        # convergence test, the same validation MAP; docs/flexcmh.md).
+        out = self.backend.run(P.relabel, perms, self.all_rows_fit,
+                               bool(perms) or not rematch)
         self.aligned_counts = [count for count, _ in out]
         self.moments = add(*(mo for _, mo in out)) if self.all_rows_fit else None
 
@@ -230,7 +245,8 @@ class FlexCMHFit:
         Inside the loop (``final=False``) the fit is warm-started and uses at
         most ``CODE_SAMPLE`` aligned rows (a random subset, as ITQ is usually
         trained), so that its cost does not grow with n; the final fit uses
-        every aligned row.  Returns the terms of Eq. 6."""
+        every aligned row.  Returns the terms of Eq. 6 and the fraction of the
+        training codes' bits that changed since the last call."""
         counts = np.asarray(self.aligned_counts, dtype=np.int64)
         total = int(counts.sum())
         if total == 0:
@@ -246,8 +262,8 @@ class FlexCMHFit:
             Ys = [np.concatenate([g[m] for g in got]) for m in range(self.M)]
             self.code = self.code_cls.fit(Ys, self.n_bits, self.rng, n_iter=n_iter,
                                           previous=self.code)
-        Lc, Ls, Lq = self.backend.run(P.apply_code, self.code, combine=True)
-        return float(Lc), max(float(Ls), 0.0), float(Lq)
+        Lc, Ls, Lq, changed, bits = self.backend.run(P.apply_code, self.code, combine=True)
+        return (float(Lc), max(float(Ls), 0.0), float(Lq)), changed / max(bits, 1)
 
     def fit_itq(self, n_iter, positions):
         if self.moments is not None:
@@ -267,6 +283,13 @@ class FlexCMHFit:
         return ITQCode.fit_from_moments(int(n_rows), sum_y, scatter, self.n_bits, self.rng,
                                         rotation_stats, n_iter=n_iter, previous=self.code)
 
+    def ridge_term(self):
+        """``sum_m eps_m ||Z_m||^2``: with the inter-modal and reconstruction
+        terms, what the H and Z steps minimise (the convergence test's
+        continuous objective)."""
+        return float(sum(eps * np.einsum("ij,ij->", Z, Z)
+                         for eps, Z in zip(self.z_ridge, self.Z)))
+
     # ---- kernel encoder ----------------------------------------------------
     def kernel_encoder(self, m):
         def take(rows):
@@ -279,10 +302,22 @@ class FlexCMHFit:
         return fit_kernel_encoder(self.n[m], self.p["n_anchors"], self.rng, take, gram,
                                   rows=known_rows(self.pairs, m, self.k))
 
+    # ---- preprocessing ----------------------------------------------------------
+    def preprocess(self):
+        """Fit each modality's preprocessing from sums over its rows, apply it
+        on the partitions; returns the fitted preprocessors."""
+        stats = self.backend.run(P.data_stats)
+        preps = [Preprocessor.from_stats(setting, merge_stats([s[m] for s in stats]))
+                 for m, setting in enumerate(per_modality(self.p["preprocess"], self.M))]
+        if any(pp.kind != "none" for pp in preps):
+            self.backend.run(P.preprocess, preps)
+        return preps
+
     # ---- Algorithm 1 ---------------------------------------------------------
     def run(self):
         """Fit; returns the fitted attributes of :class:`flexcmh_fast.FlexCMH`."""
         p, rng = self.p, self.rng
+        self.preprocessors = self.preprocess()
         if self.labels_matching:
             ranks = [rng.random(n) for n in self.n]
             self.backend.run(P.set_label_ranks, per_part=[
@@ -290,12 +325,13 @@ class FlexCMHFit:
                 for q in range(self.backend.sizes.shape[0])])
         self.init_semi_nmf()
         self.match_and_pair(not (self.fully_paired or self.labels_matching), False)
-        terms = self.update_codes(T.CODE_ITERS_LOOP)
+        terms, _ = self.update_codes(T.CODE_ITERS_LOOP)
         self.backend.traffic()
         rematch = p["joint"] and not (self.fully_paired or self.labels_matching)
         bar = progress(p["max_iter"], self.desc, p["verbose"])
-        prev = sum(terms)
-        n_iter = 0
+        prev = terms[0] + terms[1] + self.ridge_term()
+        n_iter, stop = 0, False
+        self.converged = False
         try:
             for it in range(1, p["max_iter"] + 1):
                 self.Z = self.solve_z(self.backend.run(P.update_h, combine=True))
@@ -305,25 +341,41 @@ class FlexCMHFit:
                 else:
                     out = self.backend.run(P.set_z, self.Z, self.all_rows_fit)
                     self.moments = add(*out) if self.all_rows_fit else None
-                terms = self.update_codes(T.CODE_ITERS_LOOP)
+                terms, changes = self.update_codes(T.CODE_ITERS_LOOP)
                 total = sum(terms)
-                self.history.append((total,) + terms)
+                ridge = self.ridge_term()
+                self.history.append((total,) + terms + (ridge, changes))
                 sent, received = self.backend.traffic()
                 n_iter = it
                 bar.update(1, objective=total)
                 stop = False
                 if p["callback"] is not None:
                     stop = bool(p["callback"](it, {
-                        "objective": total, "terms": dict(zip(TERMS[1:], terms)),
+                        "objective": total, "terms": dict(zip(TERMS[1:], terms + (ridge,))),
                         "Z": self.Z, "H": self.backend.peek(P.indicators),
                         "correspondence": self.backend.peek(lambda part: part.gamma),
                         "bytes_sent": sent, "bytes_received": received}))
-                if stop or abs(prev - total) <= p["tol"] * abs(prev):
+                # Converged: the continuous part (inter-modal + reconstruction
+                # + centroid ridge, which the H and Z steps decrease) has
+                # settled and the codes have stopped changing.  (The
+                # quantisation term counts disagreeing bits: an integer that
+                # jumps between iterations, so it is left out of the relative
+                # change.)
+                continuous = terms[0] + terms[1] + ridge
+                self.converged = (abs(prev - continuous) <= p["tol"] * abs(prev)
+                                  and changes <= T.CODE_CHANGE_TOL)
+                if stop or self.converged:
                     break
-                prev = total
+                prev = continuous
             self.update_codes(T.CODE_ITERS_FINAL, final=True)
         finally:
             bar.close()
+        if n_iter == p["max_iter"] > 0 and not (self.converged or stop):
+            warnings.warn(
+                f"FlexCMH stopped at max_iter={p['max_iter']} before converging (relative "
+                f"change of the continuous objective {abs(prev - continuous) / abs(prev):.2g}"
+                f" vs tol={p['tol']:g}, {changes:.2%} of the code bits changed in the last "
+                "iteration); raise 'max_iter' or 'tol'.", ConvergenceWarning, stacklevel=4)
         # The encoder is fitted after training and draws from rng last, so the
         # choice of encoder does not change the learned H, Z or codes.
         kernel_enc = None
@@ -349,6 +401,8 @@ class FlexCMHFit:
                 P.result_gamma, key, dtype=np.int64, per_part=offs,
                 shape=lambda q, key=key: (int(gamma_sizes[q][key]), 2))
         out = {
+            "preprocessors_": self.preprocessors,
+            "converged_": self.converged,
             "centroids_": [np.ascontiguousarray(Z) for Z in self.Z],
             "code_": self.code,
             "history_": history_dict(self.history, TERMS),

@@ -3,6 +3,7 @@ import numpy as np
 
 from .._base import HashingEstimator, history_dict
 from .._params import Bool, Float, Int, Options, Param, table
+from .._preprocess import Preprocessor, PreprocessSetting
 from .._threads import thread_limits
 from .._validation import available_cores
 from . import _tuning as T
@@ -12,6 +13,8 @@ from ._encoder import kernel_indicators, nnls_indicators
 from ._partition import Partition
 
 PARAMETERS = table(
+    preprocess=Param("auto", PreprocessSetting(),
+                     "feature preprocessing per modality, fitted and applied by encode"),
     n_clusters=Param(10, Int(1), "k, clusters per modality"),
     n_neighbors=Param(5, Int(1), "ns, length of the ordered-neighbour profiles (Eq. 1)"),
     lam=Param(1.0, Float(0.0), "weight of the quantisation term of Eq. 6"),
@@ -40,6 +43,17 @@ class FlexCMH(HashingEstimator):
     ----------
     n_bits : int in [1, 4096], default=32
         Code length.
+    preprocess : str or list of str, default="auto"
+        Feature preprocessing, one kind for every modality or a list with
+        one per modality: ``"none"``, ``"l2"`` (rows to unit norm),
+        ``"hellinger"`` (square root, then L2; non-negative features),
+        ``"standard"`` (columns to zero mean and unit variance; CSR only
+        scaled), or ``"auto"``: chosen from the training data of each
+        modality (non-negative CSR -> l2; non-negative dense with >= 10%
+        zeros -> hellinger; other non-negative dense -> l2; negative values
+        -> none; see :mod:`flexcmh_fast._preprocess`).  Fitted in
+        ``fit``, saved with the model and applied by ``encode`` to every
+        query (CSR stays sparse).
     n_clusters : int >= 1, default=10
         k, clusters per modality (paper: 10 Wiki, 25 MIRFlickr, 80
         NUS-WIDE); at most the number of samples of every modality.
@@ -48,9 +62,13 @@ class FlexCMH(HashingEstimator):
     lam : float >= 0, default=1.0
         λ of Eq. 6 (weight of the quantisation term).
     max_iter : int >= 0, default=500
-        Outer iterations of Algorithm 1 at most.
+        Outer iterations of Algorithm 1 at most; reaching it without
+        converging warns (:class:`flexcmh_fast.ConvergenceWarning`).
     tol : float >= 0, default=1e-4
-        Stop when the objective changes by less than ``tol`` times its value.
+        Convergence: the continuous objective (inter-modal plus
+        reconstruction loss plus the centroid ridge) changes by at most
+        ``tol`` times its value and at most 1% of the training codes' bits
+        change in an iteration.
     code_scheme : {"itq", "kmeans"}, default="itq"
         Code function of the aligned indicators: ITQ (centre, project,
         rotate), or ``"kmeans"``, the paper's repeated k-means reading.
@@ -107,9 +125,11 @@ class FlexCMH(HashingEstimator):
         H̃m), in that modality's row order: the database codes when the
         database is the training set (``docs/evaluation.md``).
     history_ : dict of ndarray
-        Per iteration: ``objective`` and its terms ``inter_modal`` (Lc,
-        Eq. 4), ``reconstruction`` (Ls, Eq. 3) and ``quantization`` (λLq,
-        Eq. 5).
+        Per iteration: ``objective`` (Eq. 6) and its terms ``inter_modal``
+        (Lc, Eq. 4), ``reconstruction`` (Ls, Eq. 3) and ``quantization``
+        (λLq, Eq. 5); ``centroid_ridge`` (the Z step's ridge, which with Lc
+        and Ls is what the H and Z steps decrease) and ``code_changes`` (the
+        fraction of the training codes' bits that changed).
     cluster_matching_ : ndarray of int64 (M, k)
         ``[m, c]``: the initial (k-means) cluster of modality m aligned to
         cluster c (row 0 is the identity).
@@ -117,6 +137,11 @@ class FlexCMH(HashingEstimator):
         Γ of the last iteration as index pairs (known pairs first).
     n_iter_ : int
         Outer iterations run.
+    converged_ : bool
+        Whether the fit met its convergence test (False: stopped at
+        ``max_iter`` or by the callback).
+    preprocessors_ : list of Preprocessor
+        The fitted preprocessing of each modality (``.kind``).
     anchors_, sigmas_, encoder_weights_ : lists (per modality) or None
         The kernel encoder (``encoder="kernel"``); None for ``"nnls"``.
 
@@ -132,11 +157,12 @@ class FlexCMH(HashingEstimator):
     _parameters = PARAMETERS
     kind = "FlexCMH"
 
-    def __init__(self, n_bits=32, n_clusters=10, n_neighbors=5, lam=1.0, max_iter=500,
+    def __init__(self, n_bits=32, preprocess="auto", n_clusters=10, n_neighbors=5, lam=1.0, max_iter=500,
                  tol=1e-4, code_scheme="itq", joint=True, matching="clusters",
                  encoder="kernel", n_anchors=1000, match_score="auto", n_threads=None,
                  random_state=None, verbose=False, callback=None):
         self.n_bits = n_bits
+        self.preprocess = preprocess
         self.n_clusters = n_clusters
         self.n_neighbors = n_neighbors
         self.lam = lam
@@ -177,7 +203,9 @@ class FlexCMH(HashingEstimator):
     # ---- encoding --------------------------------------------------------
     def indicators(self, X, modality):
         """Indicator vectors of new samples (``X`` validated float64, dense
-        or CSR), by the fitted encoder."""
+        or CSR, as given: the fitted preprocessing is applied here), by the
+        fitted encoder."""
+        X = self.preprocessors_[modality].transform(X)
         if self.anchors_ is not None:
             return kernel_indicators(X, self.anchors_[modality], self.sigmas_[modality],
                                      self.encoder_weights_[modality])
@@ -188,12 +216,15 @@ class FlexCMH(HashingEstimator):
 
     # ---- saving ------------------------------------------------------------
     def _get_state(self):
-        meta = {"n_iter": self.n_iter_,
+        meta = {"n_iter": self.n_iter_, "converged": bool(self.converged_),
+                "preprocess_kinds": [pp.kind for pp in self.preprocessors_],
                 "code_scheme": self.code_.scheme,
                 "history_terms": list(self.history_),
                 "pair_keys": [list(key) for key in self.correspondence_]}
         arrays = {f"Z_{m}": Z for m, Z in enumerate(self.centroids_)}
         arrays.update(self.code_.state("code_"))
+        for m, pp in enumerate(self.preprocessors_):
+            arrays.update(pp.state(f"pre_{m}_"))
         arrays["history"] = np.column_stack(list(self.history_.values())) \
             if self.history_ else np.zeros((0, len(TERMS)))
         # np.asarray: a fit on Dask holds dask arrays here; saving computes them.
@@ -214,7 +245,7 @@ class FlexCMH(HashingEstimator):
         M = len(self.n_features_)
         # Files of format 1 kept the settings only in meta["params"].
         scheme = meta.get("code_scheme", meta["params"].get("code_scheme", "itq"))
-        terms = meta.get("history_terms", list(TERMS[1:]))
+        terms = meta.get("history_terms", ["inter_modal", "reconstruction", "quantization"])
         hist = np.asarray(arrays["history"], dtype=np.float64).reshape(-1, len(terms))
         if "objective" not in terms:  # format 1: the three terms only
             hist = np.column_stack([hist.sum(axis=1), hist])
@@ -222,7 +253,14 @@ class FlexCMH(HashingEstimator):
         kernel = "sigmas" in meta
         if "encoder" not in meta["params"]:  # saved before the setting existed
             self.encoder = "kernel" if kernel else "nnls"
+        # Format 1 files: no preprocessing, no convergence flag.
+        if "preprocess_kinds" not in meta:
+            self.preprocess = "none"
+        kinds = meta.get("preprocess_kinds", ["none"] * M)
         self._set_fitted({
+            "preprocessors_": [Preprocessor.from_state(kind, arrays, f"pre_{m}_")
+                               for m, kind in enumerate(kinds)],
+            "converged_": bool(meta.get("converged", False)),
             "centroids_": [np.ascontiguousarray(arrays[f"Z_{m}"]) for m in range(M)],
             "code_": code_class(scheme).from_state(arrays, "code_"),
             "history_": history_dict(hist, terms),

@@ -18,6 +18,7 @@ import numba
 import numpy as np
 
 from .._codes import pack_codes
+from .._preprocess import data_stats as _data_stats
 from .._rbf import row_sq_norms
 from . import _kernels
 from . import _tuning as T
@@ -89,6 +90,7 @@ class Partition:
         self._assign = [None] * self.M
         self.gamma = self.adj = None
         self.code = self.B = self.Ht = None
+        self.code_bits = None
         self.itq_U = None
 
     def assignment(self, m):
@@ -225,6 +227,19 @@ class Partition:
         self.B = np.where(np.add.reduce(proj) > 0, 1, -1).astype(np.int8)
         self.Ht = [np.where(p > 0, 1, -1).astype(np.int8) for p in proj]
 
+    def code_changes(self):
+        """Bits of the training codes of every sample (all modalities) that
+        changed since the last call, and the number of bits: the codes'
+        share of the convergence test."""
+        bits = [self.code.project(H) > 0 for H in self.H]
+        total = sum(b.size for b in bits)
+        if self.code_bits is None:
+            changed = total
+        else:
+            changed = sum(int(np.count_nonzero(a != b)) for a, b in zip(bits, self.code_bits))
+        self.code_bits = bits
+        return changed, total
+
     # ---- Eq. 6 ------------------------------------------------------------
     def objective_sums(self):
         """The terms of Eq. 6 as plain sums over samples and pairs (so
@@ -246,6 +261,17 @@ class Partition:
 # --------------------------------------------------------------------------
 def _all_z_stats(part):
     return [z_stats(X, H) for X, H in zip(part.Xs, part.H)]
+
+
+def data_stats(part):
+    return [_data_stats(X) for X in part.Xs]
+
+
+def preprocess(part, preprocessors):
+    """Replace the rows by their preprocessed version (and their norms)."""
+    part.Xs = [pp.transform(X) for pp, X in zip(preprocessors, part.Xs)]
+    part.sqx = [row_sq_norms(X) for X in part.Xs]
+    part.sqX = [float(s.sum()) for s in part.sqx]
 
 
 def set_pairs(part, fully_paired, pairs):
@@ -316,12 +342,13 @@ def profiles(part, scales, sqzs):
     return [part.profiles(m, scales[m], sqzs[m]) for m in range(part.M)]
 
 
-def relabel(part, perms, moments):
-    """Relabel clusters, rebuild Γ; back: the number of aligned rows and, with
-    ``moments``, their code-fit moments."""
+def relabel(part, perms, moments, rebuild=True):
+    """Relabel clusters, rebuild Γ (``rebuild``); back: the number of aligned
+    rows and, with ``moments``, their code-fit moments."""
     for m, perm in perms.items():
         part.permute(m, perm)
-    part.build_gamma()
+    if rebuild:
+        part.build_gamma()
     return part.aligned()[0].size, (code_moments(part, None) if moments else None)
 
 
@@ -348,8 +375,10 @@ def itq_cross(part, R):
 
 
 def apply_code(part, code):
+    """Set the code function; back: the terms of Eq. 6 and the changed and
+    total bits of the training codes."""
     part.apply_code(code)
-    return part.objective_sums()
+    return part.objective_sums() + part.code_changes()
 
 
 def indicator_gram(part, m, anchors, sigma, rows):

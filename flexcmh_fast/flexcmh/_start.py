@@ -26,15 +26,24 @@ def z_stats(X, H):
     return xth(X, H), H.T @ H
 
 
-def z_from_stats(XtH, G):
-    """Ridge least-squares centroids ``Z = X^T H (H^T H + eps I)^-1``.
+def z_ridge(G):
+    """The ridge weight of the Z step: ``Z_RIDGE`` times the mean diagonal of
+    ``G = H^T H`` (of the start indicators: fixed for the whole fit)."""
+    return T.Z_RIDGE * max(np.trace(G) / G.shape[0], 1e-300)
 
-    The minimiser of the reconstruction term of Eq. 6 plus ``eps ||Z||^2``
-    with ``eps = Z_RIDGE`` times the mean diagonal of ``H^T H``.  Without the
-    ridge the pair term drives the columns of H towards collinearity and Z
-    grows without bound; it also keeps Z defined when a cluster is empty."""
+
+def z_from_stats(XtH, G, eps):
+    """Ridge least-squares centroids ``Z = X^T H (H^T H + eps I)^-1`` from the
+    sufficient statistics ``X^T H`` (d, k) and ``G = H^T H`` (k, k).
+
+    The minimiser of the reconstruction term of Eq. 6 plus ``eps ||Z||^2``.
+    Without the ridge the pair term drives the columns of H towards
+    collinearity and Z grows without bound; it also keeps Z defined when a
+    cluster is empty.  ``eps`` is fixed for a fit: a weight that followed
+    ``H^T H`` would let H grow and Z shrink from one iteration to the next
+    (SemiNMF fixes only the product H Z^T) and inflate the pair term without
+    end."""
     k = G.shape[0]
-    eps = T.Z_RIDGE * max(np.trace(G) / k, 1e-300)
     return np.linalg.solve(G + eps * np.eye(k), XtH.T).T.copy()
 
 

@@ -37,3 +37,8 @@ ENC_FIT_SAMPLE = 20_000
 ENC_BLOCK = 8192
 # Rows that set the RBF width of the kernel encoder (at most).
 ENC_WIDTH_SAMPLE = 1000
+# Convergence: besides the relative change of the continuous terms of Eq. 6
+# (``tol``), at most this fraction of the training codes' bits may change
+# in the last iteration (the in-loop code is warm-started ITQ, one rotation
+# step an iteration: bits near the boundary keep flipping at ~0.1-0.5%).
+CODE_CHANGE_TOL = 0.01
