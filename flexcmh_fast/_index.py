@@ -184,17 +184,19 @@ class HammingIndex:
         queries : ndarray of uint8, shape (n_queries, ceil(n_bits / 8))
             C-contiguous packed codes with zero padding bits (0 rows allowed).
         k : int >= 1
-            Neighbours per query.  When ``k > len(self)`` every database code
-            is returned and the rest of each row is padded with distance -1
-            and id -1.
+            Neighbours per query.  Any size is accepted: results have
+            ``min(k, len(self))`` columns, so ``k > len(self)`` returns every
+            database code (and an empty index 0 columns).
 
         Returns
         -------
-        distances : ndarray of int32, shape (n_queries, k)
-        ids : ndarray of int64, shape (n_queries, k)
+        distances : ndarray of int32, shape (n_queries, min(k, len(self)))
+        ids : ndarray of int64, shape (n_queries, min(k, len(self)))
             Row ``j`` is sorted by increasing distance, ties by increasing id.
         """
-        k = check_int(k, "k", low=1)
+        # Capped before anything is allocated: k = 10**9 on a small index
+        # costs what k = len(self) costs.
+        k = min(check_int(k, "k", low=1), self._n)
         q, n_threads = self._prepare(queries)
         if q.shape[0] <= _QUERY_BATCH:
             return _hamming.topk(self._words, self._n, q, self._n_bits, k, n_threads)

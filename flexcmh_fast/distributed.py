@@ -160,9 +160,8 @@ def _build_shard(block, n_bits, n_threads):
 
 
 def _shard_search(index, queries, k, offset):
-    # k is capped at the shard size, so shard results carry no -1 padding and
-    # the merge never has to skip it.
-    dist, ids = index.search(queries, min(k, len(index)))
+    # The shard caps k at its size: its results have no padding to skip.
+    dist, ids = index.search(queries, k)
     return dist, ids + offset
 
 
@@ -383,28 +382,22 @@ class ShardedHammingIndex:
             C-contiguous packed codes with zero padding bits (0 rows
             allowed).  A dask array is computed first.
         k : int >= 1
-            Neighbours per query.  When ``k > len(self)`` every code is
-            returned and the rest of each row is padded with distance -1 and
-            id -1.
+            Neighbours per query.  Results have ``min(k, len(self))``
+            columns, as with :meth:`HammingIndex.search`.
 
         Returns
         -------
-        distances : ndarray of int32, shape (n_queries, k)
-        ids : ndarray of int64, shape (n_queries, k)
+        distances : ndarray of int32, shape (n_queries, min(k, len(self)))
+        ids : ndarray of int64, shape (n_queries, min(k, len(self)))
             Global ids; each row sorted by distance, ties by smaller id.
         """
-        k = check_int(k, "k", low=1)
+        k = min(check_int(k, "k", low=1), self._n)
         queries = self._check_queries(queries)
         n_q = queries.shape[0]
-        dist = np.full((n_q, k), -1, dtype=np.int32)
-        ids = np.full((n_q, k), -1, dtype=np.int64)
-        if self._n == 0 or n_q == 0:
-            return dist, ids
+        if k == 0 or n_q == 0:
+            return np.empty((n_q, k), dtype=np.int32), np.empty((n_q, k), dtype=np.int64)
         per_shard = [(k, int(off)) for off in self._offsets[:-1]]
-        d, i = self._run(_shard_search, queries, per_shard, _merge_topk, (k,))
-        dist[:, :d.shape[1]] = d
-        ids[:, :i.shape[1]] = i
-        return dist, ids
+        return self._run(_shard_search, queries, per_shard, _merge_topk, (k,))
 
     def range_search(self, queries, radius):
         """All codes within Hamming distance ``radius`` of each query, over all shards.
