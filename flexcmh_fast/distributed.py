@@ -152,11 +152,12 @@ def _sizeof_index(index):
     # would make the scheduler think shards are free to move and the worker
     # memory manager blind to them.  Registered here, this also runs on the
     # workers: they import this module to run _build_shard.
-    return len(index) * 8 * (-(-index.n_bits // 64))
+    return len(index) * 8 * (-(-index.n_bits // 64)) + index.mih_nbytes
 
 
-def _build_shard(block, n_bits, n_threads):
-    return HammingIndex(np.ascontiguousarray(block), n_bits=n_bits, n_threads=n_threads)
+def _build_shard(block, n_bits, n_threads, method):
+    return HammingIndex(np.ascontiguousarray(block), n_bits=n_bits, method=method,
+                        n_threads=n_threads)
 
 
 def _shard_search(index, queries, k, offset):
@@ -246,6 +247,9 @@ class ShardedHammingIndex:
         array gets global id ``i``.
     n_bits : int in [1, 4096]
         Code length in bits.
+    method : {"auto", "linear", "mih"}, default="auto"
+        Search algorithm of every shard (see :class:`~flexcmh_fast.HammingIndex`);
+        with hashing, each shard builds its tables at its first query.
     client : distributed.Client, optional
         Cluster to use; default: the current client (``get_client()``).
     n_threads : int, default=1
@@ -280,9 +284,12 @@ class ShardedHammingIndex:
     >>> dist, ids = index.search(query_codes, k=100)                       # doctest: +SKIP
     """
 
-    def __init__(self, codes, n_bits, *, client=None, n_threads=1, split_every=8):
+    def __init__(self, codes, n_bits, *, method="auto", client=None, n_threads=1,
+                 split_every=8):
         self._n_bits = check_n_bits(n_bits)
         check_n_threads(n_threads)
+        # Validated here, on the client, rather than in every shard build.
+        HammingIndex(n_bits=self._n_bits, method=method)
         self._split_every = check_int(split_every, "split_every", low=2)
         width = n_bytes_for(self._n_bits)
         if not isinstance(codes, da.Array):
@@ -306,7 +313,7 @@ class ShardedHammingIndex:
         blocks = codes.to_delayed().ravel().tolist()
         # pure=False: fresh keys, so a new index never shares (or races with the
         # release of) the shard futures of an earlier index over the same codes.
-        build = [dask.delayed(_build_shard, pure=False)(b, self._n_bits, n_threads)
+        build = [dask.delayed(_build_shard, pure=False)(b, self._n_bits, n_threads, method)
                  for b in blocks]
         shards = self._client.compute(build)
         sizes = self._client.gather(self._client.map(len, shards, pure=False))

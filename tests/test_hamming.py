@@ -372,7 +372,7 @@ def test_pickle_roundtrip():
 
 def test_public_names():
     assert fc.HammingIndex is HammingIndex
-    assert repr(HammingIndex(n_bits=4)) == "HammingIndex(n_codes=0, n_bits=4)"
+    assert repr(HammingIndex(n_bits=4)) == "HammingIndex(n_codes=0, n_bits=4, method='auto')"
 
 
 # ----------------------------------------------------------------------
