@@ -27,8 +27,9 @@ _METHODS = ("auto", "linear", "mih")
 # slower paths forced); below _AUTO_MIN_CODES codes the scan is too cheap.
 _SCAN_WORDS_PER_UNIT = {"avx512-vpopcntdq": 160, "avx2": 96, "popcnt": 24, "portable": 16}
 _AUTO_MIN_CODES = 1 << 16
-# Queries searched first to measure the multi-index hashing work; and the
-# share of a scan's cost a query may spend before it is scanned instead.
+# Queries searched first to measure the multi-index hashing work (at most
+# one in 16 of the call's queries); and the share of a scan's cost a query
+# may spend before it is scanned instead.
 _PILOT_QUERIES = 32
 _BUDGET_SHARE = 0.5
 _UNLIMITED = 1 << 62
@@ -97,13 +98,13 @@ class HammingIndex:
     popcount path, 96 on AVX2, 24 on POPCNT and 16 on the portable path
     (measured ratios).  With ``n >= 2**16``, ``n_bits <= 256``
     and the answers not a large share of the database (``k <= n / 64``;
-    radius below ``n_bits / 4``), the first 32 queries of a call are searched
-    by hashing with a budget of half a scan each, and a query over
-    budget is scanned instead.  If that cost the pilot queries less than a
-    scan on average, the remaining queries are searched the same way,
-    otherwise they are scanned.  On uniformly random codes of 128 bits,
-    where hashing cannot prune, this costs about 16 scans more than
-    scanning every query.
+    radius below ``n_bits / 4``), the first queries of a call (1 in 16, at
+    most 32) are searched by hashing with a budget of half a scan each, and
+    a query over budget is scanned instead.  If that cost these pilot
+    queries less than a scan on average, the remaining queries are searched
+    the same way, otherwise they are scanned.  Where hashing cannot prune
+    (uniformly random codes of 128 bits), ``"auto"`` thus costs at most
+    about 1/32 more than the scan, plus the first build of the tables.
 
     Examples
     --------
@@ -329,13 +330,13 @@ class HammingIndex:
         scan_cost = (self._n * self._n_words
                      / _SCAN_WORDS_PER_UNIT[_hamming.cpu_popcount_path()])
         budget = max(1, int(_BUDGET_SHARE * scan_cost))
-        pilot = all_rows[:_PILOT_QUERIES]
+        pilot = all_rows[:max(1, min(_PILOT_QUERIES, n_queries // 16))]
         result, work = run(pilot, budget)
         store(pilot, result)
         over = pilot[work < 0]
         # Cost per query of hashing with the scan as fallback, on the pilot.
         expected = np.where(work < 0, budget + scan_cost, work).mean()
-        rest = all_rows[_PILOT_QUERIES:]
+        rest = all_rows[pilot.size:]
         if rest.size and expected < scan_cost:
             result, work = run(rest, budget)
             store(rest, result)

@@ -360,6 +360,15 @@ cdef mh_tables _tables(const uint64_t[::1] db, int64_t n, int W, const int32_t[:
     return T
 
 
+cdef int _mih_threads(int n_threads, int64_t nq) noexcept nogil:
+    # A hashed query takes microseconds: below 4 queries a thread, starting
+    # and joining threads costs more than it saves.
+    cdef int64_t t = nq // 4
+    if t > n_threads:
+        t = n_threads
+    return <int>(t if t > 1 else 1)
+
+
 def mih_build(const uint64_t[::1] db, int64_t n, int W, const int32_t[:, ::1] sub,
               const int64_t[::1] base, uint32_t[::1] offs, uint32_t[:, ::1] ids,
               int n_threads):
@@ -391,7 +400,7 @@ def mih_topk(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n_
     work_arr = np.zeros(nq, dtype=np.int64)
     if nq == 0:
         return D_arr, I_arr, work_arr
-    n_threads = max(1, min(n_threads, nq))
+    n_threads = _mih_threads(n_threads, nq)
     cnt_arr = np.empty((n_threads, n_bits + 1), dtype=np.int64)
     cdef int64_t[:, ::1] cnt = cnt_arr
     cdef int32_t[:, ::1] D = D_arr
@@ -432,7 +441,7 @@ def mih_range(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int r
     cdef uint64_t id_mask = (<uint64_t>1 << shift) - 1
     if nq:
         with nogil:
-            for j in prange(nq, num_threads=max(1, min(n_threads, nq)), schedule="dynamic"):
+            for j in prange(nq, num_threads=_mih_threads(n_threads, nq), schedule="dynamic"):
                 keys = NULL
                 work[j] = mh_range(path, &T, &Q[j, 0], radius, budget, &keys, &cnt[j])
                 ptrs[j] = <size_t>keys

@@ -197,7 +197,7 @@ def test_auto_scans_random_long_codes(small_auto_threshold, monkeypatch):
     monkeypatch.setattr(_mih._MIHTables, "topk",
                         lambda self, *a: calls.append(a[1].shape[0]) or real_topk(self, *a))
     assert_search_equal(index, queries, db, 10)
-    assert calls == [_index._PILOT_QUERIES]  # the pilot only: the rest is scanned
+    assert calls == [100 // 16]  # the pilot only (1 query in 16): the rest is scanned
 
 
 def test_auto_uses_the_scan_when_hashing_cannot_help(monkeypatch):
