@@ -1,6 +1,14 @@
 """pytest-benchmark: HammingIndex.search against faiss IndexBinaryFlat and a
 numpy reference, in one run, on the performance anchors of DESIGN.md §7:
-1,000,000 uniformly random codes, 1,000 queries, k = 100, 64 and 128 bits.
+1,000,000 uniformly random codes, 1,000 queries, k = 100, 64 and 128 bits
+(the linear scan, ``method="linear"``).
+
+``test_mih`` times multi-index hashing (``method="mih"`` and ``"auto"``)
+against the scan on clustered codes (1M x 64 bits, k = 100; 10M x 64 bits,
+k = 10) and on uniformly random codes (64 and 128 bits, k = 100).  Clustered
+codes: 4,000 random centres, each code a random centre with 3 random bits
+flipped (the generator is ``clustered_codes`` below; queries are drawn the
+same way), the structure a hash function trained on clustered data gives.
 
 Run (from the repository root, extension built or package installed)::
 
@@ -90,7 +98,7 @@ def test_search(benchmark, data, impl):
     n_bits, db, queries = data
     benchmark.group = f"search {N_DB} codes x {N_QUERIES} queries, k={K}, {n_bits} bits"
     if impl == "flexcmh_fast":
-        index = HammingIndex(db, n_bits=n_bits)
+        index = HammingIndex(db, n_bits=n_bits, method="linear")
         result = benchmark.pedantic(index.search, args=(queries, K), rounds=7, warmup_rounds=1)
     elif impl == "faiss":
         faiss = pytest.importorskip("faiss")
@@ -116,6 +124,67 @@ def test_results_agree(n_bits):
         np.testing.assert_array_equal(ours[0], fa[0])
 
 
+def clustered_codes(n, n_bits, n_centres, flips, seed):
+    """Codes of ``n_centres`` random centres (fixed seed, shared by database
+    and queries) with ``flips`` random bits flipped (repeats allowed)."""
+    centres = np.random.default_rng(n_bits).integers(0, 256, (n_centres, n_bits // 8),
+                                                     dtype=np.uint8)
+    rng = np.random.default_rng(seed)
+    codes = centres[rng.integers(0, n_centres, n)]
+    rows = np.arange(n)
+    for _ in range(flips):
+        bit = rng.integers(0, n_bits, n)
+        codes[rows, bit // 8] ^= (np.uint8(128) >> (bit % 8).astype(np.uint8))
+    return codes
+
+
+# (name, n_codes, n_bits, k, kind); kind "clustered" or "random".
+MIH_CASES = [
+    ("clustered-1M-64", N_DB, 64, 100, "clustered"),
+    ("clustered-10M-64", 10 * N_DB, 64, 10, "clustered"),
+    ("random-1M-64", N_DB, 64, 100, "random"),
+    ("random-1M-128", N_DB, 128, 100, "random"),
+]
+MIH_METHODS = ["linear", "mih", "auto"]
+
+
+@pytest.fixture(scope="module", params=MIH_CASES, ids=lambda c: c[0])
+def mih_data(request):
+    name, n, n_bits, k, kind = request.param
+    if kind == "clustered":
+        db = clustered_codes(n, n_bits, 4000, 3, seed=1)
+        queries = clustered_codes(N_QUERIES, n_bits, 4000, 3, seed=2)
+    else:
+        rng = np.random.default_rng(n_bits)
+        db = rng.integers(0, 256, (n, n_bits // 8), dtype=np.uint8)
+        queries = rng.integers(0, 256, (N_QUERIES, n_bits // 8), dtype=np.uint8)
+    indexes = {}
+    for method in MIH_METHODS:
+        indexes[method] = HammingIndex(db, n_bits=n_bits, method=method)
+        t0 = time.perf_counter()
+        indexes[method].search(queries[:1], k)  # builds the hashing tables
+        RESULTS[(name, method, "build")] = time.perf_counter() - t0
+        RESULTS[(name, method, "memory")] = indexes[method].mih_nbytes / db.nbytes
+    return name, k, queries, indexes
+
+
+@pytest.mark.parametrize("method", MIH_METHODS)
+def test_mih(benchmark, mih_data, method):
+    name, k, queries, indexes = mih_data
+    if method == "mih" and name.startswith("random"):
+        pytest.skip("hashing alone on random codes is the worst case: ~30x the scan")
+    benchmark.group = f"multi-index hashing {name}, {N_QUERIES} queries, k={k}"
+    result = benchmark.pedantic(indexes[method].search, args=(queries, k), rounds=5,
+                                warmup_rounds=1)
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:
+        RESULTS[(name, method)] = stats.stats.min
+        benchmark.extra_info["machine"] = machine_description()
+    want = RESULTS.setdefault((name, "result"), result)
+    np.testing.assert_array_equal(result[0], want[0])
+    np.testing.assert_array_equal(result[1], want[1])
+
+
 def summary_lines():
     """Ratio table for the terminal summary (empty when nothing was timed)."""
     lines = []
@@ -133,4 +202,20 @@ def summary_lines():
     if lines:
         lines.insert(0, f"Hamming search, {N_DB} codes x {N_QUERIES} queries, k={K}; "
                         f"{machine_description()}; {time.strftime('%Y-%m-%d %H:%M')}")
-    return lines
+    mih = []
+    for name, *_ in MIH_CASES:
+        scan = RESULTS.get((name, "linear"))
+        if scan is None:
+            continue
+        row = f"{name:>17}: linear {scan:.4f} s"
+        for method in ("mih", "auto"):
+            t = RESULTS.get((name, method))
+            if t is not None:
+                row += f" | {method} {t:.4f} s, x{scan / t:.1f}"
+        row += (f" | tables built in {RESULTS[(name, 'mih', 'build')]:.2f} s, "
+                f"{RESULTS[(name, 'mih', 'memory')]:.2f}x the packed codes")
+        mih.append(row)
+    if mih:
+        mih.insert(0, f"Multi-index hashing vs linear scan, {N_QUERIES} queries; "
+                      f"{machine_description()}; {time.strftime('%Y-%m-%d %H:%M')}")
+    return lines + mih

@@ -23,7 +23,8 @@ import warnings
 
 import numpy as np
 
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport free
 from cython.parallel cimport prange, threadid
 
 cdef extern from "hamming_kernels.h" nogil:
@@ -311,3 +312,157 @@ def distances(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n
                 hm_dist(path, &db[0], n, <int>W, &Q[0, 0], s * b_step, min((s + 1) * b_step, nb),
                         g * cqs, min((g + 1) * cqs, nq), &out[0, 0])
     return out_arr
+
+
+# ----------------------------------------------------------------------
+# Multi-index hashing (mih_kernels.h); tables built by flexcmh_fast._mih.
+# ----------------------------------------------------------------------
+cdef extern from "mih_kernels.h" nogil:
+    ctypedef struct mh_tables:
+        const uint64_t *db
+        int64_t n
+        int W
+        int m
+        const int32_t *lo
+        const int32_t *len
+        const int32_t *gap_off
+        const int32_t *gap_len
+        const int64_t *base
+        const uint32_t *offs
+        const uint32_t *ids
+        const uint64_t *masks
+    int64_t mh_knn(int path, const mh_tables *T, const uint64_t *q, int n_bits, int64_t k,
+                   int64_t budget, int64_t *cnt, int32_t *od, int64_t *oi)
+    int64_t mh_range(int path, const mh_tables *T, const uint64_t *q, int radius,
+                     int64_t budget, uint64_t **out, int64_t *out_len)
+    void mh_build_table(const uint64_t *db, int64_t n, int W, int lo, int len, int gap_off,
+                        int gap_len, uint32_t *off, uint32_t *ids)
+    int HM_KEY_SHIFT
+
+
+cdef mh_tables _tables(const uint64_t[::1] db, int64_t n, int W, const int32_t[:, ::1] sub,
+                       const int64_t[::1] base,
+                       const uint32_t[::1] offs, const uint32_t[:, ::1] ids,
+                       const uint64_t[:, ::1] masks):
+    cdef mh_tables T
+    T.db = &db[0]
+    T.n = n
+    T.W = W
+    T.m = <int>sub.shape[1]
+    T.lo = &sub[0, 0]
+    T.len = &sub[1, 0]
+    T.gap_off = &sub[2, 0]
+    T.gap_len = &sub[3, 0]
+    T.base = &base[0]
+    T.offs = &offs[0]
+    T.ids = &ids[0, 0]
+    T.masks = &masks[0, 0]
+    return T
+
+
+cdef int _mih_threads(int n_threads, int64_t nq) noexcept nogil:
+    # A hashed query takes microseconds: below 4 queries a thread, starting
+    # and joining threads costs more than it saves.
+    cdef int64_t t = nq // 4
+    if t > n_threads:
+        t = n_threads
+    return <int>(t if t > 1 else 1)
+
+
+def mih_build(const uint64_t[::1] db, int64_t n, int W, const int32_t[:, ::1] sub,
+              const int64_t[::1] base, uint32_t[::1] offs, uint32_t[:, ::1] ids,
+              int n_threads):
+    """Fill the bucket offsets ``offs`` (zeroed) and ``ids`` of every table.
+
+    ``sub`` rows: bit offset, length, gap offset and gap length of each
+    substring (see mih_kernels.h).
+    """
+    cdef int64_t i, m = sub.shape[1]
+    with nogil:
+        for i in prange(m, num_threads=max(1, min(n_threads, m)), schedule="dynamic"):
+            mh_build_table(&db[0], n, W, sub[0, i], sub[1, i], sub[2, i], sub[3, i],
+                           &offs[base[i]], &ids[i, 0])
+
+
+def mih_topk(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n_bits,
+             int64_t k, const int32_t[:, ::1] sub, const int64_t[::1] base,
+             const uint32_t[::1] offs, const uint32_t[:, ::1] ids,
+             const uint64_t[:, ::1] masks, int64_t budget, int n_threads):
+    """Exact k nearest codes (1 <= k <= n) by multi-index hashing.
+
+    Returns (distances int32 (nq, k), ids int64 (nq, k), work int64 (nq,)):
+    ``work[j]`` is -1 when query j exceeded ``budget`` (its row is then
+    unset and must be searched by the scan).
+    """
+    cdef int64_t nq = Q.shape[0], W = Q.shape[1], j
+    D_arr = np.empty((nq, k), dtype=np.int32)
+    I_arr = np.empty((nq, k), dtype=np.int64)
+    work_arr = np.zeros(nq, dtype=np.int64)
+    if nq == 0:
+        return D_arr, I_arr, work_arr
+    n_threads = _mih_threads(n_threads, nq)
+    cnt_arr = np.empty((n_threads, n_bits + 1), dtype=np.int64)
+    cdef int64_t[:, ::1] cnt = cnt_arr
+    cdef int32_t[:, ::1] D = D_arr
+    cdef int64_t[:, ::1] I = I_arr
+    cdef int64_t[::1] work = work_arr
+    cdef mh_tables T = _tables(db, n, <int>W, sub, base, offs, ids, masks)
+    cdef int path = _path
+    with nogil:
+        for j in prange(nq, num_threads=n_threads, schedule="dynamic"):
+            work[j] = mh_knn(path, &T, &Q[j, 0], n_bits, k, budget, &cnt[threadid(), 0],
+                             &D[j, 0], &I[j, 0])
+    if (work_arr == -2).any():
+        raise MemoryError("Out of memory in the multi-index hashing search.")
+    return D_arr, I_arr, work_arr
+
+
+def mih_range(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int radius,
+              const int32_t[:, ::1] sub, const int64_t[::1] base,
+              const uint32_t[::1] offs, const uint32_t[:, ::1] ids,
+              const uint64_t[:, ::1] masks, int64_t budget, int n_threads):
+    """All codes within ``radius`` by multi-index hashing.
+
+    Returns (lims int64 (nq+1,), distances int32, ids int64, work int64
+    (nq,)); a query with ``work[j] == -1`` exceeded ``budget`` and has no
+    results here (``lims[j] == lims[j+1]``): the caller scans it.
+    """
+    cdef int64_t nq = Q.shape[0], W = Q.shape[1], j, t, c
+    work_arr = np.zeros(nq, dtype=np.int64)
+    lens_arr = np.zeros(nq, dtype=np.int64)
+    ptr_arr = np.zeros(nq, dtype=np.uintp)
+    cdef int64_t[::1] work = work_arr
+    cdef int64_t[::1] cnt = lens_arr
+    cdef size_t[::1] ptrs = ptr_arr
+    cdef mh_tables T = _tables(db, n, <int>W, sub, base, offs, ids, masks)
+    cdef int path = _path
+    cdef uint64_t *keys
+    cdef int shift = HM_KEY_SHIFT
+    cdef uint64_t id_mask = (<uint64_t>1 << shift) - 1
+    if nq:
+        with nogil:
+            for j in prange(nq, num_threads=_mih_threads(n_threads, nq), schedule="dynamic"):
+                keys = NULL
+                work[j] = mh_range(path, &T, &Q[j, 0], radius, budget, &keys, &cnt[j])
+                ptrs[j] = <size_t>keys
+    lims_arr = np.zeros(nq + 1, dtype=np.int64)
+    np.cumsum(lens_arr, out=lims_arr[1:])
+    cdef int64_t[::1] lims = lims_arr
+    D_arr = np.empty(lims_arr[nq], dtype=np.int32)
+    I_arr = np.empty(lims_arr[nq], dtype=np.int64)
+    cdef int32_t[::1] D = D_arr
+    cdef int64_t[::1] I = I_arr
+    cdef bint out_of_memory = False
+    with nogil:
+        for j in range(nq):
+            keys = <uint64_t *>ptrs[j]
+            if work[j] == -2:
+                out_of_memory = True
+            for t in range(cnt[j]):
+                c = lims[j] + t
+                D[c] = <int32_t>(keys[t] >> shift)
+                I[c] = <int64_t>(keys[t] & id_mask)
+            free(keys)
+    if out_of_memory:
+        raise MemoryError("Out of memory collecting multi-index hashing range results.")
+    return lims_arr, D_arr, I_arr, work_arr

@@ -28,12 +28,13 @@ def ref_distances(queries, codes):
 def ref_search(queries, codes, k):
     dist = ref_distances(queries, codes)
     n = codes.shape[0]
-    D = np.full((queries.shape[0], k), -1, dtype=np.int64)
-    I = np.full((queries.shape[0], k), -1, dtype=np.int64)
+    k = min(k, n)
+    D = np.empty((queries.shape[0], k), dtype=np.int64)
+    I = np.empty((queries.shape[0], k), dtype=np.int64)
     for j in range(queries.shape[0]):
         order = np.lexsort((np.arange(n), dist[j]))[:k]  # by distance, then id
-        D[j, :order.size] = dist[j, order]
-        I[j, :order.size] = order
+        D[j] = dist[j, order]
+        I[j] = order
     return D, I
 
 
@@ -78,7 +79,7 @@ def test_search_matches_numpy(n_bits, path):
             D, I = index.search(queries, k)
             rD, rI = ref_search(queries, db, k)
             assert D.dtype == np.int32 and I.dtype == np.int64
-            assert D.shape == I.shape == (queries.shape[0], k)
+            assert D.shape == I.shape == (queries.shape[0], min(k, n))
             np.testing.assert_array_equal(D, rD)
             np.testing.assert_array_equal(I, rI)
 
@@ -277,13 +278,26 @@ def test_empty_queries_and_empty_index():
     empty = HammingIndex(n_bits=70)
     assert len(empty) == 0 and empty.codes.shape == (0, 9)
     D, I = empty.search(db[:2], 4)
-    np.testing.assert_array_equal(D, -1)
-    np.testing.assert_array_equal(I, -1)
+    assert D.shape == I.shape == (2, 0)
     lims, RD, RI = empty.range_search(db[:2], 70)
     np.testing.assert_array_equal(lims, [0, 0, 0])
     np.testing.assert_array_equal(empty.distance_histogram(db[:2]), 0)
     assert empty.distances(db[:2]).shape == (2, 0)
-    assert HammingIndex(np.empty((0, 9), np.uint8), n_bits=70).search(db[:1], 1)[1][0, 0] == -1
+    assert HammingIndex(np.empty((0, 9), np.uint8), n_bits=70).search(db[:1], 1)[1].shape == (1, 0)
+
+
+def test_huge_k_is_capped_at_the_database_size(path):
+    # k far beyond the database (and beyond int32) must neither allocate
+    # (n_queries, k) results nor fail: the result has min(k, n) columns.
+    rng = np.random.default_rng(40)
+    db, queries = random_codes(rng, 1000, 40), random_codes(rng, 3, 40)
+    index = HammingIndex(db, n_bits=40)
+    want = ref_search(queries, db, 1000)
+    for k in (1000, 1001, 10**9, 2**31 + 5, 2**63 - 1):
+        D, I = index.search(queries, k)
+        assert D.shape == I.shape == (3, 1000)
+        np.testing.assert_array_equal(D, want[0])
+        np.testing.assert_array_equal(I, want[1])
 
 
 def test_one_code_database_and_k_larger_than_n(path):
@@ -291,8 +305,8 @@ def test_one_code_database_and_k_larger_than_n(path):
     index = HammingIndex(code, n_bits=9)
     queries = fc.pack_codes(np.array([[1, 0, 1, 1, 0, 0, 0, 1, 1], [0, 0, 0, 0, 0, 0, 0, 0, 0]]))
     D, I = index.search(queries, 3)
-    np.testing.assert_array_equal(D, [[0, -1, -1], [5, -1, -1]])
-    np.testing.assert_array_equal(I, [[0, -1, -1], [0, -1, -1]])
+    np.testing.assert_array_equal(D, [[0], [5]])
+    np.testing.assert_array_equal(I, [[0], [0]])
     lims, RD, RI = index.range_search(queries, 0)
     np.testing.assert_array_equal(lims, [0, 1, 1])
     np.testing.assert_array_equal(index.distance_histogram(queries).sum(axis=1), [1, 1])
@@ -358,7 +372,7 @@ def test_pickle_roundtrip():
 
 def test_public_names():
     assert fc.HammingIndex is HammingIndex
-    assert repr(HammingIndex(n_bits=4)) == "HammingIndex(n_codes=0, n_bits=4)"
+    assert repr(HammingIndex(n_bits=4)) == "HammingIndex(n_codes=0, n_bits=4, method='auto')"
 
 
 # ----------------------------------------------------------------------

@@ -153,17 +153,17 @@ def _sizeof_index(index):
     # would make the scheduler think shards are free to move and the worker
     # memory manager blind to them.  Registered here, this also runs on the
     # workers: they import this module to run _build_shard.
-    return len(index) * 8 * (-(-index.n_bits // 64))
+    return len(index) * 8 * (-(-index.n_bits // 64)) + index.mih_nbytes
 
 
-def _build_shard(block, n_bits, n_threads):
-    return HammingIndex(np.ascontiguousarray(block), n_bits=n_bits, n_threads=n_threads)
+def _build_shard(block, n_bits, n_threads, method):
+    return HammingIndex(np.ascontiguousarray(block), n_bits=n_bits, method=method,
+                        n_threads=n_threads)
 
 
 def _shard_search(index, queries, k, offset):
-    # k is capped at the shard size, so shard results carry no -1 padding and
-    # the merge never has to skip it.
-    dist, ids = index.search(queries, min(k, len(index)))
+    # The shard caps k at its size: its results have no padding to skip.
+    dist, ids = index.search(queries, k)
     return dist, ids + offset
 
 
@@ -230,6 +230,9 @@ class ShardedHammingIndex:
         array gets global id ``i``.
     n_bits : int in [1, 4096]
         Code length in bits.
+    method : {"auto", "linear", "mih"}, default="auto"
+        Search algorithm of every shard (see :class:`~flexcmh_fast.HammingIndex`);
+        with hashing, each shard builds its tables at its first query.
     client : distributed.Client, optional
         Cluster to use; default: the current client (``get_client()``).
     n_threads : int, default=1
@@ -264,9 +267,12 @@ class ShardedHammingIndex:
     >>> dist, ids = index.search(query_codes, k=100)                       # doctest: +SKIP
     """
 
-    def __init__(self, codes, n_bits, *, client=None, n_threads=1, split_every=8):
+    def __init__(self, codes, n_bits, *, method="auto", client=None, n_threads=1,
+                 split_every=8):
         self._n_bits = check_n_bits(n_bits)
         check_n_threads(n_threads)
+        # Validated here, on the client, rather than in every shard build.
+        HammingIndex(n_bits=self._n_bits, method=method)
         self._split_every = check_int(split_every, "split_every", low=2)
         width = n_bytes_for(self._n_bits)
         if not isinstance(codes, da.Array):
@@ -290,7 +296,7 @@ class ShardedHammingIndex:
         blocks = codes.to_delayed().ravel().tolist()
         # pure=False: fresh keys, so a new index never shares (or races with the
         # release of) the shard futures of an earlier index over the same codes.
-        build = [dask.delayed(_build_shard, pure=False)(b, self._n_bits, n_threads)
+        build = [dask.delayed(_build_shard, pure=False)(b, self._n_bits, n_threads, method)
                  for b in blocks]
         shards = self._client.compute(build)
         sizes = self._client.gather(self._client.map(len, shards, pure=False))
@@ -366,28 +372,22 @@ class ShardedHammingIndex:
             C-contiguous packed codes with zero padding bits (0 rows
             allowed).  A dask array is computed first.
         k : int >= 1
-            Neighbours per query.  When ``k > len(self)`` every code is
-            returned and the rest of each row is padded with distance -1 and
-            id -1.
+            Neighbours per query.  Results have ``min(k, len(self))``
+            columns, as with :meth:`HammingIndex.search`.
 
         Returns
         -------
-        distances : ndarray of int32, shape (n_queries, k)
-        ids : ndarray of int64, shape (n_queries, k)
+        distances : ndarray of int32, shape (n_queries, min(k, len(self)))
+        ids : ndarray of int64, shape (n_queries, min(k, len(self)))
             Global ids; each row sorted by distance, ties by smaller id.
         """
-        k = check_int(k, "k", low=1)
+        k = min(check_int(k, "k", low=1), self._n)
         queries = self._check_queries(queries)
         n_q = queries.shape[0]
-        dist = np.full((n_q, k), -1, dtype=np.int32)
-        ids = np.full((n_q, k), -1, dtype=np.int64)
-        if self._n == 0 or n_q == 0:
-            return dist, ids
+        if k == 0 or n_q == 0:
+            return np.empty((n_q, k), dtype=np.int32), np.empty((n_q, k), dtype=np.int64)
         per_shard = [(k, int(off)) for off in self._offsets[:-1]]
-        d, i = self._run(_shard_search, queries, per_shard, _merge_topk, (k,))
-        dist[:, :d.shape[1]] = d
-        ids[:, :i.shape[1]] = i
-        return dist, ids
+        return self._run(_shard_search, queries, per_shard, _merge_topk, (k,))
 
     def range_search(self, queries, radius):
         """All codes within Hamming distance ``radius`` of each query, over all shards.
