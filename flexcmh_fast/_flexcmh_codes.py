@@ -21,6 +21,8 @@ unchanged to out-of-sample indicator vectors.
 """
 import numpy as np
 
+from ._state_checks import check_code_state
+
 SCHEMES = ("itq", "kmeans")
 
 
@@ -127,7 +129,11 @@ class ITQCode:
         return {prefix + "mu": self.mu, prefix + "W": self.W, prefix + "R": self.R}
 
     @classmethod
-    def from_state(cls, arrays, prefix):
+    def from_state(cls, arrays, prefix, n_bits=None, k=None):
+        """Rebuild from :meth:`state`; the arrays must be finite floats of
+        shapes (k,), (k, b), (b, b) (with ``b = n_bits`` and the given
+        ``k`` when not None), else :class:`FileFormatError`."""
+        check_code_state(arrays, prefix, cls.scheme, n_bits, k)
         return cls(arrays[prefix + "mu"], arrays[prefix + "W"], arrays[prefix + "R"])
 
 
@@ -224,7 +230,11 @@ class KMeansCode:
         return {prefix + "codebooks": self.codebooks}
 
     @classmethod
-    def from_state(cls, arrays, prefix):
+    def from_state(cls, arrays, prefix, n_bits=None, k=None):
+        """Rebuild from :meth:`state`; the codebooks must be finite floats
+        of shape (rounds >= 1, b, k) (with ``b = n_bits`` and the given
+        ``k`` when not None), else :class:`FileFormatError`."""
+        check_code_state(arrays, prefix, cls.scheme, n_bits, k)
         return cls(arrays[prefix + "codebooks"])
 
 
