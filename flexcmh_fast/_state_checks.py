@@ -115,9 +115,16 @@ def check_code_state(arrays, prefix, scheme, n_bits=None, k=None):
     ``k``-dimensional indicator vectors (``None``: whatever the arrays say,
     as long as they agree with each other).  Returns ``(n_bits, k)``."""
     if scheme == "itq":
+        from ._flexcmh_codes import full_rotation
+
         mu = array_entry(arrays, prefix + "mu", shape=(k,))
         W = array_entry(arrays, prefix + "W", shape=(mu.shape[0], n_bits))
-        array_entry(arrays, prefix + "R", shape=(W.shape[1], W.shape[1]))
+        if W.shape[1] < 1:
+            raise FileFormatError(f"entry {prefix + 'W'!r} of shape {W.shape} has no bit")
+        # Long codes fold the rotation into W; files written before that
+        # (a full rotation for every length) still load.
+        if full_rotation(W.shape[1], mu.shape[0]) or prefix + "R" in arrays:
+            array_entry(arrays, prefix + "R", shape=(W.shape[1], W.shape[1]))
         return W.shape[1], mu.shape[0]
     if scheme == "kmeans":
         books = array_entry(arrays, prefix + "codebooks", shape=(None, n_bits, k))
