@@ -11,10 +11,13 @@ the permissions the umask gives (like any file the user creates), flushed to
 disk and renamed into place, so a failed ``save`` leaves the old file
 intact.  A process killed mid-save cannot remove its temporary; the next
 ``save`` into the same folder from the same host removes every temporary of
-ours whose process is no longer running.
+ours whose process is no longer running (POSIX; on Windows temporaries of
+killed saves are left in place).
 
 Reading: every archive member is read to its end, so the zip CRC-32 of every
-entry is checked (a single flipped bit anywhere in the data is detected),
+entry is checked (a single flipped bit anywhere in the data is detected);
+the entries must be exactly those the header lists with their dtypes and
+shapes (a damaged zip directory can hide an entry without failing any CRC),
 and every header field is type-checked.  Any unreadable, corrupted,
 truncated, foreign or hand-edited file raises :class:`FileFormatError`
 naming the file and what is wrong.
@@ -62,6 +65,8 @@ def _host_tag():
 
 
 def _process_running(pid):
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -146,16 +146,32 @@ def check_index_state(meta, arrays):
     return n_bits, n_codes, n_threads
 
 
-def check_flexcmh_state(meta, arrays):
-    """``FlexCMHModel`` state: every meta field and array its
-    ``_from_state`` reads, with consistent shapes."""
+def _model_shape(meta):
+    """``n_bits`` and ``n_features`` (>= 2 modalities) of a model's meta."""
     n_bits = meta_int(meta, "n_bits", 1, MAX_BITS)
     n_features = meta_int_list(meta, "n_features", low=1)
-    n_mod = len(n_features)
-    if n_mod < 2:
+    if len(n_features) < 2:
         raise FileFormatError(f"header meta 'n_features' must list >= 2 modalities. "
                               f"Got {n_features}")
     meta_int(meta, "n_iter", 0)
+    return n_bits, n_features
+
+
+def _sigmas(meta, n_mod):
+    """The per-modality RBF widths: ``n_mod`` finite positive numbers."""
+    sigmas = meta.get("sigmas")
+    if not isinstance(sigmas, list) or len(sigmas) != n_mod:
+        raise FileFormatError(f"header meta 'sigmas' must list {n_mod} numbers. "
+                              f"Got {sigmas!r:.60}")
+    return [finite_number(sigma, f"header meta 'sigmas'[{m}]", positive=True)
+            for m, sigma in enumerate(sigmas)]
+
+
+def check_flexcmh_state(meta, arrays):
+    """``FlexCMHModel`` state: every meta field and array its
+    ``_from_state`` reads, with consistent shapes."""
+    n_bits, n_features = _model_shape(meta)
+    n_mod = len(n_features)
     params = meta_dict(meta, "params")
     scheme = meta_option(params, "code_scheme", ("itq", "kmeans"))
     encoder = meta_option(params, "encoder", ("nnls", "kernel"), default="nnls")
@@ -180,12 +196,8 @@ def check_flexcmh_state(meta, arrays):
                                   f"distinct modalities < {n_mod}. Got {key!r:.60}")
         array_entry(arrays, f"gamma_{key[0]}_{key[1]}", kinds="iu", ndim=2)
     if encoder == "kernel":
-        sigmas = meta.get("sigmas")
-        if not isinstance(sigmas, list) or len(sigmas) != n_mod:
-            raise FileFormatError(f"header meta 'sigmas' must list {n_mod} numbers. "
-                                  f"Got {sigmas!r:.60}")
+        _sigmas(meta, n_mod)
         for m, d in enumerate(n_features):
-            finite_number(sigmas[m], f"header meta 'sigmas'[{m}]", positive=True)
             anchors = array_entry(arrays, f"anchors_{m}", shape=(None, d))
             array_entry(arrays, f"encoder_weights_{m}", shape=(anchors.shape[0], k))
 
@@ -193,19 +205,8 @@ def check_flexcmh_state(meta, arrays):
 def check_csmh_state(meta, arrays):
     """``CSMHModel`` state: every meta field and array its ``_from_state``
     reads, with consistent shapes."""
-    n_bits = meta_int(meta, "n_bits", 1, MAX_BITS)
-    n_features = meta_int_list(meta, "n_features", low=1)
-    n_mod = len(n_features)
-    if n_mod < 2:
-        raise FileFormatError(f"header meta 'n_features' must list >= 2 modalities. "
-                              f"Got {n_features}")
-    sigmas = meta.get("sigmas")
-    if not isinstance(sigmas, list) or len(sigmas) != n_mod:
-        raise FileFormatError(f"header meta 'sigmas' must list {n_mod} numbers. "
-                              f"Got {sigmas!r:.60}")
-    for m, sigma in enumerate(sigmas):
-        finite_number(sigma, f"header meta 'sigmas'[{m}]", positive=True)
-    meta_int(meta, "n_iter", 0)
+    n_bits, n_features = _model_shape(meta)
+    _sigmas(meta, len(n_features))
     meta_dict(meta, "params")
     if "n_threads" in meta:
         meta_int(meta, "n_threads", 1)
