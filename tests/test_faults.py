@@ -18,7 +18,7 @@ from flexcmh_fast import metrics
 from flexcmh_fast._validation import (DegenerateDataWarning, check_finite_scale,
                                       check_matrix, warn_if_constant)
 
-FAULT_SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
+FAULT_SETTINGS = settings(max_examples=30, deadline=None, derandomize=True, database=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                  HealthCheck.too_slow])
 
@@ -167,7 +167,7 @@ def _not_a_huge_top_k(arg, value):
 
 @pytest.mark.parametrize("name", sorted(METRICS))
 @pytest.mark.parametrize("arg", METRIC_ARGS)
-@settings(max_examples=12, deadline=None, derandomize=True)
+@settings(max_examples=12, deadline=None, derandomize=True, database=None)
 @given(value=weird)
 def test_metrics_bad_argument(name, arg, value):
     if arg not in {"query_codes", "db_codes", "query_labels", "db_labels", "n_bits"} \
@@ -221,7 +221,7 @@ def test_evaluate_retrieval_bad_arguments(model, data):
 # ---------------------------------------------------------------------------
 # Degenerate data
 # ---------------------------------------------------------------------------
-@settings(max_examples=60, deadline=None, derandomize=True)
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
 @given(exponents=hnp.arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 4)),
                             elements=st.floats(0, 160)),
        signs=st.integers(0, 2**24), sparse=st.booleans())
