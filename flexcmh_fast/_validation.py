@@ -6,11 +6,19 @@ Validation never modifies its inputs.
 """
 import numbers
 import os
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
 
 MAX_BITS = 4096
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+_SCALE_BLOCK_ROWS = 4096  # rows per block when summing rescaled squares
+
+
+class DegenerateDataWarning(UserWarning):
+    """Training data that can only give degenerate codes (e.g. a modality
+    whose samples are all identical, so every sample gets the same code)."""
 
 
 def _describe(value):
@@ -105,16 +113,25 @@ def available_cores():
         return max(1, os.cpu_count() or 1)
 
 
+def max_threads():
+    """Largest accepted thread count: some oversubscription is allowed, but
+    not counts that would make the OpenMP kernels spawn thousands of threads
+    (or overflow their C int)."""
+    return max(1024, 4 * available_cores())
+
+
 def check_n_threads(n_threads, name="n_threads"):
-    """Resolve ``n_threads``: ``None`` or ``-1`` mean all available cores."""
+    """Resolve ``n_threads``: ``None`` or ``-1`` mean all available cores;
+    otherwise an int in [1, max_threads()]."""
     if n_threads is None:
         return available_cores()
     n_threads = check_int(n_threads, name)
     if n_threads == -1:
         return available_cores()
-    if n_threads < 1:
+    if not 1 <= n_threads <= max_threads():
         raise ValueError(
-            f"'{name}' must be None, -1 or an int >= 1. Got {n_threads} instead."
+            f"'{name}' must be None, -1 or an int >= 1 and <= {max_threads()}. "
+            f"Got {n_threads} instead."
         )
     return n_threads
 
@@ -220,4 +237,65 @@ def check_matrix(X, name, *, allow_sparse=True, n_features=None, min_samples=0,
         raise ValueError(
             f"'{name}' must not contain NaN or inf. Found {n_bad} non-finite value(s)."
         )
+    check_finite_scale(X, name)
     return X
+
+
+def _stored_values(X):
+    return X.data if sp.issparse(X) else X
+
+
+def check_finite_scale(X, name):
+    """Refuse values so large that their squares overflow float64.
+
+    Every method sums squares of the features (squared norms, distances,
+    the objective); once the sum of all squared entries exceeds the float64
+    maximum (about 1.8e308, e.g. entries of 1e155) those sums become inf or
+    NaN and training or encoding silently breaks.  ``X`` is a validated
+    float64 ndarray or CSR matrix (only its stored values are read; nothing
+    is densified or copied).
+
+    Raises
+    ------
+    ValueError
+        The sum of the squared entries of ``X`` overflows float64.
+    """
+    data = _stored_values(X)
+    if data.size == 0:
+        return
+    peak = max(float(data.max()), -float(data.min()))
+    if peak <= np.sqrt(_FLOAT_MAX / data.size):
+        return  # even size * peak**2 is finite
+    # Near the limit: the exact sum of squares, rescaled by the peak.
+    rows = data.reshape(-1) if data.ndim == 1 else data
+    total = sum(float(np.square(rows[s:s + _SCALE_BLOCK_ROWS] / peak).sum())
+                for s in range(0, rows.shape[0], _SCALE_BLOCK_ROWS))
+    if 2.0 * np.log(peak) + np.log(total) > np.log(_FLOAT_MAX):
+        raise ValueError(
+            f"'{name}' holds values up to {peak:.3g} in absolute value: the sum of their "
+            f"squares overflows float64 (max {_FLOAT_MAX:.3g}), so norms, distances and "
+            f"the objective would be inf or NaN. Scale the features down (e.g. divide "
+            f"'{name}' by {peak:.3g}) before training or encoding."
+        )
+
+
+def warn_if_constant(X, name):
+    """Warn (:class:`DegenerateDataWarning`) when every row of ``X`` is the
+    same (including all-zero): every sample of that modality will get the
+    same code.  ``X`` is a validated float64 ndarray or CSR matrix; sparse
+    input is not densified.  Returns whether ``X`` is constant."""
+    n = X.shape[0]
+    if n < 2:
+        return False
+    if sp.issparse(X):
+        # Column-wise max == min, implicit zeros included.
+        constant = bool(np.all(X.max(axis=0).toarray() == X.min(axis=0).toarray()))
+    else:
+        constant = bool(np.all(X.max(axis=0) == X.min(axis=0)))
+    if constant:
+        all_zero = " (all zero)" if not _stored_values(X).any() else ""
+        warnings.warn(
+            f"'{name}' is constant: all {n} samples are identical{all_zero}, so every "
+            "sample of this modality will get the same code and it cannot be told apart "
+            "in retrieval.", DegenerateDataWarning, stacklevel=2)
+    return constant

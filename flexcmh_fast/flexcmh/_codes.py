@@ -12,6 +12,15 @@ unchanged to out-of-sample indicator vectors.
     Quantization (Gong & Lazebnik 2011).  The rotation minimises
     ``sum_m ||B - V_m R||^2`` with ``B = sign(sum_m V_m R)`` -- Eq. 5 and 11
     with the relaxed per-modality codes ``V_m R``.
+
+    Long codes (``b > max(k, 64)``): the projected data have rank <= k, so
+    only the k x b block ``spread @ R`` of the rotation affects the codes and
+    the objective; ITQ then runs on that block directly (each step the polar
+    factor of a k x b matrix instead of a b x b SVD), which is the same
+    iteration restricted to the subspace: the same optimisation at O(k^2 b)
+    instead of O(b^3) per step.  The block starts from random orthonormal
+    rows, distributed as ``spread @ R`` is; the codes are not bit-identical
+    to a full b x b rotation started from the same seed.
 ``"kmeans"``
     The paper's repeated k-means (Sec. III-C, DESIGN.md §2 step 6): k-means
     into b groups gives a one-hot code; the largest entry of every row is set
@@ -20,6 +29,8 @@ unchanged to out-of-sample indicator vectors.
     learned once on the pooled aligned indicators.
 """
 import numpy as np
+
+from ._state_checks import check_code_state
 
 SCHEMES = ("itq", "kmeans")
 
@@ -36,14 +47,29 @@ def _orthonormal_rows(r, b, rng):
     return np.ascontiguousarray(q[:, :r].T)
 
 
+# Longest code (in bits) whose ITQ rotation is a full b x b matrix; longer
+# codes (when also longer than k) rotate in the k-dim subspace.  64 keeps
+# every code of up to 64 bits exactly as before the subspace path existed.
+FULL_ROTATION_MAX_BITS = 64
+
+
+def full_rotation(n_bits, k):
+    """Whether ITQ keeps a full (n_bits, n_bits) rotation for k-dim
+    indicators (else the rotation is folded into the projection ``W``)."""
+    return n_bits <= max(k, FULL_ROTATION_MAX_BITS)
+
+
 class ITQCode:
     """ITQ code function; state: mean ``mu`` (k,), projection ``W`` (k, b)
-    and rotation ``R`` (b, b)."""
+    and rotation ``R`` (b, b), or ``R=None`` when the rotation is folded
+    into ``W`` (long codes, see :func:`full_rotation`)."""
 
     scheme = "itq"
 
-    def __init__(self, mu, W, R):
+    def __init__(self, mu, W, R=None):
         self.mu, self.W, self.R = mu, W, R
+        # (k, b) block kept only to warm-start the next fit: the spread
+        # matrix (full rotation) or the rotated block ``spread @ R``.
         self.spread = None
 
     @classmethod
@@ -80,8 +106,12 @@ class ITQCode:
         scatter : ndarray (k, k)
             ``sum_m Y_m^T Y_m``.
         rotation_stats : callable
-            ``rotation_stats(mu, W, R)`` returns ``U^T sign(U R)`` (b, b) with
-            ``U = sum_m (Y_m - mu) W`` (sign: +1 where > 0, else -1).
+            ``rotation_stats(mu, W, R)`` returns ``U^T sign(U R)`` with
+            ``U = sum_m (Y_m - mu) W`` (sign: +1 where > 0, else -1).  ``W``
+            is the same in every call of one fit, so ``U`` may be computed
+            once.  Full rotation: ``W`` (k, b), ``R`` (b, b), result (b, b);
+            otherwise ``W`` (k, k) (the principal directions), ``R`` (k, b)
+            with orthonormal rows, result (k, b).
         """
         k = sum_y.shape[0]
         mu = sum_y / n_rows
@@ -93,18 +123,31 @@ class ITQCode:
         # that a warm-started rotation still fits the new projection.
         flip = np.sign(evecs[np.abs(evecs).argmax(axis=0), np.arange(k)])
         evecs = evecs * np.where(flip == 0, 1.0, flip)
+        warm = previous is not None and getattr(previous, "spread", None) is not None \
+            and previous.spread.shape == (k, n_bits)
+        if not full_rotation(n_bits, k):
+            # Maximise tr(V^T E^T C^T B) over (k, b) V with orthonormal rows
+            # (C: centred indicators, E: principal directions): the full
+            # rotation's update restricted to the rows of spread @ R.
+            E = np.ascontiguousarray(evecs)
+            V = previous.spread if warm and previous.R is None \
+                else _orthonormal_rows(k, n_bits, rng)
+            for _ in range(n_iter):
+                left, _, right = np.linalg.svd(rotation_stats(mu, E, V),
+                                               full_matrices=False)
+                V = left @ right
+            code = cls(mu, np.ascontiguousarray(E @ V), None)
+            code.spread = V
+            return code
         spread = None
         if n_bits <= k:
             W = evecs[:, :n_bits]
         else:
-            if previous is not None and getattr(previous, "spread", None) is not None \
-                    and previous.spread.shape == (k, n_bits):
-                spread = previous.spread
-            else:
-                spread = _orthonormal_rows(k, n_bits, rng)
+            spread = previous.spread if warm else _orthonormal_rows(k, n_bits, rng)
             W = evecs @ spread
         W = np.ascontiguousarray(W)
-        if previous is not None and previous.R.shape == (n_bits, n_bits):
+        if previous is not None and previous.R is not None \
+                and previous.R.shape == (n_bits, n_bits):
             R = previous.R
         else:
             R, _ = np.linalg.qr(rng.standard_normal((n_bits, n_bits)))
@@ -112,23 +155,31 @@ class ITQCode:
             left, _, right = np.linalg.svd(rotation_stats(mu, W, R))
             R = left @ right
         code = cls(mu, W, np.ascontiguousarray(R))
-        code.spread = spread  # kept only to warm-start the next fit
+        code.spread = spread
         return code
 
     def project(self, Y):
         """Continuous relaxation ``(Y - mu) W R`` of the codes."""
-        return (Y - self.mu) @ (self.W @ self.R)
+        return (Y - self.mu) @ (self.W if self.R is None else self.W @ self.R)
 
     def signs(self, Y):
         """±1 int8 codes of indicator rows ``Y``."""
         return _signs(self.project(Y))
 
     def state(self, prefix):
-        return {prefix + "mu": self.mu, prefix + "W": self.W, prefix + "R": self.R}
+        arrays = {prefix + "mu": self.mu, prefix + "W": self.W}
+        if self.R is not None:
+            arrays[prefix + "R"] = self.R
+        return arrays
 
     @classmethod
-    def from_state(cls, arrays, prefix):
-        return cls(arrays[prefix + "mu"], arrays[prefix + "W"], arrays[prefix + "R"])
+    def from_state(cls, arrays, prefix, n_bits=None, k=None):
+        """Rebuild from :meth:`state`; the arrays must be finite floats of
+        shapes (k,), (k, b) and (b, b) (the rotation required when
+        :func:`full_rotation`, else optional; ``b = n_bits`` and the given
+        ``k`` when not None), else :class:`FileFormatError`."""
+        check_code_state(arrays, prefix, cls.scheme, n_bits, k)
+        return cls(arrays[prefix + "mu"], arrays[prefix + "W"], arrays.get(prefix + "R"))
 
 
 def _kmeans_pp(Y, n_groups, rng):
@@ -224,7 +275,11 @@ class KMeansCode:
         return {prefix + "codebooks": self.codebooks}
 
     @classmethod
-    def from_state(cls, arrays, prefix):
+    def from_state(cls, arrays, prefix, n_bits=None, k=None):
+        """Rebuild from :meth:`state`; the codebooks must be finite floats
+        of shape (rounds >= 1, b, k) (with ``b = n_bits`` and the given
+        ``k`` when not None), else :class:`FileFormatError`."""
+        check_code_state(arrays, prefix, cls.scheme, n_bits, k)
         return cls(arrays[prefix + "codebooks"])
 
 
