@@ -8,7 +8,8 @@ paired data (CSMH); search the codes exactly with :class:`HammingIndex`.
 Public API
 ----------
 FlexCMH, CSMH (estimators), train, load, HammingIndex, pack_codes,
-unpack_codes, NotFittedError, ConvergenceWarning, and the submodules metrics, datasets,
+unpack_codes, NotFittedError, ConvergenceWarning, FileFormatError,
+DegenerateDataWarning, and the submodules metrics, datasets,
 scenarios, distributed.  The layout is described in ``docs/architecture.md``.
 """
 import importlib
@@ -27,6 +28,8 @@ _LAZY = {
     "CSMH": ".csmh",
     "NotFittedError": "._base",
     "ConvergenceWarning": "._base",
+    "FileFormatError": "._persist",
+    "DegenerateDataWarning": "._validation",
 }
 _SUBMODULES = ("metrics", "datasets", "scenarios", "distributed")
 

@@ -169,6 +169,7 @@ class HashingEstimator:
 
     @classmethod
     def _from_state(cls, meta, arrays):
+        cls._check_state(meta, arrays)
         params = {name: value for name, value in meta["params"].items()
                   if name in cls._parameters}
         params.setdefault("n_bits", int(meta["n_bits"]))
@@ -182,6 +183,10 @@ class HashingEstimator:
         return est
 
     # ---- to implement ----------------------------------------------------
+    @classmethod
+    def _check_state(cls, meta, arrays):  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def _fit(self, Xs, pairs, labels, params, rng):  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -315,7 +315,8 @@ def load(path, kind=None):
                          f"Got {kind!r} instead.")
     stored_kind, meta, arrays = read_state(path)
     path = os.fspath(path)
-    if kind is not None and stored_kind != kind:
+    # Format-1 kind names ("FlexCMHModel") name the same classes as today's.
+    if kind is not None and _REGISTRY[stored_kind] != _REGISTRY[kind]:
         raise FileFormatError(f"{path!r} holds a {stored_kind}, not the {kind} asked for.")
     module_name, attr = _REGISTRY[stored_kind].split(":")
     import importlib

@@ -115,7 +115,7 @@ def check_code_state(arrays, prefix, scheme, n_bits=None, k=None):
     ``k``-dimensional indicator vectors (``None``: whatever the arrays say,
     as long as they agree with each other).  Returns ``(n_bits, k)``."""
     if scheme == "itq":
-        from ._flexcmh_codes import full_rotation
+        from .flexcmh._codes import full_rotation
 
         mu = array_entry(arrays, prefix + "mu", shape=(k,))
         W = array_entry(arrays, prefix + "W", shape=(mu.shape[0], n_bits))
@@ -168,7 +168,7 @@ def _sigmas(meta, n_mod):
 
 
 def check_flexcmh_state(meta, arrays):
-    """``FlexCMHModel`` state: every meta field and array its
+    """``FlexCMH`` state (formats 1 and 2): every meta field and array its
     ``_from_state`` reads, with consistent shapes."""
     n_bits, n_features = _model_shape(meta)
     n_mod = len(n_features)
@@ -202,9 +202,29 @@ def check_flexcmh_state(meta, arrays):
             array_entry(arrays, f"encoder_weights_{m}", shape=(anchors.shape[0], k))
 
 
+def check_preprocess_state(meta, arrays, n_features):
+    """FlexCMH's fitted preprocessing (format 2): one known kind per
+    modality, and for ``"standard"`` finite column means and positive scales."""
+    from ._preprocess import KINDS
+
+    kinds = meta.get("preprocess_kinds", ["none"] * len(n_features))
+    if not isinstance(kinds, list) or len(kinds) != len(n_features):
+        raise FileFormatError(f"header meta 'preprocess_kinds' must list {len(n_features)} "
+                              f"kinds. Got {kinds!r:.60}")
+    for m, (kind, d) in enumerate(zip(kinds, n_features)):
+        if not isinstance(kind, str) or kind not in KINDS:
+            raise FileFormatError(f"header meta 'preprocess_kinds'[{m}] must be one of "
+                                  f"{list(KINDS)}. Got {kind!r:.60}")
+        if kind == "standard":
+            array_entry(arrays, f"pre_{m}_mean", shape=(d,))
+            scale = array_entry(arrays, f"pre_{m}_scale", shape=(d,))
+            if not (scale > 0).all():
+                raise FileFormatError(f"array 'pre_{m}_scale' must be positive.")
+
+
 def check_csmh_state(meta, arrays):
-    """``CSMHModel`` state: every meta field and array its ``_from_state``
-    reads, with consistent shapes."""
+    """``CSMH`` state (formats 1 and 2): every meta field and array its
+    ``_from_state`` reads, with consistent shapes."""
     n_bits, n_features = _model_shape(meta)
     _sigmas(meta, len(n_features))
     meta_dict(meta, "params")

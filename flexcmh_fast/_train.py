@@ -5,7 +5,7 @@ import importlib
 import numpy as np
 
 from ._base import as_int_array
-from ._validation import _describe, check_matrix, check_option
+from ._validation import _describe, check_matrix, check_option, warn_if_constant
 
 # method name -> "module:estimator class"
 METHODS = {
@@ -32,8 +32,11 @@ def check_modalities(modalities):
         raise ValueError(
             f"'modalities' must hold at least 2 modalities. Got {len(modalities)} instead."
         )
-    return [check_matrix(X, f"modalities[{m}]", min_samples=1)
-            for m, X in enumerate(modalities)]
+    Xs = [check_matrix(X, f"modalities[{m}]", min_samples=1)
+          for m, X in enumerate(modalities)]
+    for m, X in enumerate(Xs):
+        warn_if_constant(X, f"modalities[{m}]")
+    return Xs
 
 
 def normalize_pairs(pairs, n_samples):

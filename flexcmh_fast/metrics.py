@@ -155,7 +155,9 @@ def _rank_stats(query_codes, db_codes, query_labels, db_labels, n_bits, ties,
     if top_k is None:
         top_k = 0
     else:
-        top_k = check_int(top_k, "top_k", 1)
+        # Ranks beyond the database are the whole ranking: cap before the
+        # engine's fixed-width integers see the value.
+        top_k = min(check_int(top_k, "top_k", 1), max(db_codes.shape[0], 1))
     ks_sorted = np.zeros(0, dtype=np.int64)
     ks_inverse = None
     if ks is not None:

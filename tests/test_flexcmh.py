@@ -329,12 +329,12 @@ def test_load_corrupt_kernel_encoder(tmp_path):
         bad = dict(arrays)
         bad[key] = value
         save_state(tmp_path / "bad.npz", kind, meta, bad)
-        with pytest.raises(ValueError, match="kernel encoder"):
+        with pytest.raises(fc.FileFormatError, match=f"not a valid FlexCMH file: .*{key}"):
             fc.load(tmp_path / "bad.npz")
     bad = dict(arrays)
     del bad["anchors_1"]
     save_state(tmp_path / "bad.npz", kind, meta, bad)
-    with pytest.raises(ValueError, match="Corrupt"):
+    with pytest.raises(fc.FileFormatError, match="anchors_1"):
         fc.load(tmp_path / "bad.npz")
 
 

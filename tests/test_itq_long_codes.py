@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import flexcmh_fast as fc
-from flexcmh_fast._flexcmh_codes import (FULL_ROTATION_MAX_BITS, ITQCode,
+from flexcmh_fast.flexcmh._codes import (FULL_ROTATION_MAX_BITS, ITQCode,
                                          _orthonormal_rows, full_rotation)
 
 
@@ -110,7 +110,7 @@ def test_long_code_model_trains_saves_and_loads(tmp_path, n_bits):
     assert codes.shape == (120, -(-n_bits // 8))
     path = tmp_path / "long.npz"
     model.save(path)
-    back = fc.load(path, kind="FlexCMHModel")
+    back = fc.load(path, kind="FlexCMH")
     np.testing.assert_array_equal(back.encode(X0, 0), codes)
     np.testing.assert_array_equal(back.encode(X1, 1), model.encode(X1, 1))
     # Same seed, same codes.

@@ -205,7 +205,7 @@ def test_bit_flips_of_a_model(tmp_path, small_model):
     counts = damaged_outcomes(tmp_path / "bad.npz", original, variants())
     assert counts["error"] > counts["same"] > 0
     # What loads identically at the archive level loads the same model.
-    back = load(path, kind="FlexCMHModel")
+    back = load(path, kind="FlexCMH")
     np.testing.assert_array_equal(back.codes_, small_model.codes_)
 
 
@@ -300,8 +300,8 @@ def test_good_hand_written_index_loads_and_kind_is_checked(tmp_path):
     path = tmp_path / "index.npz"
     write_npz(path, GOOD_HEADER, codes=np.array([[0xF0]], np.uint8))
     assert len(load(path, kind="HammingIndex")) == 1
-    with pytest.raises(FileFormatError, match="holds a HammingIndex, not the FlexCMHModel"):
-        load(path, kind="FlexCMHModel")
+    with pytest.raises(FileFormatError, match="holds a HammingIndex, not the FlexCMH"):
+        load(path, kind="FlexCMH")
     for bad in ("index", 3, ""):
         with pytest.raises(ValueError, match="'kind' must be None or one of"):
             load(path, kind=bad)
@@ -424,38 +424,15 @@ def _load_edited(tmp_path, obj, edit):
     return load(path)
 
 
-# Through fc.load: the loaders call the state checks (see _state_checks);
-# until they do, the cases the old loaders miss are marked below.
-_NOT_CHECKED_BY_LOADER = pytest.mark.xfail(
-    strict=True, reason="FlexCMHModel/CSMHModel/HammingIndex._from_state do not call "
-                        "_state_checks.check_*_state yet (lead's files)")
+# Through fc.load: the loaders call the state checks (see _state_checks).
 
-
-@pytest.mark.parametrize("case", sorted(INDEX_EDITS))
-def test_edited_index_fails_at_load(tmp_path, small_index, case):
-    with pytest.raises(FileFormatError, match="edited.npz"):
-        _load_edited(tmp_path, small_index, INDEX_EDITS[case])
-
-
-_MISSED_BY_MODEL_LOADER = {"centroids int", "codes 2 bytes wide", "n_bits '16'", "n_bits 0",
-                           "n_bits 16", "n_bits 32", "n_features one modality", "n_iter -1",
-                           "train codes float"}
-_MISSED_BY_CSMH_LOADER = {"codes 2 bytes wide", "n_bits '8'", "sigmas negative",
-                          "sigmas one"}
-
-
-def _cases(edits, missed):
-    return [pytest.param(case, marks=_NOT_CHECKED_BY_LOADER) if case in missed else case
-            for case in sorted(edits)]
-
-
-@pytest.mark.parametrize("case", _cases(MODEL_EDITS, _MISSED_BY_MODEL_LOADER))
+@pytest.mark.parametrize("case", sorted(MODEL_EDITS))
 def test_edited_model_fails_at_load(tmp_path, small_model, case):
     with pytest.raises(FileFormatError, match="edited.npz"):
         _load_edited(tmp_path, small_model, MODEL_EDITS[case])
 
 
-@pytest.mark.parametrize("case", _cases(CSMH_EDITS, _MISSED_BY_CSMH_LOADER))
+@pytest.mark.parametrize("case", sorted(CSMH_EDITS))
 def test_edited_csmh_fails_at_load(tmp_path, small_csmh, case):
     with pytest.raises(FileFormatError, match="edited.npz"):
         _load_edited(tmp_path, small_csmh, CSMH_EDITS[case])

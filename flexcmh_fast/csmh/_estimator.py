@@ -170,6 +170,12 @@ class CSMH(HashingEstimator):
             arrays[f"train_codes_{m}"] = self.train_codes_[m]
         return meta, arrays
 
+    @classmethod
+    def _check_state(cls, meta, arrays):
+        from .._state_checks import check_csmh_state
+
+        check_csmh_state(meta, arrays)
+
     def _set_state(self, meta, arrays):
         M = len(self.n_features_)
         terms = meta.get("history_terms", list(HISTORY_TERMS))

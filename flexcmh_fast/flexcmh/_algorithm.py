@@ -194,7 +194,7 @@ class FlexCMHFit:
         self.Z = Z
 
     # ---- Eq. 1-2: cluster matching and Γ -----------------------------------
-    def match_and_pair(self, use_scores, rematch):
+    def match_and_pair(self, use_scores, rematch, repair=False):
         """Set Z on the partitions, (re)match the clusters, rebuild Γ.
 
         Votes: known pairs, and with ``matching="labels"`` (FlexCMH(nC)) the
@@ -234,7 +234,7 @@ class FlexCMHFit:
         # never settles (measured on Wiki: 430 vs 72 iterations to the
         # convergence test, the same validation MAP; docs/flexcmh.md).
         out = self.backend.run(P.relabel, perms, self.all_rows_fit,
-                               bool(perms) or not rematch)
+                               bool(perms) or not rematch or repair)
         self.aligned_counts = [count for count, _ in out]
         self.moments = add(*(mo for _, mo in out)) if self.all_rows_fit else None
 
@@ -332,12 +332,15 @@ class FlexCMHFit:
         prev = terms[0] + terms[1] + self.ridge_term()
         n_iter, stop = 0, False
         self.converged = False
+        # Re-rankings of Γ's inferred pairs done, and whether this iteration
+        # does one.
+        repairs, repair = 0, False
         try:
             for it in range(1, p["max_iter"] + 1):
                 self.Z = self.solve_z(self.backend.run(P.update_h, combine=True))
                 self.moments = None  # H changed
                 if rematch:
-                    self.match_and_pair(True, True)
+                    self.match_and_pair(True, True, repair)
                 else:
                     out = self.backend.run(P.set_z, self.Z, self.all_rows_fit)
                     self.moments = add(*out) if self.all_rows_fit else None
@@ -362,8 +365,20 @@ class FlexCMHFit:
                 # jumps between iterations, so it is left out of the relative
                 # change.)
                 continuous = terms[0] + terms[1] + ridge
-                self.converged = (abs(prev - continuous) <= p["tol"] * abs(prev)
-                                  and changes <= T.CODE_CHANGE_TOL)
+                change = abs(prev - continuous) / max(abs(prev), 1e-300)
+                codes_settled = changes <= T.CODE_CHANGE_TOL
+                self.converged = change <= p["tol"] and codes_settled
+                if rematch and repairs < T.MAX_REPAIRS:
+                    # Settled with Γ's inferred pairs fixed (a looser test
+                    # will do here): re-rank them from the settled indicators
+                    # and settle again.  Converged when a re-ranking changed
+                    # nothing that unsettles the fit.
+                    self.converged = self.converged and repair
+                    repair = (not self.converged and codes_settled
+                              and change <= p["tol"] * T.REPAIR_TOL_FACTOR)
+                    repairs += repair
+                else:
+                    repair = False
                 if stop or self.converged:
                     break
                 prev = continuous

@@ -30,7 +30,7 @@ unchanged to out-of-sample indicator vectors.
 """
 import numpy as np
 
-from ._state_checks import check_code_state
+from .._state_checks import check_code_state
 
 SCHEMES = ("itq", "kmeans")
 

@@ -241,6 +241,13 @@ class FlexCMH(HashingEstimator):
             arrays[f"gamma_{m}_{m2}"] = np.asarray(g)
         return meta, arrays
 
+    @classmethod
+    def _check_state(cls, meta, arrays):
+        from .._state_checks import check_flexcmh_state, check_preprocess_state
+
+        check_flexcmh_state(meta, arrays)
+        check_preprocess_state(meta, arrays, meta["n_features"])
+
     def _set_state(self, meta, arrays):
         M = len(self.n_features_)
         # Files of format 1 kept the settings only in meta["params"].
