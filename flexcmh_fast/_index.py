@@ -8,11 +8,13 @@ from the CPU features, portable fallback elsewhere).
 """
 import numpy as np
 
-from . import _hamming
+from ._ext import load_extension
 from ._codes import check_codes, n_bytes_for
 from ._mih import MAX_BITS as _MIH_MAX_BITS, MAX_CODES as _MIH_MAX_CODES, _MIHTables
 from ._persist import save_state
 from ._validation import check_int, check_n_bits, check_n_threads
+
+_hamming = load_extension("_hamming")
 
 _BLOCK = _hamming.BLOCK
 # Queries per kernel call of ``search`` (bounds the per-query candidate buffers).

@@ -25,7 +25,9 @@ import math
 
 import numpy as np
 
-from . import _hamming
+from ._ext import load_extension
+
+_hamming = load_extension("_hamming")
 
 # Largest code length and database size the tables support (ids are uint32,
 # the kernel reads at most 4 words a code).

@@ -23,6 +23,19 @@ class Int:
         return check_int(value, name, self.low, self.high)
 
 
+class OptionalInt(Int):
+    """None, or an int in ``[low, high]``."""
+
+    def __call__(self, value, name):
+        if value is None:
+            return None
+        try:
+            return super().__call__(value, name)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(str(exc).replace("must be an int", "must be None or an int",
+                                             1)) from None
+
+
 class Float:
     """A finite float within the bounds (``low_open``: ``low`` excluded)."""
 

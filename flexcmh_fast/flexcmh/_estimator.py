@@ -2,7 +2,7 @@
 import numpy as np
 
 from .._base import HashingEstimator, history_dict
-from .._params import Bool, Float, Int, Options, Param, table
+from .._params import Bool, Float, Int, OptionalInt, Options, Param, table
 from .._preprocess import Preprocessor, PreprocessSetting
 from .._threads import thread_limits
 from .._validation import available_cores
@@ -15,7 +15,8 @@ from ._partition import Partition
 PARAMETERS = table(
     preprocess=Param("auto", PreprocessSetting(),
                      "feature preprocessing per modality, fitted and applied by encode"),
-    n_clusters=Param(10, Int(1), "k, clusters per modality"),
+    n_clusters=Param(None, OptionalInt(1),
+                     "k, clusters per modality (None: 10, capped to the data)"),
     n_neighbors=Param(5, Int(1), "ns, length of the ordered-neighbour profiles (Eq. 1)"),
     lam=Param(1.0, Float(0.0), "weight of the quantisation term of Eq. 6"),
     max_iter=500,
@@ -54,9 +55,11 @@ class FlexCMH(HashingEstimator):
         -> none; see :mod:`flexcmh_fast._preprocess`).  Fitted in
         ``fit``, saved with the model and applied by ``encode`` to every
         query (CSR stays sparse).
-    n_clusters : int >= 1, default=10
+    n_clusters : int >= 1 or None, default=None
         k, clusters per modality (paper: 10 Wiki, 25 MIRFlickr, 80
         NUS-WIDE); at most the number of samples of every modality.
+        ``None``: 10 (the paper's Wiki value), capped to the smallest
+        modality's sample count.
     n_neighbors : int >= 1, default=5
         ns of Eq. 1.
     lam : float >= 0, default=1.0
@@ -157,8 +160,8 @@ class FlexCMH(HashingEstimator):
     _parameters = PARAMETERS
     kind = "FlexCMH"
 
-    def __init__(self, n_bits=32, preprocess="auto", n_clusters=10, n_neighbors=5, lam=1.0, max_iter=500,
-                 tol=1e-4, code_scheme="itq", joint=True, matching="clusters",
+    def __init__(self, n_bits=32, preprocess="auto", n_clusters=None, n_neighbors=5, lam=1.0,
+                 max_iter=500, tol=1e-4, code_scheme="itq", joint=True, matching="clusters",
                  encoder="kernel", n_anchors=1000, match_score="auto", n_threads=None,
                  random_state=None, verbose=False, callback=None):
         self.n_bits = n_bits
@@ -183,6 +186,9 @@ class FlexCMH(HashingEstimator):
         if params["matching"] == "labels" and labels is None:
             raise ValueError("matching='labels' (FlexCMH(nC)) needs 'labels': one array "
                              "per modality. Got labels=None.")
+        if params["n_clusters"] is None:
+            params = dict(params, n_clusters=min(T.DEFAULT_CLUSTERS,
+                                                 min(X.shape[0] for X in Xs)))
         threads = params["n_threads"] or available_cores()
         # Tiny problems (Wiki: ~2,000 x 10 indicators) finish each kernel in
         # microseconds; waking worker threads would cost more than it saves.

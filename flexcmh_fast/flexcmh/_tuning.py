@@ -4,6 +4,9 @@ None of these is a user setting: they bound costs (sample sizes, sweeps)
 or were chosen once on validation splits of the Wiki training part
 (``docs/flexcmh.md``).  Changing one changes results.
 """
+# Clusters per modality when n_clusters=None (the paper's value for Wiki),
+# capped to the smallest modality on one machine.
+DEFAULT_CLUSTERS = 10
 # Coordinate-descent sweeps of the H step per outer iteration.
 H_SWEEPS = 1
 # NNLS that encodes new samples (encoder="nnls"): sweeps, tolerance, rows per batch.
