@@ -368,7 +368,7 @@ class FlexCMHFit:
                 change = abs(prev - continuous) / max(abs(prev), 1e-300)
                 codes_settled = changes <= T.CODE_CHANGE_TOL
                 self.converged = change <= p["tol"] and codes_settled
-                if rematch and repairs < T.MAX_REPAIRS:
+                if rematch and repairs < p["n_repairs"]:
                     # Settled with Γ's inferred pairs fixed (a looser test
                     # will do here): re-rank them from the settled indicators
                     # and settle again.  Converged when a re-ranking changed
