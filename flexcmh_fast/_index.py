@@ -434,20 +434,13 @@ class HammingIndex:
 
     @classmethod
     def _from_state(cls, meta, arrays):
-        try:
-            n_bits, n_codes, n_threads = meta["n_bits"], meta["n_codes"], meta["n_threads"]
-            codes = arrays["codes"]
-        except (KeyError, TypeError):
-            raise ValueError("Corrupt HammingIndex file: missing 'n_bits', 'n_codes', "
-                             "'n_threads' or 'codes'.") from None
+        from ._state_checks import check_index_state
+
+        n_bits, _, n_threads = check_index_state(meta, arrays)
         # Files written before multi-index hashing existed have no method.
         method = meta.get("method", "auto")
-        index = cls(np.ascontiguousarray(codes), n_bits=n_bits, method=method,
-                    n_threads=n_threads)
-        if len(index) != n_codes:
-            raise ValueError(f"Corrupt HammingIndex file: {len(index)} codes stored, "
-                             f"{n_codes} announced.")
-        return index
+        return cls(np.ascontiguousarray(arrays["codes"]), n_bits=n_bits, method=method,
+                   n_threads=n_threads)
 
 
 def _rebuild(codes, n_bits, n_threads, method="auto"):
