@@ -95,6 +95,19 @@ def _csmh_training_set(scen):
     return mods, "all", labels, [p[:, 0], p[:, 1]]
 
 
+# Baselines trained on the known pairs of the scenario's own training rows
+# (they take the weak pairs as given and encode every row).
+PAIRED_BASELINES = ("cca_itq", "cmfh", "scm")
+
+
+def _baseline_training_set(scen):
+    """The scenario's data for a baseline: all rows, the known pairs and the
+    labels (used by SCM only); ``None`` when fewer than 2 pairs are known."""
+    if scen.pairs is None or (not isinstance(scen.pairs, str) and len(scen.pairs) < 2):
+        return None
+    return scen.modalities, scen.pairs, scen.labels, None
+
+
 def _run_cell(dataset, cell, opts):
     """Train and evaluate one (repetition, scenario, code length) cell.
 
@@ -121,8 +134,12 @@ def _run_cell(dataset, cell, opts):
     # The scenario's seed does not depend on n_bits: every code length of a
     # repetition trains on the same scenario data.
     scen = make_scenario(X_tr, y_tr, scenario, random_state=_seed(seed, rep, 1, s_i))
-    training = (_csmh_training_set(scen) if method == "csmh"
-                else (scen.modalities, scen.pairs, None, None))
+    if method == "csmh":
+        training = _csmh_training_set(scen)
+    elif method in PAIRED_BASELINES:
+        training = _baseline_training_set(scen)
+    else:
+        training = (scen.modalities, scen.pairs, None, None)
     base = {"method": method, "scenario": scenario, "bits": int(n_bits), "repeat": rep,
             "n_train": int(len(tr)), "n_test": int(len(te))}
     rows, curves = [], {}
@@ -131,7 +148,7 @@ def _run_cell(dataset, cell, opts):
             rows.append(dict(base, direction=direction_name(q, db, names), map=float("nan"),
                              map_aware=float("nan"), precision_at_radius=float("nan"),
                              n_excluded=0, train_seconds=0.0, n_iter=0,
-                             note="csmh needs known pairs"))
+                             note=f"{method} needs known pairs"))
         return rows, curves, []
     mods, pairs, labels, trained_rows = training
     params = dict(opts["params"])

@@ -23,6 +23,9 @@ _REGISTRY = {
     "HammingIndex": "flexcmh_fast._index:HammingIndex",
     "FlexCMHModel": "flexcmh_fast._flexcmh:FlexCMHModel",
     "CSMHModel": "flexcmh_fast._csmh:CSMHModel",
+    "CCAITQModel": "flexcmh_fast.baselines._cca_itq:CCAITQModel",
+    "CMFHModel": "flexcmh_fast.baselines._cmfh:CMFHModel",
+    "SCMModel": "flexcmh_fast.baselines._scm:SCMModel",
 }
 
 

@@ -8,7 +8,7 @@ from ._model import as_int_array
 from ._validation import (check_bool, check_matrix, check_n_bits, check_n_threads,
                           check_option, check_random_state, _describe)
 
-METHODS = ("flexcmh", "csmh")
+METHODS = ("flexcmh", "csmh", "cca_itq", "cmfh", "scm")
 
 
 def check_modalities(modalities):
@@ -143,9 +143,12 @@ def train(modalities, pairs=None, *, n_bits=32, method="flexcmh", labels=None,
         row in modality 1), or ``{(m, m2): (P, 2) array}`` for any modalities.
     n_bits : int in [1, 4096], default=32
         Code length.
-    method : {"flexcmh", "csmh"}, default="flexcmh"
+    method : {"flexcmh", "csmh", "cca_itq", "cmfh", "scm"}, default="flexcmh"
         ``"flexcmh"``: FlexCMH (unsupervised, weakly paired data).
         ``"csmh"``: CSMH (supervised; needs ``pairs`` and ``labels``).
+        ``"cca_itq"``, ``"cmfh"`` (unsupervised) and ``"scm"`` (needs
+        ``labels``): the peer baselines of :mod:`flexcmh_fast.baselines`,
+        two modalities, trained on the known pairs.
     labels : list of ndarray, optional
         One array per modality: 1-D class ids or 2-D 0/1 multi-label matrix.
         Not used by the default FlexCMH (only by ``matching="labels"``).
@@ -162,23 +165,28 @@ def train(modalities, pairs=None, *, n_bits=32, method="flexcmh", labels=None,
         Method-specific parameters; see :func:`flexcmh_fast._flexcmh.fit_flexcmh`
         (``n_clusters``, ``n_neighbors``, ``lam``, ``max_iter``, ``tol``,
         ``code_scheme``, ``joint``, ``matching``) and
-        :func:`flexcmh_fast._csmh.fit_csmh`.  Unknown names raise ``TypeError``.
+        :func:`flexcmh_fast._csmh.fit_csmh`; a baseline's ``PARAMS``.
+        Unknown names raise ``TypeError``.
 
     Returns
     -------
-    FlexCMHModel or CSMHModel
+    FlexCMHModel, CSMHModel, CCAITQModel, CMFHModel or SCMModel
         With ``encode``, ``codes_``, ``history_`` and ``save``.
     """
     method = check_option(method, "method", METHODS)
     if method == "flexcmh":
         from ._flexcmh import fit_flexcmh as fit
-    else:
+    elif method == "csmh":
         from ._csmh import fit_csmh as fit
+    else:
+        from .baselines import fit_function, method_module
+        fit = fit_function(method)
+        method_module(method).check_params(**params)
     accepted = {name for name, p in inspect.signature(fit).parameters.items()
                 if p.kind == p.KEYWORD_ONLY}
     common = {"n_bits", "labels", "rng", "n_threads", "verbose", "callback"}
     unknown = sorted(set(params) - (accepted - common))
-    if unknown:
+    if unknown and method in ("flexcmh", "csmh"):
         raise TypeError(
             f"Unknown parameter(s) {unknown} for method={method!r}. "
             f"Valid parameters: {sorted(accepted - common)}."
