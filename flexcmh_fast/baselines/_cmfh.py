@@ -50,16 +50,9 @@ HISTORY_TERMS = ("objective", "reconstruction_0", "reconstruction_1", "projectio
 
 
 def check_params(**params):
-    """Validate CMFH's parameters; returns the full dict with defaults.
-
-    Raises
-    ------
-    TypeError
-        Unknown parameter name (the message lists the valid ones) or a value
-        of the wrong type.
-    ValueError
-        A value out of range.
-    """
+    """CMFH's parameters with defaults filled in, validated: ``TypeError``
+    for an unknown name (listing the valid ones) or a wrong type,
+    ``ValueError`` for a value out of range."""
     p = check_param_names(params, PARAMS, METHOD)
     return {
         "lam": check_float(p["lam"], "lam", 0.0, 1.0, low_inclusive=False,

@@ -46,16 +46,9 @@ HISTORY_TERMS = ("objective", "correlation")
 
 
 def check_params(**params):
-    """Validate SCM's parameters; returns the full dict with defaults.
-
-    Raises
-    ------
-    TypeError
-        Unknown parameter name (the message lists the valid ones) or a value
-        of the wrong type.
-    ValueError
-        A value out of range.
-    """
+    """SCM's parameters with defaults filled in, validated: ``TypeError``
+    for an unknown name (listing the valid ones) or a wrong type,
+    ``ValueError`` for a value out of range."""
     p = check_param_names(params, PARAMS, METHOD)
     return {"reg": check_float(p["reg"], "reg", 0.0, low_inclusive=False)}
 
