@@ -625,7 +625,28 @@ def format_comparison_markdown(comparison):
                 out.append(f"| {method} | {d_name} | " + " | ".join(texts) + " | "
                            + _train_seconds(cells, method, scenario, bits, d_name) + " |")
         out.append("")
+        others = [m for m in comparison["methods"] if m != "flexcmh"]
+        if "flexcmh" in comparison["methods"] and others:
+            out += _flexcmh_differences(cells, others, scenario, bits, dirs)
     return "\n".join(out)
+
+
+def _flexcmh_differences(cells, others, scenario, bits, dirs):
+    """Markdown rows: FlexCMH's mean MAP minus each other method's (positive:
+    FlexCMH above), so the comparison can be read off without arithmetic."""
+    out = ["| FlexCMH minus | task | " + " | ".join(f"{b} bits" for b in bits) + " |",
+           "|---|---|" + "---|" * len(bits)]
+    for d_name in dirs:
+        for method in others:
+            texts = []
+            for b in bits:
+                ours = cells.get(("flexcmh", scenario, b, d_name))
+                theirs = cells.get((method, scenario, b, d_name))
+                diff = (float("nan") if ours is None or theirs is None
+                        else ours["map_mean"] - theirs["map_mean"])
+                texts.append("n/a" if np.isnan(diff) else f"{diff:+.4f}")
+            out.append(f"| {method} | {d_name} | " + " | ".join(texts) + " |")
+    return out + [""]
 
 
 def write_comparison(comparison, out_dir, plots=True):

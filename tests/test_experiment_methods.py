@@ -116,3 +116,20 @@ def _has_mpl():
     except ImportError:
         return False
     return True
+
+
+def test_markdown_flexcmh_differences():
+    def result(method, base):
+        summary = [{"scenario": "paired", "bits": b, "direction": d, "map_mean": base + 0.01 * i,
+                    "map_std": 0.001, "n_repeats": 3, "train_seconds_mean": 1.0}
+                   for i, b in enumerate((16, 32)) for d in ("I->T", "T->I")]
+        cfg = {"bits": [16, 32], "directions": ["I->T", "T->I"], "scenarios": ["paired"],
+               "paper": True}
+        return {"config": cfg, "summary": summary, "runs": []}
+    cmp = {"methods": ["flexcmh", "cmfh", "scm"],
+           "results": {"flexcmh": result("flexcmh", 0.25), "cmfh": result("cmfh", 0.2),
+                       "scm": result("scm", 0.3)}}
+    md = _experiment.format_comparison_markdown(cmp)
+    assert "| cmfh | I->T | +0.0500 | +0.0500 |" in md
+    assert "| scm | T->I | -0.0500 | -0.0500 |" in md
+    assert "**0.3000 ± 0.0010**" in md and "(0.2846)" in md     # best bold; paper beside FlexCMH
