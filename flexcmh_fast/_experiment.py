@@ -544,9 +544,9 @@ def _comparison_cells(comparison):
 
 def _train_seconds(cells, method, scenario, bits, direction):
     """Mean training seconds per model, per code length, as ``a/b/c``."""
-    secs = [cells.get((method, scenario, b, direction), {}).get("train_seconds_mean")
-            for b in bits]
-    return "/".join("-" if s is None else f"{s:.2g}" for s in secs)
+    rows = [cells.get((method, scenario, b, direction)) for b in bits]
+    return "/".join("-" if r is None or np.isnan(r["map_mean"])
+                    else f"{r['train_seconds_mean']:.2g}" for r in rows)
 
 
 def format_comparison(comparison, paper=False):
@@ -606,7 +606,8 @@ def format_comparison_markdown(comparison):
                 vals = [cells[(m, scenario, b, d_name)]["map_mean"]
                         for m in comparison["methods"] if (m, scenario, b, d_name) in cells]
                 vals = [v for v in vals if not np.isnan(v)]
-                best[b] = max(vals) if vals else None
+                # bold only where there is something to compare
+                best[b] = max(vals) if len(vals) > 1 else None
             for method in comparison["methods"]:
                 texts = []
                 for b in bits:
@@ -615,7 +616,7 @@ def format_comparison_markdown(comparison):
                         texts.append("n/a")
                         continue
                     text = f"{s['map_mean']:.4f} ± {s['map_std']:.4f}"
-                    if s["map_mean"] == best[b] and len(comparison["methods"]) > 1:
+                    if s["map_mean"] == best[b]:
                         text = f"**{text}**"
                     pv = paper_value(scenario, d_name, b) if (
                         cfg.get("paper") and method == "flexcmh") else None
@@ -634,8 +635,7 @@ def format_comparison_markdown(comparison):
 def _flexcmh_differences(cells, others, scenario, bits, dirs):
     """Markdown rows: FlexCMH's mean MAP minus each other method's (positive:
     FlexCMH above), so the comparison can be read off without arithmetic."""
-    out = ["| FlexCMH minus | task | " + " | ".join(f"{b} bits" for b in bits) + " |",
-           "|---|---|" + "---|" * len(bits)]
+    out = []
     for d_name in dirs:
         for method in others:
             texts = []
@@ -645,8 +645,12 @@ def _flexcmh_differences(cells, others, scenario, bits, dirs):
                 diff = (float("nan") if ours is None or theirs is None
                         else ours["map_mean"] - theirs["map_mean"])
                 texts.append("n/a" if np.isnan(diff) else f"{diff:+.4f}")
-            out.append(f"| {method} | {d_name} | " + " | ".join(texts) + " |")
-    return out + [""]
+            if any(t != "n/a" for t in texts):
+                out.append(f"| {method} | {d_name} | " + " | ".join(texts) + " |")
+    if not out:
+        return []
+    return (["| FlexCMH minus | task | " + " | ".join(f"{b} bits" for b in bits) + " |",
+             "|---|---|" + "---|" * len(bits)] + out + [""])
 
 
 def write_comparison(comparison, out_dir, plots=True):

@@ -133,3 +133,10 @@ def test_markdown_flexcmh_differences():
     assert "| cmfh | I->T | +0.0500 | +0.0500 |" in md
     assert "| scm | T->I | -0.0500 | -0.0500 |" in md
     assert "**0.3000 ± 0.0010**" in md and "(0.2846)" in md     # best bold; paper beside FlexCMH
+
+
+def test_markdown_unpaired_cells(comparison):
+    md = _experiment.format_comparison_markdown(comparison)
+    unpaired = md.split("(unpaired)")[1]
+    assert "**" not in unpaired and "| n/a | n/a | -/- |" in unpaired
+    assert "FlexCMH minus" not in md        # FlexCMH not among the methods
