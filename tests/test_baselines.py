@@ -22,7 +22,8 @@ def make_data(n=150, dims=(12, 30), n_classes=4, seed=0, sparse_text=True):
     rng = np.random.default_rng(seed)
     lab = rng.integers(0, n_classes, n)
     onehot = np.eye(n_classes)[lab]
-    X0 = onehot @ rng.standard_normal((n_classes, dims[0])) + 0.8 * rng.standard_normal((n, dims[0]))
+    X0 = (onehot @ rng.standard_normal((n_classes, dims[0]))
+          + 0.8 * rng.standard_normal((n, dims[0])))
     X1 = np.maximum(onehot @ rng.standard_normal((n_classes, dims[1]))
                     + 0.8 * rng.standard_normal((n, dims[1])) - 0.5, 0.0)
     return [X0, sp.csr_matrix(X1) if sparse_text else X1], lab
@@ -246,7 +247,8 @@ def test_weak_pairs_train_on_known_pairs_only(method):
                      labels=[lab[order], lab1[pairs[:, 1]]], random_state=5, n_threads=1)
     for m in range(2):
         np.testing.assert_allclose(weak.projections_[m], alone.projections_[m], atol=1e-9)
-    assert weak.train_codes_[0].shape == (160, 1) and weak.train_codes_[1].shape == (X1.shape[0], 1)
+    assert weak.train_codes_[0].shape == (160, 1)
+    assert weak.train_codes_[1].shape == (X1.shape[0], 1)
     np.testing.assert_array_equal(weak.codes_, alone.codes_)
     np.testing.assert_array_equal(weak.train_codes_[0][order], alone.train_codes_[0])
 

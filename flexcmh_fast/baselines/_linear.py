@@ -12,7 +12,6 @@ import scipy.sparse as sp
 
 from .._codes import pack_codes
 from .._model import HashingModel
-from .._validation import check_int
 
 
 # --------------------------------------------------------------------------
@@ -228,7 +227,6 @@ def build_model(cls, Xs, rows, means, projections, n_bits, history, n_iter, para
     """A fitted model whose training codes are the hash codes of every
     training row, overwritten by ``learned`` (±1, one row per known pair)
     for the rows of the known pairs when the method learns codes."""
-    check_int(n_bits, "n_bits", 1)
     train_codes = []
     for m, X in enumerate(Xs):
         signs = sign_codes(centred_dot(X, means[m], projections[m]))
