@@ -221,6 +221,29 @@ def test_sparse_input_equals_dense(method):
 
 
 @pytest.mark.parametrize("method", METHODS)
+def test_sparse_input_never_densified(method, monkeypatch):
+    """Only feature-by-feature products of sparse input are made dense,
+    never a matrix with one row per sample."""
+    Xs, lab = make_data(n=150)
+    Xs = [sp.csr_matrix(Xs[0]), Xs[1]]
+    seen = []
+
+    def guard(original):
+        def toarray(self, *args, **kwargs):
+            seen.append(self.shape)
+            assert 150 not in self.shape, f"densified a {self.shape} sparse matrix"
+            return original(self, *args, **kwargs)
+        return toarray
+
+    for cls in (sp.csr_matrix, sp.csc_matrix):
+        monkeypatch.setattr(cls, "toarray", guard(cls.toarray))
+        monkeypatch.setattr(cls, "todense", lambda self, *a, **k: pytest.fail("todense"))
+    model = fit(method, Xs, lab, n_bits=8)
+    model.encode(Xs[1], 1)
+    assert seen          # the covariance products did go through toarray
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_deterministic_for_fixed_random_state(method):
     Xs, lab = make_data()
     a, b = fit(method, Xs, lab, seed=7), fit(method, Xs, lab, seed=7)
