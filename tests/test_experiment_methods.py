@@ -144,4 +144,4 @@ def test_markdown_unpaired_cells(comparison):
 
 def test_cli_methods_mirror_train_methods():
     from flexcmh_fast._train import METHODS
-    assert _cli.METHODS == METHODS
+    assert _cli.METHODS == tuple(METHODS)

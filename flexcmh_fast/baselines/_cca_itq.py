@@ -24,34 +24,21 @@ matrices ``X_0``, ``X_1`` and ``r`` bits:
 """
 import numpy as np
 import scipy.linalg
-from threadpoolctl import threadpool_limits
 
-from .._progress import ProgressBar
-from .._validation import check_float, check_int
-from ._linear import (LinearHashModel, build_model, centred_cross, centred_dot,
-                      check_param_names, column_means, orient_columns, paired_rows,
-                      ridge_covariance, sign_codes, take_rows)
+from .._params import Float, Param, table
+from .._progress import progress
+from .._threads import thread_limits
+from ._linear import (LinearHashEstimator, centred_cross, centred_dot, column_means,
+                      orient_columns, paired_rows, ridge_covariance, ridge_param, sign_codes,
+                      take_rows)
 
-METHOD = "cca_itq"
-
-#: The method's own parameters and their defaults.
-PARAMS = {
-    "reg": 1e-4,          # CCA ridge, relative to the mean feature variance
-    "eigen_power": 4.0,   # scale direction k by (canonical correlation k) ** eigen_power
-    "max_iter": 50,       # ITQ iterations (the paper's 50)
-}
-
-
-def check_params(**params):
-    """CCA-ITQ's parameters with defaults filled in, validated: ``TypeError``
-    for an unknown name (listing the valid ones) or a wrong type,
-    ``ValueError`` for a value out of range."""
-    p = check_param_names(params, PARAMS, METHOD)
-    return {
-        "reg": check_float(p["reg"], "reg", 0.0, low_inclusive=False),
-        "eigen_power": check_float(p["eigen_power"], "eigen_power", 0.0),
-        "max_iter": check_int(p["max_iter"], "max_iter", 1),
-    }
+PARAMETERS = table(
+    reg=ridge_param(),
+    eigen_power=Param(4.0, Float(0.0), "scale CCA direction k by its canonical correlation "
+                                       "to this power"),
+    max_iter=50,
+    tol=0.0,
+)
 
 
 def cca_directions(X0, X1, n_components, reg):
@@ -81,12 +68,14 @@ def cca_directions(X0, X1, n_components, reg):
     return means, W0, W1, S[:n_components]
 
 
-def itq_rotation(V, n_bits, rng, max_iter, callback=None, bar=None):
+def itq_rotation(V, n_bits, rng, max_iter, tol, callback, bar):
     """ITQ: ``R`` (n_bits x k, orthonormal columns) minimising
     ``||sign(V R^T) - V R^T||^2`` by alternating exact steps from a random
     orthonormal start.  Returns ``(R, losses, n_iter)``; ``losses[t]`` is
     ``||B - V R^T||^2 / n_rows`` after iteration ``t``'s rotation step
-    (never increases: both steps are exact minimisers)."""
+    (never increases: both steps are exact minimisers).  Stops after
+    ``max_iter`` iterations, when the relative decrease is at most ``tol``
+    or when ``callback`` returns True."""
     k = V.shape[1]
     R, _ = np.linalg.qr(rng.standard_normal((n_bits, k)))
     losses = []
@@ -96,78 +85,110 @@ def itq_rotation(V, n_bits, rng, max_iter, callback=None, bar=None):
         U, _, Qt = np.linalg.svd(B.T @ V, full_matrices=False)
         R = U @ Qt
         loss = float(((B - V @ R.T) ** 2).sum()) / V.shape[0]
+        bar.update(1, objective=loss)
+        stop = callback is not None and bool(
+            callback(it, {"objective": loss, "terms": {}, "R": R}))
+        if losses and losses[-1] - loss <= tol * abs(losses[-1]):
+            stop = True
         losses.append(loss)
-        if bar is not None:
-            bar.update(1, info=f"quantisation loss {loss:.5g}")
-        if callback is not None and callback(it, {"history": {"objective": loss}, "R": R}):
+        if stop:
             break
     return R, losses, it
 
 
-def fit_cca_itq(Xs, pairs, *, n_bits, labels, rng, n_threads, verbose, callback, **params):
-    """Train CCA-ITQ on the known pairs of two modalities.
+class CCAITQ(LinearHashEstimator):
+    """CCA-ITQ (Gong, Lazebnik, Gordo, Perronnin, TPAMI 2013), cross-modal:
+    ``h_m(x) = sign((x - mean_m) W_m R^T)``.
 
-    Called by :func:`flexcmh_fast.train` with ``method="cca_itq"``, which has
-    validated the common inputs.
+    Trained on the known pairs of two modalities (with weakly-paired data,
+    on the known pairs only); unsupervised (``labels`` are ignored).  The
+    objective is set out term by term in ``docs/baselines.md``.
 
     Parameters
     ----------
-    Xs : list of two ndarray or CSR matrices
-    pairs : dict {(0, 1): (P, 2) int64}
-        The known pairs (at least 2); only these rows are trained on.
-    n_bits : int
-    labels : ignored
-        CCA-ITQ is unsupervised.
-    rng : numpy.random.Generator
-        Draws the initial ITQ rotation.
-    n_threads : int
-        Threads for the BLAS calls.
-    verbose : bool
-    callback : callable or None
-        ``callback(iteration, state)`` after each ITQ iteration, ``state``
-        holding the ``history`` entry and the rotation ``R``; returning
-        ``True`` stops.
+    n_bits : int in [1, 4096], default=32
+        Code length.
     reg : float > 0, default=1e-4
         Ridge added to each covariance, times its mean diagonal.
     eigen_power : float >= 0, default=4.0
         Each CCA direction is scaled by its canonical correlation to this
         power before ITQ (0: no scaling).
-    max_iter : int >= 1, default=50
-        ITQ iterations.
+    max_iter : int >= 0, default=50
+        ITQ iterations (the paper's 50); 0 keeps the random rotation.
+    tol : float >= 0, default=0.0
+        Stop when the relative decrease of the quantisation loss is at most
+        ``tol`` (0: when it no longer decreases, i.e. at a fixed point).
+    n_threads : int, None or -1, default=None
+        BLAS threads in ``fit`` and ``encode`` (None / -1: every core).
+    random_state : None, int or numpy.random.Generator, default=None
+        Seed of the initial ITQ rotation.
+    verbose : bool, default=False
+        Progress bar (tqdm) with the quantisation loss.
+    callback : callable, default=None
+        ``callback(iteration, state)`` after every ITQ iteration (from 1);
+        ``state`` holds ``objective``, ``terms`` (empty: the loss has one
+        term) and the rotation ``R``.  Returning ``True`` stops.
 
-    Returns
-    -------
-    CCAITQModel
-    """
-    params = check_params(**params)
-    rows = paired_rows(Xs, pairs, METHOD)
-    with threadpool_limits(limits=n_threads):
-        Xp = [take_rows(X, r) for X, r in zip(Xs, rows)]
-        k = min(n_bits, Xs[0].shape[1], Xs[1].shape[1])
-        means, W0, W1, corr = cca_directions(Xp[0], Xp[1], k, params["reg"])
-        scale = np.clip(corr, 0.0, None) ** params["eigen_power"]
-        Ws = [W0 * scale, W1 * scale]
-        V = np.vstack([centred_dot(X, mu, W) for X, mu, W in zip(Xp, means, Ws)])
-        bar = ProgressBar(params["max_iter"], "CCA-ITQ", verbose)
-        R, losses, n_iter = itq_rotation(V, n_bits, rng, params["max_iter"], callback, bar)
-        bar.close()
-        projections = [W @ R.T for W in Ws]
-        model = build_model(CCAITQModel, Xs, rows, means, projections, n_bits,
-                            np.array(losses)[:, None], n_iter, params)
-    model.correlations_ = corr
-    return model
-
-
-class CCAITQModel(LinearHashModel):
-    """A trained CCA-ITQ model: ``h_m(x) = sign((x - mean_m) W_m R^T)``.
-
-    Created by ``flexcmh_fast.train(..., method="cca_itq")``; load a saved
-    one with :func:`flexcmh_fast.load`.  See :class:`LinearHashModel` for
-    the attributes; ``history_`` holds per ITQ iteration the ``objective``,
-    the quantisation loss ``||B - V R^T||^2`` per training row, and
-    ``correlations_`` (after training, not persisted) the canonical
-    correlations of the CCA directions used.
+    Attributes
+    ----------
+    n_bits_ : int
+    n_features_ : list of int
+    means_, projections_, codes_, train_codes_ :
+        See :class:`~flexcmh_fast.baselines._linear.LinearHashEstimator`
+        (``projections_[m]`` is ``W_m R^T``).
+    correlations_ : ndarray (k,)
+        Canonical correlations of the CCA directions used, decreasing.
+    history_ : dict of ndarray
+        Per ITQ iteration: ``objective``, the quantisation loss
+        ``||B - V R^T||^2`` per training row.
+    n_iter_ : int
     """
 
-    kind = "CCAITQModel"
+    _parameters = PARAMETERS
+    kind = "CCAITQ"
     HISTORY_TERMS = ("objective",)
+
+    def __init__(self, n_bits=32, reg=1e-4, eigen_power=4.0, max_iter=50, tol=0.0,
+                 n_threads=None, random_state=None, verbose=False, callback=None):
+        self.n_bits = n_bits
+        self.reg = reg
+        self.eigen_power = eigen_power
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callback = callback
+
+    def _fit(self, Xs, pairs, labels, params, rng):
+        rows = paired_rows(Xs, pairs, "CCAITQ")
+        n_bits = params["n_bits"]
+        with thread_limits(self._threads(params["n_threads"])):
+            Xp = [take_rows(X, r) for X, r in zip(Xs, rows)]
+            k = min(n_bits, Xs[0].shape[1], Xs[1].shape[1])
+            means, W0, W1, corr = cca_directions(Xp[0], Xp[1], k, params["reg"])
+            scale = np.clip(corr, 0.0, None) ** params["eigen_power"]
+            Ws = [W0 * scale, W1 * scale]
+            V = np.vstack([centred_dot(X, mu, W) for X, mu, W in zip(Xp, means, Ws)])
+            bar = progress(params["max_iter"], "CCA-ITQ", params["verbose"])
+            R, losses, n_iter = itq_rotation(V, n_bits, rng, params["max_iter"], params["tol"],
+                                             params["callback"], bar)
+            bar.close()
+            self._store(Xs, rows, means, [W @ R.T for W in Ws], losses, n_iter)
+        self.correlations_ = corr
+
+    def _get_state(self):
+        meta, arrays = super()._get_state()
+        arrays["correlations"] = self.correlations_
+        return meta, arrays
+
+    @classmethod
+    def _check_state(cls, meta, arrays):
+        from .._state_checks import array_entry
+
+        super()._check_state(meta, arrays)
+        array_entry(arrays, "correlations", ndim=1)
+
+    def _set_state(self, meta, arrays):
+        super()._set_state(meta, arrays)
+        self.correlations_ = np.asarray(arrays["correlations"], dtype=np.float64)

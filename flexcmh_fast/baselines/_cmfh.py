@@ -26,42 +26,25 @@ for new samples.
 """
 import numpy as np
 import scipy.linalg
-from threadpoolctl import threadpool_limits
 
-from .._progress import ProgressBar
-from .._validation import check_float, check_int
-from ._linear import (LinearHashModel, build_model, centred_dot, centred_gram,
-                      centred_t_dot, check_param_names, column_means, paired_rows,
-                      sign_codes, take_rows)
+from .._params import Float, Param, table
+from .._progress import progress
+from .._threads import thread_limits
+from ._linear import (LinearHashEstimator, centred_dot, centred_gram, centred_t_dot,
+                      column_means, paired_rows, sign_codes, take_rows)
 
-METHOD = "cmfh"
-
-#: The method's own parameters and their defaults (the paper's settings).
-PARAMS = {
-    "lam": 0.5,        # weight of modality 0's reconstruction (modality 1: 1 - lam)
-    "mu": 100.0,       # weight of the projection (out-of-sample) terms
-    "gamma": 0.01,     # ridge on every factor
-    "max_iter": 100,
-    "tol": 1e-5,       # stop when the relative decrease of J is below tol
-}
+PARAMETERS = table(
+    lam=Param(0.5, Float(0.0, 1.0, low_open=True, high_open=True),
+              "weight of modality 0's reconstruction (modality 1: 1 - lam)"),
+    mu=Param(100.0, Float(0.0, low_open=True), "weight of the projection (out-of-sample) "
+                                                 "terms"),
+    gamma=Param(0.01, Float(0.0, low_open=True), "ridge weight on every factor"),
+    max_iter=100,
+    tol=1e-5,
+)
 
 HISTORY_TERMS = ("objective", "reconstruction_0", "reconstruction_1", "projection_0",
                  "projection_1", "regularization")
-
-
-def check_params(**params):
-    """CMFH's parameters with defaults filled in, validated: ``TypeError``
-    for an unknown name (listing the valid ones) or a wrong type,
-    ``ValueError`` for a value out of range."""
-    p = check_param_names(params, PARAMS, METHOD)
-    return {
-        "lam": check_float(p["lam"], "lam", 0.0, 1.0, low_inclusive=False,
-                           high_inclusive=False),
-        "mu": check_float(p["mu"], "mu", 0.0, low_inclusive=False),
-        "gamma": check_float(p["gamma"], "gamma", 0.0, low_inclusive=False),
-        "max_iter": check_int(p["max_iter"], "max_iter", 1),
-        "tol": check_float(p["tol"], "tol", 0.0),
-    }
 
 
 class _Problem:
@@ -131,86 +114,103 @@ class _Problem:
         return out
 
 
-def fit_cmfh(Xs, pairs, *, n_bits, labels, rng, n_threads, verbose, callback, **params):
-    """Train CMFH on the known pairs of two modalities.
+class CMFH(LinearHashEstimator):
+    """CMFH (Ding, Guo, Zhou, CVPR 2014): collective matrix factorisation
+    hashing, ``h_m(x) = sign((x - mean_m) P_m)``.
 
-    Called by :func:`flexcmh_fast.train` with ``method="cmfh"``, which has
-    validated the common inputs.
+    Trained on the known pairs of two modalities (with weakly-paired data,
+    on the known pairs only); unsupervised (``labels`` are ignored).  The
+    objective ``J`` and its block updates are set out in
+    ``docs/baselines.md``; every update is an exact block minimiser, so
+    ``J`` never increases.
 
     Parameters
     ----------
-    Xs : list of two ndarray or CSR matrices
-    pairs : dict {(0, 1): (P, 2) int64}
-        The known pairs (at least 2); only these rows are trained on.
-    n_bits : int
-        Dimension ``r`` of the unified representation.
-    labels : ignored
-        CMFH is unsupervised.
-    rng : numpy.random.Generator
-        Draws the random start of ``V``.
-    n_threads : int
-        Threads for the BLAS calls.
-    verbose : bool
-    callback : callable or None
-        ``callback(iteration, state)`` after every iteration, ``state``
-        holding the ``history`` entry and ``V``; returning ``True`` stops.
+    n_bits : int in [1, 4096], default=32
+        Dimension ``r`` of the unified representation ``V``.
     lam : float in (0, 1), default=0.5
         Weight of modality 0's reconstruction; modality 1 gets ``1 - lam``.
     mu : float > 0, default=100.0
         Weight of the projection terms ``||V - X_m P_m||^2``.
     gamma : float > 0, default=0.01
         Ridge weight on every factor.
-    max_iter : int >= 1, default=100
+    max_iter : int >= 0, default=100
+        Iterations at most (0: the projections of the random start).
     tol : float >= 0, default=1e-5
-        Stop when the relative decrease of ``J`` is below ``tol``.
+        Stop when the relative decrease of ``J`` is at most ``tol``.
+    n_threads : int, None or -1, default=None
+        BLAS threads in ``fit`` and ``encode`` (None / -1: every core).
+    random_state : None, int or numpy.random.Generator, default=None
+        Seed of the random start of ``V``.
+    verbose : bool, default=False
+        Progress bar (tqdm) with ``J``.
+    callback : callable, default=None
+        ``callback(iteration, state)`` after every iteration (from 1);
+        ``state`` holds ``objective``, ``terms`` (dict) and ``V``.
+        Returning ``True`` stops.
 
-    Returns
-    -------
-    CMFHModel
-    """
-    params = check_params(**params)
-    rows = paired_rows(Xs, pairs, METHOD)
-    with threadpool_limits(limits=n_threads):
-        Xp = [take_rows(X, r) for X, r in zip(Xs, rows)]
-        prob = _Problem(Xp, params["lam"], params["mu"], params["gamma"])
-        V = rng.standard_normal((Xp[0].shape[0], n_bits))
-        XtV = prob.xt_v(V)
-        history = []
-        bar = ProgressBar(params["max_iter"], "CMFH", verbose)
-        prev = None
-        it = 0
-        for it in range(1, params["max_iter"] + 1):
-            Us = prob.u_step(V, XtV)
-            Ps = prob.p_step(XtV)
-            V = prob.v_step(Us, Ps)
-            XtV = prob.xt_v(V)
-            terms = prob.terms(V, Us, Ps, XtV)
-            history.append([terms[t] for t in HISTORY_TERMS])
-            bar.update(1, info=f"J={terms['objective']:.6g}")
-            stop = callback is not None and bool(callback(it, {"history": terms, "V": V}))
-            cur = terms["objective"]
-            if prev is not None and prev - cur <= params["tol"] * abs(prev):
-                stop = True
-            prev = cur
-            if stop:
-                break
-        bar.close()
-        # The hash projections that go with the final V.
-        Ps = prob.p_step(XtV)
-        return build_model(CMFHModel, Xs, rows, prob.means, Ps, n_bits, np.array(history),
-                           it, params, learned=sign_codes(V))
-
-
-class CMFHModel(LinearHashModel):
-    """A trained CMFH model: ``h_m(x) = sign((x - mean_m) P_m)``.
-
-    Created by ``flexcmh_fast.train(..., method="cmfh")``; load a saved one
-    with :func:`flexcmh_fast.load`.  See :class:`LinearHashModel` for the
-    attributes; ``codes_`` is ``sign(V)`` of the known pairs and
-    ``history_`` holds per iteration ``objective`` and its weighted terms
-    ``reconstruction_0``, ``reconstruction_1``, ``projection_0``,
-    ``projection_1`` and ``regularization``.
+    Attributes
+    ----------
+    n_bits_ : int
+    n_features_ : list of int
+    means_, projections_, codes_, train_codes_ :
+        See :class:`~flexcmh_fast.baselines._linear.LinearHashEstimator`;
+        ``codes_`` is ``sign(V)`` of the known pairs.
+    history_ : dict of ndarray
+        Per iteration: ``objective`` (``J``) and its weighted terms
+        ``reconstruction_0``, ``reconstruction_1``, ``projection_0``,
+        ``projection_1`` and ``regularization``.
+    n_iter_ : int
     """
 
-    kind = "CMFHModel"
+    _parameters = PARAMETERS
+    kind = "CMFH"
     HISTORY_TERMS = HISTORY_TERMS
+
+    def __init__(self, n_bits=32, lam=0.5, mu=100.0, gamma=0.01, max_iter=100, tol=1e-5,
+                 n_threads=None, random_state=None, verbose=False, callback=None):
+        self.n_bits = n_bits
+        self.lam = lam
+        self.mu = mu
+        self.gamma = gamma
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callback = callback
+
+    def _fit(self, Xs, pairs, labels, params, rng):
+        rows = paired_rows(Xs, pairs, "CMFH")
+        callback = params["callback"]
+        with thread_limits(self._threads(params["n_threads"])):
+            Xp = [take_rows(X, r) for X, r in zip(Xs, rows)]
+            prob = _Problem(Xp, params["lam"], params["mu"], params["gamma"])
+            V = rng.standard_normal((Xp[0].shape[0], params["n_bits"]))
+            XtV = prob.xt_v(V)
+            history = []
+            bar = progress(params["max_iter"], "CMFH", params["verbose"])
+            prev = None
+            it = 0
+            for it in range(1, params["max_iter"] + 1):
+                Us = prob.u_step(V, XtV)
+                Ps = prob.p_step(XtV)
+                V = prob.v_step(Us, Ps)
+                XtV = prob.xt_v(V)
+                terms = prob.terms(V, Us, Ps, XtV)
+                history.append([terms[t] for t in HISTORY_TERMS])
+                cur = terms["objective"]
+                bar.update(1, objective=cur)
+                stop = callback is not None and bool(callback(it, {
+                    "objective": cur,
+                    "terms": {t: v for t, v in terms.items() if t != "objective"},
+                    "V": V}))
+                if prev is not None and prev - cur <= params["tol"] * abs(prev):
+                    stop = True
+                prev = cur
+                if stop:
+                    break
+            bar.close()
+            # The hash projections that go with the final V.
+            Ps = prob.p_step(XtV)
+            self._store(Xs, rows, prob.means, Ps, history, it, learned=sign_codes(V))

@@ -1,6 +1,6 @@
 """What the three peer baselines share: linear hash functions on centred
-features, sparse-aware centred products, parameter checking, the known
-pairs they train on, and the model class.
+features, sparse-aware centred products, the known pairs they train on,
+and the estimator base class.
 
 Every baseline hashes a sample ``x`` of modality ``m`` by
 ``sign((x - mean_m) W_m)`` (ties at zero give +1): CCA-ITQ with its CCA
@@ -10,24 +10,11 @@ directions and ITQ rotation folded into ``W_m``, CMFH with its projection
 import numpy as np
 import scipy.sparse as sp
 
+from .._base import HashingEstimator, history_dict
 from .._codes import pack_codes
-from .._model import HashingModel
-
-
-# --------------------------------------------------------------------------
-# Parameters
-# --------------------------------------------------------------------------
-def check_param_names(params, valid, method):
-    """Raise ``TypeError`` naming the unknown parameters and the valid ones."""
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise TypeError(
-            f"Unknown parameter(s) {unknown} for method={method!r}. "
-            f"Valid parameters: {sorted(valid)}."
-        )
-    out = dict(valid)
-    out.update(params)
-    return out
+from .._params import Param
+from .._threads import thread_limits
+from .._validation import _describe, available_cores, check_float
 
 
 # --------------------------------------------------------------------------
@@ -42,14 +29,14 @@ def paired_rows(Xs, pairs, method):
     """
     if len(Xs) != 2:
         raise ValueError(
-            f"method={method!r} is a two-modality method: 'modalities' must hold exactly "
+            f"{method} is a two-modality method: 'modalities' must hold exactly "
             f"2 matrices. Got {len(Xs)} instead."
         )
     p = pairs.get((0, 1))
     n_pairs = 0 if p is None else p.shape[0]
     if n_pairs < 2:
         raise ValueError(
-            f"method={method!r} trains on known pairs: 'pairs' must give at least 2 "
+            f"{method} trains on known pairs: 'pairs' must give at least 2 "
             f"pairs between modality 0 and modality 1. Got {n_pairs} instead."
         )
     return p[:, 0], p[:, 1]
@@ -137,103 +124,115 @@ def orient_columns(W, *others):
 
 
 # --------------------------------------------------------------------------
-# The model
+# Settings
 # --------------------------------------------------------------------------
-class LinearHashModel(HashingModel):
-    """A trained baseline: ``F_m(x) = sign((x - mean_m) W_m)``.
+def ridge_param():
+    """The ``reg`` setting of CCA-ITQ and SCM (one declaration, one meaning)."""
+    return Param(1e-4, _PositiveFloat(), "ridge on each covariance, relative to its mean "
+                                         "diagonal")
 
-    Subclasses set ``kind``, ``HISTORY_TERMS`` and ``method``.
 
-    Attributes
-    ----------
-    n_bits : int
-    n_features_ : list of int
-        Feature count per modality.
-    means_ : list of ndarray (d_m,)
-        Training mean of every modality (the centring of the hash function).
-    projections_ : list of ndarray (d_m, n_bits)
-        ``W_m``.
-    codes_ : ndarray of uint8 (n_pairs, ceil(n_bits / 8))
-        The codes of the training objects (the known pairs, in pair order):
-        the learned unified codes where the method learns them (CMFH),
-        otherwise the modality-0 hash codes.
-    train_codes_ : list of ndarray of uint8 (n_m, ceil(n_bits / 8))
-        Codes of every training row of each modality, in its own row order:
-        the learned code for the rows of known pairs where the method learns
-        codes (CMFH), the hash function's code otherwise.
-    history_ : list of dict
-        One entry per iteration (per bit for SCM) with the named terms of
-        ``HISTORY_TERMS``.
-    n_iter_ : int
-    params_ : dict
-        The method parameters used.
+class _PositiveFloat:
+    def __call__(self, value, name):
+        return check_float(value, name, 0.0, low_inclusive=False)
+
+
+# --------------------------------------------------------------------------
+# The estimator base class
+# --------------------------------------------------------------------------
+class LinearHashEstimator(HashingEstimator):
+    """Base of the baselines: ``F_m(x) = sign((x - mean_m) W_m)``.
+
+    Subclasses set ``kind``, ``HISTORY_TERMS`` (the names of ``history_``)
+    and ``_parameters``, and implement ``_fit``, which ends with
+    :meth:`_store`.  Their fitted attributes:
+
+    - ``means_`` : list of ndarray (d_m,), the training mean of every
+      modality (the centring of the hash function);
+    - ``projections_`` : list of ndarray (d_m, n_bits), ``W_m``;
+    - ``codes_`` : ndarray of uint8 (n_pairs, ceil(n_bits / 8)), the codes
+      of the training objects (the known pairs, in pair order): the learned
+      unified codes where the method learns them (CMFH), otherwise the
+      modality-0 hash codes;
+    - ``train_codes_`` : list of ndarray of uint8 (n_m, ceil(n_bits / 8)),
+      codes of every training row of each modality in its own row order
+      (the learned code for the rows of known pairs where the method learns
+      codes, the hash function's code otherwise);
+    - ``history_`` : dict of 1-D arrays, one per name of ``HISTORY_TERMS``;
+    - ``n_iter_`` : int.
     """
 
-    kind = None
     HISTORY_TERMS = ()
 
-    def __init__(self, n_bits, n_features, means, projections, codes, train_codes,
-                 history, n_iter, params):
-        self.n_bits = int(n_bits)
-        self.n_features_ = [int(d) for d in n_features]
+    def _threads(self, n_threads):
+        return n_threads if isinstance(n_threads, int) and n_threads > 0 else available_cores()
+
+    def _store(self, Xs, rows, means, projections, history, n_iter, learned=None):
+        """Set the fitted attributes; ``learned`` (±1, one row per known
+        pair) overrides the hash codes of the known pairs' rows."""
         self.means_ = [np.ascontiguousarray(m, dtype=np.float64) for m in means]
         self.projections_ = [np.ascontiguousarray(w, dtype=np.float64) for w in projections]
-        self.codes_ = codes
-        self.train_codes_ = list(train_codes)
-        self._history = np.asarray(history, dtype=np.float64).reshape(
-            -1, len(self.HISTORY_TERMS))
+        self.train_codes_ = []
+        for m, X in enumerate(Xs):
+            signs = sign_codes(centred_dot(X, self.means_[m], self.projections_[m]))
+            if learned is not None:
+                signs[rows[m]] = learned
+            self.train_codes_.append(pack_codes(signs))
+        self.codes_ = (pack_codes(learned) if learned is not None
+                       else self.train_codes_[0][rows[0]])
+        self.history_ = history_dict(history, self.HISTORY_TERMS)
         self.n_iter_ = int(n_iter)
-        self.params_ = dict(params)
-
-    @property
-    def history_(self):
-        return [dict(zip(self.HISTORY_TERMS, map(float, row))) for row in self._history]
 
     def _encode_signs(self, X, modality):
-        return sign_codes(centred_dot(X, self.means_[modality], self.projections_[modality]))
+        with thread_limits(self._threads(self.n_threads)):
+            return sign_codes(centred_dot(X, self.means_[modality],
+                                          self.projections_[modality]))
 
     def _get_state(self):
-        meta = {"n_bits": self.n_bits, "n_features": self.n_features_, "n_iter": self.n_iter_,
-                "params": self.params_, "history_terms": list(self.HISTORY_TERMS)}
-        arrays = {"codes": self.codes_, "history": self._history}
-        for m in range(self.n_modalities):
+        meta = {"n_iter": self.n_iter_, "history_terms": list(self.history_)}
+        arrays = {"codes": self.codes_,
+                  "history": np.column_stack(list(self.history_.values()))}
+        for m in range(len(self.n_features_)):
             arrays[f"mean_{m}"] = self.means_[m]
             arrays[f"projection_{m}"] = self.projections_[m]
             arrays[f"train_codes_{m}"] = self.train_codes_[m]
         return meta, arrays
 
     @classmethod
-    def _from_state(cls, meta, arrays):
-        try:
-            n_mod = len(meta["n_features"])
-            model = cls(
-                n_bits=meta["n_bits"], n_features=meta["n_features"],
-                means=[arrays[f"mean_{m}"] for m in range(n_mod)],
-                projections=[arrays[f"projection_{m}"] for m in range(n_mod)],
-                codes=arrays["codes"],
-                train_codes=[arrays[f"train_codes_{m}"] for m in range(n_mod)],
-                history=arrays["history"], n_iter=meta["n_iter"], params=meta["params"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"Corrupt {cls.kind} file: missing or bad entry {exc}.") from None
-        for m in range(n_mod):
-            if (model.means_[m].shape != (model.n_features_[m],)
-                    or model.projections_[m].shape != (model.n_features_[m], model.n_bits)):
-                raise ValueError(f"Corrupt {cls.kind} file: inconsistent shapes for modality {m}.")
-        return model
+    def _check_state(cls, meta, arrays):
+        from .._state_checks import check_linear_hash_state
+
+        check_linear_hash_state(meta, arrays, cls.HISTORY_TERMS)
+
+    def _set_state(self, meta, arrays):
+        M = len(self.n_features_)
+        self.means_ = [np.ascontiguousarray(arrays[f"mean_{m}"], dtype=np.float64)
+                       for m in range(M)]
+        self.projections_ = [np.ascontiguousarray(arrays[f"projection_{m}"], dtype=np.float64)
+                             for m in range(M)]
+        self.codes_ = arrays["codes"]
+        self.train_codes_ = [arrays[f"train_codes_{m}"] for m in range(M)]
+        self.history_ = history_dict(arrays["history"], list(self.HISTORY_TERMS))
+        self.n_iter_ = int(meta["n_iter"])
 
 
-def build_model(cls, Xs, rows, means, projections, n_bits, history, n_iter, params,
-                learned=None):
-    """A fitted model whose training codes are the hash codes of every
-    training row, overwritten by ``learned`` (±1, one row per known pair)
-    for the rows of the known pairs when the method learns codes."""
-    train_codes = []
-    for m, X in enumerate(Xs):
-        signs = sign_codes(centred_dot(X, means[m], projections[m]))
-        if learned is not None:
-            signs[rows[m]] = learned
-        train_codes.append(pack_codes(signs))
-    codes = pack_codes(learned) if learned is not None else train_codes[0][rows[0]]
-    return cls(n_bits=n_bits, n_features=[X.shape[1] for X in Xs], means=means,
-               projections=projections, codes=codes, train_codes=train_codes,
-               history=history, n_iter=n_iter, params=params)
+def check_labels_given(labels, method):
+    """Supervised baselines need ``labels``."""
+    if labels is None:
+        raise ValueError(
+            f"{method} is supervised and needs 'labels' (one array per modality, 1-D class "
+            "ids or 2-D 0/1 matrices). Got labels=None.")
+
+
+class NoneOnly:
+    """A common setting a method has no use for: ``None`` only (a value
+    would be silently ignored otherwise)."""
+
+    def __init__(self, method, reason):
+        self.method, self.reason = method, reason
+
+    def __call__(self, value, name):
+        if value is not None:
+            raise ValueError(f"'{name}' must be None for {self.method} ({self.reason}). "
+                             f"Got {_describe(value)} instead.")
+        return None

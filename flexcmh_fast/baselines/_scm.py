@@ -26,31 +26,24 @@ formed (``X^T S Y = 2 (X^T Yn)(Yn^T Y)`` for centred data).
 """
 import numpy as np
 import scipy.linalg
-from threadpoolctl import threadpool_limits
 
-from .._csmh import _label_matrix
-from .._progress import ProgressBar
-from .._validation import check_float
-from ._linear import (LinearHashModel, build_model, centred_dot, centred_t_dot,
-                      check_param_names, column_means, paired_rows, ridge_covariance,
-                      sign_codes, take_rows, top_singular_pair)
+from .._params import Param, table
+from .._progress import progress
+from .._threads import thread_limits
+from ..csmh._solver import _label_matrix
+from ._linear import (LinearHashEstimator, NoneOnly, centred_dot, centred_t_dot,
+                      check_labels_given, column_means, paired_rows, ridge_covariance,
+                      ridge_param, sign_codes, take_rows, top_singular_pair)
 
-METHOD = "scm"
+_CLOSED_FORM = "it learns exactly n_bits bits, each in closed form"
 
-#: The method's own parameters and their defaults.
-PARAMS = {
-    "reg": 1e-4,   # ridge on each covariance, relative to the mean feature variance
-}
+PARAMETERS = table(
+    reg=ridge_param(),
+    max_iter=Param(None, NoneOnly("SCM", _CLOSED_FORM), f"not used ({_CLOSED_FORM})"),
+    tol=Param(None, NoneOnly("SCM", _CLOSED_FORM), f"not used ({_CLOSED_FORM})"),
+)
 
 HISTORY_TERMS = ("objective", "correlation")
-
-
-def check_params(**params):
-    """SCM's parameters with defaults filled in, validated: ``TypeError``
-    for an unknown name (listing the valid ones) or a wrong type,
-    ``ValueError`` for a value out of range."""
-    p = check_param_names(params, PARAMS, METHOD)
-    return {"reg": check_float(p["reg"], "reg", 0.0, low_inclusive=False)}
 
 
 def _normalized_labels(Y):
@@ -83,93 +76,101 @@ class _Residual:
         return max(value, 0.0) / (self.n * self.n)
 
 
-def fit_scm(Xs, pairs, *, n_bits, labels, rng, n_threads, verbose, callback, **params):
-    """Train sequential SCM on the labelled known pairs of two modalities.
+class SCM(LinearHashEstimator):
+    """Sequential SCM (Zhang, Li, AAAI 2014): supervised hashing by
+    semantic correlation maximisation, ``h_m(x) = sign((x - mean_m) W_m)``
+    with one column of ``W_m`` per bit, learned bit by bit in closed form.
 
-    Called by :func:`flexcmh_fast.train` with ``method="scm"``, which has
-    validated the common inputs.
+    Trained on the labelled known pairs of two modalities (with
+    weakly-paired data, on the known pairs only); ``fit`` needs
+    ``labels``.  The objective is set out in ``docs/baselines.md``.
 
     Parameters
     ----------
-    Xs : list of two ndarray or CSR matrices
-    pairs : dict {(0, 1): (P, 2) int64}
-        The known pairs (at least 2); only these rows are trained on.
-    n_bits : int
-    labels : list of two ndarray
-        Per-modality labels (1-D class ids or 2-D 0/1), equal for paired
-        samples.  Required.
-    rng : numpy.random.Generator
-        Unused: SCM is deterministic (accepted for the common signature).
-    n_threads : int
-        Threads for the BLAS calls.
-    verbose : bool
-    callback : callable or None
-        ``callback(bit, state)`` after every bit, ``state`` holding the
-        ``history`` entry.  Its return value is ignored: every one of the
-        ``n_bits`` bits is needed for the hash functions.
+    n_bits : int in [1, 4096], default=32
+        Code length (the number of sequential steps).
     reg : float > 0, default=1e-4
         Ridge added to each covariance, times its mean diagonal.
+    max_iter, tol : None
+        Common settings SCM has no use for (it learns exactly ``n_bits``
+        bits, each in closed form); anything but ``None`` is an error.
+    n_threads : int, None or -1, default=None
+        BLAS threads in ``fit`` and ``encode`` (None / -1: every core).
+    random_state : None, int or numpy.random.Generator, default=None
+        Accepted for the common interface; SCM is deterministic.
+    verbose : bool, default=False
+        Progress bar (tqdm) with the residual.
+    callback : callable, default=None
+        ``callback(bit, state)`` after every bit (from 1); ``state`` holds
+        ``objective`` and ``terms`` (``correlation``).  Its return value is
+        ignored: every one of the ``n_bits`` bits is needed.
 
-    Returns
-    -------
-    SCMModel
-    """
-    params = check_params(**params)
-    if labels is None:
-        raise ValueError(
-            "method='scm' is supervised and needs 'labels' (one array per modality, "
-            "1-D class ids or 2-D 0/1 matrices). Got labels=None."
-        )
-    rows = paired_rows(Xs, pairs, METHOD)
-    n = rows[0].shape[0]
-    identity = np.arange(n)
-    Y = _label_matrix([labels[0][rows[0]], labels[1][rows[1]]], [identity, identity])
-    with threadpool_limits(limits=n_threads):
-        Xp = [take_rows(X, r) for X, r in zip(Xs, rows)]
-        means = [column_means(X) for X in Xp]
-        Ls = [np.linalg.cholesky(ridge_covariance(X, m, params["reg"]))
-              for X, m in zip(Xp, means)]
-        Yn = _normalized_labels(Y)
-        # X^T (r S) Y / n for centred X, Y: the all-ones part of S vanishes.
-        XtYn = [centred_t_dot(X, m, Yn) for X, m in zip(Xp, means)]
-        C = (2.0 * n_bits / n) * (XtYn[0] @ XtYn[1].T)
-        residual = _Residual(Yn, n_bits)
-        Ws = [np.empty((X.shape[1], n_bits)) for X in Xp]
-        history = []
-        bar = ProgressBar(n_bits, "SCM", verbose)
-        for t in range(n_bits):
-            T = scipy.linalg.solve_triangular(Ls[0], C, lower=True)
-            T = scipy.linalg.solve_triangular(Ls[1], T.T, lower=True).T
-            u, s, v = top_singular_pair(T)
-            w = [scipy.linalg.solve_triangular(Ls[0].T, u, lower=False),
-                 scipy.linalg.solve_triangular(Ls[1].T, v, lower=False)]
-            b = [sign_codes(centred_dot(X, m, wm[:, None]))[:, 0].astype(np.float64)
-                 for X, m, wm in zip(Xp, means, w)]
-            for m in range(2):
-                Ws[m][:, t] = w[m]
-            C -= np.outer(centred_t_dot(Xp[0], means[0], b[0][:, None])[:, 0],
-                          centred_t_dot(Xp[1], means[1], b[1][:, None])[:, 0]) / n
-            objective = residual.add(b[0], b[1])
-            history.append((objective, s))
-            bar.update(1, info=f"bit {t + 1} residual {objective:.5g}")
-            if callback is not None:
-                callback(t + 1, {"history": dict(zip(HISTORY_TERMS, history[-1]))})
-        bar.close()
-        return build_model(SCMModel, Xs, rows, means, Ws, n_bits, np.array(history),
-                           n_bits, params)
-
-
-class SCMModel(LinearHashModel):
-    """A trained sequential SCM model: ``h_m(x) = sign((x - mean_m) W_m)``,
-    one column of ``W_m`` per bit.
-
-    Created by ``flexcmh_fast.train(..., method="scm", labels=...)``; load a
-    saved one with :func:`flexcmh_fast.load`.  See
-    :class:`LinearHashModel` for the attributes; ``history_`` holds per bit
-    ``objective`` = ``||r S - Bx By^T||^2 / n^2`` with the bits learned so
-    far and ``correlation``, the bit's maximised (whitened) correlation with
-    the residual.
+    Attributes
+    ----------
+    n_bits_ : int
+    n_features_ : list of int
+    means_, projections_, codes_, train_codes_ :
+        See :class:`~flexcmh_fast.baselines._linear.LinearHashEstimator`.
+    history_ : dict of ndarray
+        Per bit: ``objective`` = ``||r S - Bx By^T||^2 / n^2`` with the bits
+        learned so far and ``correlation``, the bit's maximised (whitened)
+        correlation with the residual.
+    n_iter_ : int
+        ``n_bits``.
     """
 
-    kind = "SCMModel"
+    _parameters = PARAMETERS
+    kind = "SCM"
     HISTORY_TERMS = HISTORY_TERMS
+
+    def __init__(self, n_bits=32, reg=1e-4, max_iter=None, tol=None, n_threads=None,
+                 random_state=None, verbose=False, callback=None):
+        self.n_bits = n_bits
+        self.reg = reg
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callback = callback
+
+    def _fit(self, Xs, pairs, labels, params, rng):
+        check_labels_given(labels, "SCM")
+        n_bits, callback = params["n_bits"], params["callback"]
+        rows = paired_rows(Xs, pairs, "SCM")
+        n = rows[0].shape[0]
+        identity = np.arange(n)
+        Y = _label_matrix([labels[0][rows[0]], labels[1][rows[1]]], [identity, identity])
+        with thread_limits(self._threads(params["n_threads"])):
+            Xp = [take_rows(X, r) for X, r in zip(Xs, rows)]
+            means = [column_means(X) for X in Xp]
+            Ls = [np.linalg.cholesky(ridge_covariance(X, m, params["reg"]))
+                  for X, m in zip(Xp, means)]
+            Yn = _normalized_labels(Y)
+            # X^T (r S) Y / n for centred X, Y: the all-ones part of S vanishes.
+            XtYn = [centred_t_dot(X, m, Yn) for X, m in zip(Xp, means)]
+            C = (2.0 * n_bits / n) * (XtYn[0] @ XtYn[1].T)
+            residual = _Residual(Yn, n_bits)
+            Ws = [np.empty((X.shape[1], n_bits)) for X in Xp]
+            history = []
+            bar = progress(n_bits, "SCM", params["verbose"])
+            for t in range(n_bits):
+                T = scipy.linalg.solve_triangular(Ls[0], C, lower=True)
+                T = scipy.linalg.solve_triangular(Ls[1], T.T, lower=True).T
+                u, s, v = top_singular_pair(T)
+                w = [scipy.linalg.solve_triangular(Ls[0].T, u, lower=False),
+                     scipy.linalg.solve_triangular(Ls[1].T, v, lower=False)]
+                b = [sign_codes(centred_dot(X, m, wm[:, None]))[:, 0].astype(np.float64)
+                     for X, m, wm in zip(Xp, means, w)]
+                for m in range(2):
+                    Ws[m][:, t] = w[m]
+                C -= np.outer(centred_t_dot(Xp[0], means[0], b[0][:, None])[:, 0],
+                              centred_t_dot(Xp[1], means[1], b[1][:, None])[:, 0]) / n
+                objective = residual.add(b[0], b[1])
+                history.append((objective, s))
+                bar.update(1, objective=objective)
+                if callback is not None:
+                    # the return value is ignored: every bit is needed
+                    callback(t + 1, {"objective": objective, "terms": {"correlation": s}})
+            bar.close()
+            self._store(Xs, rows, means, Ws, history, n_bits)
