@@ -314,6 +314,24 @@ def test_load_rejects_inconsistent_file(tmp_path):
         fc.load(tmp_path / "missing.npz")
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_state_check_accepts_saved_state_and_rejects_edits(method, tmp_path):
+    from flexcmh_fast._persist import read_state, save_state
+    from flexcmh_fast._state_checks import check_linear_hash_state
+
+    Xs, lab = make_data()
+    model = fit(method, Xs, lab, n_bits=11)
+    model.save(tmp_path / "good.npz")
+    kind, meta, arrays = read_state(tmp_path / "good.npz")
+    check_linear_hash_state(meta, arrays, type(model).HISTORY_TERMS)
+    for key, bad in (("history", np.zeros((3, 9))), ("mean_1", np.zeros(29)),
+                     ("train_codes_0", np.zeros((150, 2), dtype=np.uint8)[:, :1])):
+        edited = dict(arrays, **{key: bad})
+        save_state(tmp_path / "bad.npz", kind, meta, edited)
+        with pytest.raises(fc.FileFormatError, match=f"entry '{key}'"):
+            fc.load(tmp_path / "bad.npz")
+
+
 def test_encode_edge_cases():
     Xs, lab = make_data()
     model = fit("scm", Xs, lab, n_bits=70)       # not a multiple of 8 or 64
