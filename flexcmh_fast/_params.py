@@ -37,14 +37,16 @@ class OptionalInt(Int):
 
 
 class Float:
-    """A finite float within the bounds (``low_open``: ``low`` excluded)."""
+    """A finite float within the bounds (``low_open`` / ``high_open``: that
+    bound excluded)."""
 
-    def __init__(self, low=None, high=None, low_open=False):
-        self.low, self.high, self.low_open = low, high, low_open
+    def __init__(self, low=None, high=None, low_open=False, high_open=False):
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
 
     def __call__(self, value, name):
         return check_float(value, name, self.low, self.high,
-                           low_inclusive=not self.low_open)
+                           low_inclusive=not self.low_open,
+                           high_inclusive=not self.high_open)
 
 
 class Options:

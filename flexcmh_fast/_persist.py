@@ -46,6 +46,9 @@ _REGISTRY = {
     "CSMH": "flexcmh_fast.csmh._estimator:CSMH",
     "FlexCMHModel": "flexcmh_fast.flexcmh._estimator:FlexCMH",
     "CSMHModel": "flexcmh_fast.csmh._estimator:CSMH",
+    "CCAITQ": "flexcmh_fast.baselines._cca_itq:CCAITQ",
+    "CMFH": "flexcmh_fast.baselines._cmfh:CMFH",
+    "SCM": "flexcmh_fast.baselines._scm:SCM",
 }
 
 _TMP_PREFIX = ".flexcmh_tmp_"
