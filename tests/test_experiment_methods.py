@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import flexcmh_fast as fc
-from flexcmh_fast import _cli, _experiment
+from flexcmh_fast.experiments import _cli
+from flexcmh_fast.experiments import _protocol as _experiment
 
 BASELINES = ["cca_itq", "cmfh", "scm"]
 

@@ -28,9 +28,9 @@ import time
 
 import numpy as np
 
-from . import metrics
-from ._progress import progress as progress_bar
-from .scenarios import SCENARIOS, make_scenario, train_test_split
+from .. import metrics
+from .._progress import progress as progress_bar
+from ..scenarios import SCENARIOS, make_scenario, train_test_split
 
 # The paper's FlexCMH MAP on Wiki (Tables III-V), code lengths 16/32/64/128.
 PAPER_BITS = (16, 32, 64, 128)
@@ -112,7 +112,7 @@ def _run_cell(dataset, cell, opts):
     per direction, ``{direction: (precision, recall)}`` and the objective
     history.
     """
-    from ._train import train
+    from .._train import train
 
     rep, s_i, scenario, n_bits = cell
     seed, method, names = opts["seed"], opts["method"], list(dataset.names)
@@ -223,7 +223,7 @@ def run_experiment(dataset, *, scenarios=SCENARIOS, bits=(16, 32, 64, 128), repe
     A cell that cannot be trained (CSMH without known pairs) is recorded
     with ``map = NaN`` and a ``note``.
     """
-    from ._validation import check_n_threads, check_option
+    from .._validation import check_n_threads, check_option
 
     check_option(database, "database", ("learned", "encoded"))
 

@@ -5,7 +5,7 @@ import os
 import sys
 import time
 
-from .scenarios import SCENARIOS
+from ..scenarios import SCENARIOS
 
 # Mirrors flexcmh_fast._train.METHODS (not imported: the parser must not
 # import the trainers).
@@ -144,7 +144,7 @@ def build_parser():
 
 def load_data(path, text="lda", seed=0):
     """Dataset for ``--data``; returns ``(dataset, is_wiki)``."""
-    from . import datasets
+    from .. import datasets
     if path == "synthetic":
         data = datasets.make_multimodal(random_state=seed)
         data.names = ["image", "text"]  # dense "image" and bag-of-words "text"
@@ -162,7 +162,7 @@ def load_data(path, text="lda", seed=0):
 
 
 def _report(result, args, paper, started):
-    from ._experiment import format_table, write_results
+    from ._protocol import format_table, write_results
     out = sys.stdout
     print(format_table(result, paper=paper), file=out)
     excluded = sum(r["n_excluded"] for r in result["runs"])
@@ -177,7 +177,7 @@ def _report(result, args, paper, started):
 
 
 def _report_comparison(comparison, args, paper, started):
-    from ._experiment import format_comparison, write_comparison
+    from ._protocol import format_comparison, write_comparison
     print(format_comparison(comparison, paper=paper))
     if args.out:
         written = write_comparison(comparison, args.out, plots=not args.no_plots)
@@ -187,7 +187,7 @@ def _report_comparison(comparison, args, paper, started):
 
 def _run(data, args, params, method_params, started, paper=False, **kwargs):
     """One method: its table as before; several: the comparison tables."""
-    from ._experiment import run_comparison, run_experiment
+    from ._protocol import run_comparison, run_experiment
     methods = list(METHODS) if "all" in args.method else list(dict.fromkeys(args.method))
     common = dict(n_threads=args.n_threads, progress=not args.quiet, verbose=args.verbose,
                   jobs=args.jobs, database=args.database, seed=args.seed, **kwargs)
@@ -210,13 +210,17 @@ def main(argv=None):
     """Entry point; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The output folder is checked before any training, not after it.
+    out = getattr(args, "out", None)
+    if out and os.path.exists(out) and not os.path.isdir(out):
+        parser.error(f"--out must be a folder (created if missing); {out!r} is a file")
     params, method_params = {}, {}
     for key, value in args.param:
         method, _, name = key.rpartition(":")
         (method_params.setdefault(method, {}) if method else params)[name] = value
     started = time.perf_counter()
     try:
-        from . import datasets
+        from .. import datasets
         if args.command == "demo":
             # Moderate latent noise: classes are recoverable but not trivial.
             data = datasets.make_multimodal(n_samples=args.n_samples, noise=0.5,
