@@ -388,8 +388,7 @@ class FlexCMHFit:
         if n_iter == p["max_iter"] > 0 and not (self.converged or stop):
             warnings.warn(
                 f"FlexCMH stopped at max_iter={p['max_iter']} before converging (relative "
-                f"change of the continuous objective {abs(prev - continuous) / abs(prev):.2g}"
-                f" vs tol={p['tol']:g}, {changes:.2%} of the code bits changed in the last "
+                f"change of the continuous objective {change:.2g} vs tol={p['tol']:g}, {changes:.2%} of the code bits changed in the last "
                 "iteration); raise 'max_iter' or 'tol'.", ConvergenceWarning, stacklevel=4)
         # The encoder is fitted after training and draws from rng last, so the
         # choice of encoder does not change the learned H, Z or codes.
