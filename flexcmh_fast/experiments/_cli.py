@@ -4,9 +4,7 @@ import argparse
 import os
 import sys
 import time
-import warnings
 
-from .._base import ConvergenceWarning
 from ..scenarios import SCENARIOS
 
 # Mirrors flexcmh_fast._train.METHODS (not imported: the parser must not
@@ -228,13 +226,6 @@ def main(argv=None):
             data = datasets.make_multimodal(n_samples=args.n_samples, noise=0.5,
                                             random_state=args.seed)
             data.names = ["image", "text"]
-            # 50 outer iterations keep the demo well under a minute; the
-            # objective has mostly settled by then on this data (and running
-            # on to the convergence test lowers the demo's MAP: noted in
-            # docs/flexcmh.md), so the demo does not warn about it.
-            if "max_iter" not in params:
-                method_params.setdefault("flexcmh", {}).setdefault("max_iter", 50)
-                warnings.filterwarnings("ignore", category=ConvergenceWarning)
             if "flexcmh" not in args.method and "all" not in args.method:
                 method_params.pop("flexcmh", None)
             print(f"demo: synthetic data {data}", flush=True)

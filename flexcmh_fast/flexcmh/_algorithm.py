@@ -173,6 +173,7 @@ class FlexCMHFit:
         return X, np.concatenate([s for _, s in got])
 
     def solve_z(self, stats):
+        self.z_ridge = [z_ridge(G) for _, G in stats]
         return [z_from_stats(XtH, G, eps) for (XtH, G), eps in zip(stats, self.z_ridge)]
 
     # ---- Eq. 3: k-means seeded SemiNMF ------------------------------------
@@ -186,9 +187,7 @@ class FlexCMHFit:
             for p, local in enumerate(split_rows(np.arange(self.n[m]), self.offsets[m])):
                 starts[p].append(("assign", assign[local + self.offsets[m][p]])
                                  if sub is None else ("centres", centres))
-        stats = self.backend.run(P.init_indicators, per_part=starts, combine=True)
-        self.z_ridge = [z_ridge(G) for _, G in stats]
-        Z = self.solve_z(stats)
+        Z = self.solve_z(self.backend.run(P.init_indicators, per_part=starts, combine=True))
         for _ in range(T.INIT_ITERS):
             Z = self.solve_z(self.backend.run(P.semi_nmf_sweep, Z, combine=True))
         self.Z = Z
