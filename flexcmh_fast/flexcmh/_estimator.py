@@ -26,7 +26,7 @@ PARAMETERS = table(
                    "correspondence from clusters, or from labels (FlexCMH(nC))"),
     encoder=Param("kernel", Options("kernel", "nnls"), "out-of-sample indicators"),
     n_anchors=Param(1000, Int(1), "anchors of the kernel encoder (capped to the data)"),
-    match_score=Param("auto", Options("auto", "profiles", "profiles+sizes"),
+    match_score=Param("auto", Options("auto", "profiles", "profiles+sizes", "gw"),
                       "cluster matching score"),
 )
 
