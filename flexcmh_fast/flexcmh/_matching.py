@@ -42,8 +42,9 @@ def uses_size_score(match_score, pairs, m):
 
 def uses_gw_score(match_score, pairs, m):
     """Whether matching modality m to modality 0 adds the Gromov–Wasserstein
-    score (``"gw"``)."""
-    return match_score == "gw"
+    score: ``"gw"``, or ``"auto"`` and no known pair links them (chosen on
+    Wiki validation splits, docs/flexcmh.md "Completely unpaired data")."""
+    return match_score == "gw" or (match_score == "auto" and (0, m) not in pairs)
 
 
 def sample_distances(X, sqx):
