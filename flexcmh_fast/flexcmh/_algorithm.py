@@ -165,11 +165,10 @@ class FlexCMHFit:
         # Γ (or sets Z) instead of a round of their own.
         self.all_rows_fit = params["code_scheme"] == "itq" and self.n[0] <= T.CODE_SAMPLE
         self.moments = None
-        # match_score="gw": per draw, the sampled rows and their distances
-        # per modality, and the GW couplings {(draw, m): coupling} of
-        # modality 0's sample with modality m's (made once, when first
+        # match_score="gw": sampled rows per modality and the GW couplings
+        # of modality 0's sample with modality m's (made once, when first
         # needed).
-        self.gw_samples = None
+        self.gw_rows = None
         self.gw_couplings = {}
 
     # ---- helpers ---------------------------------------------------------
@@ -227,8 +226,7 @@ class FlexCMHFit:
                   if use_scores and uses_gw_score(self.p["match_score"], self.pairs, m)]
         if gw_for:
             self.fit_gw(gw_for)
-            clusters = [{m: self.sample_clusters(m, rows[m]) for m in [0] + gw_for}
-                        for rows, _ in self.gw_samples]
+            clusters = {m: self.sample_clusters(m) for m in [0] + gw_for}
         perms = {}
         for m in range(1, self.M):
             scores = []
@@ -238,12 +236,8 @@ class FlexCMHFit:
                 if uses_size_score(self.p["match_score"], self.pairs, m):
                     scores.append(size_scores(counts[0], counts[m]))
                 if m in gw_for:
-                    # Each draw's GW alignment is a noisy local optimum:
-                    # their scores are averaged.
-                    scores.append(np.mean([
-                        coupling_scores(self.gw_couplings[(d, m)], clusters[d][0],
-                                        clusters[d][m], self.k)
-                        for d in range(T.GW_DRAWS)], axis=0))
+                    scores.append(coupling_scores(self.gw_couplings[m], clusters[0],
+                                                  clusters[m], self.k))
             perm = choose_matching(matching_cost(scores, votes.get(m), self.k), rematch)
             if perm is not None:
                 perms[m] = perm
@@ -260,29 +254,25 @@ class FlexCMHFit:
         self.moments = add(*(mo for _, mo in out)) if self.all_rows_fit else None
 
     def fit_gw(self, modalities):
-        """Gromov–Wasserstein couplings of random samples of modality 0's
-        rows with samples of each modality in ``modalities``: ``T.GW_DRAWS``
-        independent draws of ``T.GW_SAMPLE`` rows per modality (drawn once;
-        distances within each sample).  Cost per draw: O(GW_SAMPLE^2 d) for
-        the distances and O(GW_ITERS GW_SAMPLE^3) for the alignment,
-        whatever n."""
-        if self.gw_samples is None:
-            self.gw_samples = []
-            for _ in range(T.GW_DRAWS):
-                rows = [np.sort(self.rng.choice(n, min(n, T.GW_SAMPLE), replace=False))
-                        for n in self.n]
-                self.gw_samples.append((rows, [sample_distances(*self.take_rows(m, r))
-                                               for m, r in enumerate(rows)]))
-        for d, (_, dist) in enumerate(self.gw_samples):
-            for m in modalities:
-                if (d, m) not in self.gw_couplings:
-                    self.gw_couplings[(d, m)] = entropic_gw(dist[0], dist[m], eps=T.GW_EPS,
-                                                            max_iter=T.GW_ITERS)
+        """Gromov–Wasserstein couplings of a random sample of modality 0's
+        rows with one of each modality in ``modalities`` (``T.GW_SAMPLE``
+        rows each, drawn once; distances within each sample).  Cost:
+        O(GW_SAMPLE^2 d) for the distances and O(GW_ITERS GW_SAMPLE^3) for
+        the alignment, whatever n."""
+        if self.gw_rows is None:
+            self.gw_rows = [np.sort(self.rng.choice(n, min(n, T.GW_SAMPLE), replace=False))
+                            for n in self.n]
+            self.gw_distances = [sample_distances(*self.take_rows(m, rows))
+                                 for m, rows in enumerate(self.gw_rows)]
+        for m in modalities:
+            if m not in self.gw_couplings:
+                self.gw_couplings[m] = entropic_gw(self.gw_distances[0], self.gw_distances[m],
+                                                   eps=T.GW_EPS, max_iter=T.GW_ITERS)
 
-    def sample_clusters(self, m, rows):
-        """Current hard clusters of rows ``rows`` (sorted global) of modality m."""
+    def sample_clusters(self, m):
+        """Current hard clusters of modality m's GW-sampled rows."""
         got = self.backend.run(P.row_clusters, m,
-                               per_part=split_rows(rows, self.offsets[m]))
+                               per_part=split_rows(self.gw_rows[m], self.offsets[m]))
         return np.concatenate(got)
 
     # ---- Eq. 5, 10-11: codes -------------------------------------------------

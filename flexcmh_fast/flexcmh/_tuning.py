@@ -48,12 +48,9 @@ CODE_CHANGE_TOL = 0.01
 # (docs/flexcmh.md, "Convergence").
 MAX_REPAIRS = 30
 REPAIR_TOL_FACTOR = 10.0
-# match_score="gw": independent draws, rows per modality sub-sampled per
-# draw for the Gromov–Wasserstein alignment (its cost is O(GW_SAMPLE^3) per
-# iteration, independent of n), entropic regularisation (on mean-normalised
-# distances, POT's scale) and iterations.  Chosen on Wiki validation splits
-# (docs/flexcmh.md, "Completely unpaired data").
-GW_DRAWS = 1
+# match_score="gw": rows per modality sub-sampled for the Gromov–Wasserstein
+# alignment (its cost is O(GW_SAMPLE^3) per iteration, independent of n),
+# entropic regularisation (on mean-normalised distances) and iterations.
 GW_SAMPLE = 500
 GW_EPS = 2e-2
 GW_ITERS = 100
