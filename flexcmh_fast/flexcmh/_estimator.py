@@ -94,7 +94,7 @@ class FlexCMH(HashingEstimator):
         the coupling mass between the clusters' members found by entropic
         Gromov–Wasserstein alignment of a random sample of each modality
         (compares distances *within* each modality, so it needs no shared
-        features; 500 rows per modality, cost independent of n).
+        features; 800 rows per modality, cost independent of n).
         ``"auto"``: ``"gw"`` for a modality pair without known pairs,
         ``"profiles"`` otherwise.
     n_threads : int, None or -1, default=None

@@ -51,6 +51,6 @@ REPAIR_TOL_FACTOR = 10.0
 # match_score="gw": rows per modality sub-sampled for the Gromov–Wasserstein
 # alignment (its cost is O(GW_SAMPLE^3) per iteration, independent of n),
 # entropic regularisation (on mean-normalised distances) and iterations.
-GW_SAMPLE = 500
+GW_SAMPLE = 800
 GW_EPS = 2e-2
 GW_ITERS = 100
