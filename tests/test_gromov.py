@@ -118,15 +118,3 @@ def test_gw_does_not_change_the_fully_paired_fit():
                        random_state=0).fit([X0, X1], "all") for s in ("auto", "gw")]
     for m in range(2):
         np.testing.assert_array_equal(fits[0].train_codes_[m], fits[1].train_codes_[m])
-
-
-def test_matching_cost_weights_the_scaled_scores():
-    rng = np.random.default_rng(6)
-    S1, S2 = rng.random((3, 3)), rng.random((3, 3)) * 7
-    S2[0, 1] = np.inf
-    votes = rng.random((3, 3))
-    expect = S1 / S1.max() + 2.5 * np.where(np.isfinite(S2), S2 / S2[np.isfinite(S2)].max(), 2.0) \
-        - votes / votes.max()
-    np.testing.assert_allclose(F.matching_cost([S1, S2], votes, 3, [1.0, 2.5]), expect)
-    np.testing.assert_allclose(F.matching_cost([S1, S2], votes, 3),
-                               F.matching_cost([S1, S2], votes, 3, [1.0, 1.0]))

@@ -229,19 +229,16 @@ class FlexCMHFit:
             clusters = {m: self.sample_clusters(m) for m in [0] + gw_for}
         perms = {}
         for m in range(1, self.M):
-            scores, weights = [], []
+            scores = []
             if use_scores:
                 scores.append(match_scores(profs[0][0], profs[0][1], sqzs[0],
                                            profs[m][0], profs[m][1], sqzs[m]))
                 if uses_size_score(self.p["match_score"], self.pairs, m):
                     scores.append(size_scores(counts[0], counts[m]))
-                weights = [1.0] * len(scores)
                 if m in gw_for:
                     scores.append(coupling_scores(self.gw_couplings[m], clusters[0],
                                                   clusters[m], self.k))
-                    weights.append(T.GW_WEIGHT)
-            perm = choose_matching(matching_cost(scores, votes.get(m), self.k, weights),
-                                   rematch)
+            perm = choose_matching(matching_cost(scores, votes.get(m), self.k), rematch)
             if perm is not None:
                 perms[m] = perm
                 self.Z[m] = np.ascontiguousarray(self.Z[m][:, perm])

@@ -93,19 +93,18 @@ def size_scores(count_a, count_b):
     return S
 
 
-def matching_cost(scores, votes, k, weights=None):
+def matching_cost(scores, votes, k):
     """Cost of aligning cluster c of modality 0 with c2 of another modality.
 
-    Every score matrix (Eq. 1 profiles, optionally the size and GW scores)
-    scaled to [0, 1] (``inf``, an empty cluster: 2) times its weight (1
-    when ``weights`` is None), minus the known-pair votes scaled to [0, 1],
-    so a cluster pair backed by many known pairs wins unless its profiles
-    disagree strongly."""
+    Every score matrix (Eq. 1 profiles, optionally the size score) scaled to
+    [0, 1] (``inf``, an empty cluster: 2), minus the known-pair votes scaled
+    to [0, 1], so a cluster pair backed by many known pairs wins unless its
+    profiles disagree strongly."""
     cost = np.zeros((k, k))
-    for S, w in zip(scores, [1.0] * len(scores) if weights is None else weights):
+    for S in scores:
         finite = np.isfinite(S)
         top = S[finite].max() if finite.any() else 1.0
-        cost += w * np.where(finite, S / (top if top > 0 else 1.0), 2.0)
+        cost += np.where(finite, S / (top if top > 0 else 1.0), 2.0)
     if votes is not None and votes.max() > 0:
         cost -= votes / votes.max()
     return cost

@@ -54,6 +54,3 @@ REPAIR_TOL_FACTOR = 10.0
 GW_SAMPLE = 800
 GW_EPS = 2e-2
 GW_ITERS = 100
-# Weight of the GW cluster score in the matching cost (the profile and size
-# scores weigh 1).
-GW_WEIGHT = 2.0
