@@ -118,3 +118,21 @@ def test_gw_does_not_change_the_fully_paired_fit():
                        random_state=0).fit([X0, X1], "all") for s in ("auto", "gw")]
     for m in range(2):
         np.testing.assert_array_equal(fits[0].train_codes_[m], fits[1].train_codes_[m])
+
+
+@pytest.mark.filterwarnings("ignore::flexcmh_fast.ConvergenceWarning")
+def test_gw_on_sparse_input_equals_dense_and_saves(tmp_path):
+    X0, X1, _, _ = planted_correspondence(n=120, seed=4)
+    X1 = np.where(np.abs(X1) > 0.3, X1, 0.0)
+    kw = dict(n_bits=8, n_clusters=4, preprocess="none", match_score="gw", max_iter=5,
+              random_state=0)
+    dense = fc.FlexCMH(**kw).fit([X0, X1], None)
+    sparse = fc.FlexCMH(**kw).fit([X0, sp.csr_matrix(X1)], None)
+    np.testing.assert_array_equal(dense.cluster_matching_, sparse.cluster_matching_)
+    for m in range(2):
+        np.testing.assert_array_equal(dense.train_codes_[m], sparse.train_codes_[m])
+    path = tmp_path / "gw.npz"
+    dense.save(path)
+    loaded = fc.load(path)
+    assert loaded.match_score == "gw"
+    np.testing.assert_array_equal(loaded.encode(X0, 0), dense.encode(X0, 0))
