@@ -7,8 +7,8 @@ numpy reference, in one run, on the performance anchors of DESIGN.md §7:
 against the scan on clustered codes (1M x 64 bits, k = 100; 10M x 64 bits,
 k = 10) and on uniformly random codes (64 and 128 bits, k = 100).  Clustered
 codes: 4,000 random centres, each code a random centre with 3 random bits
-flipped (the generator is ``clustered_codes`` below; queries are drawn the
-same way), the structure a hash function trained on clustered data gives.
+flipped (``clustered_codes`` of ``bench/benchmarks/search.py``; queries are
+drawn the same way), the structure a hash function trained on clustered data gives.
 
 Run (from the repository root, extension built or package installed)::
 
@@ -25,12 +25,18 @@ import os
 import platform
 import time
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from flexcmh_fast import HammingIndex
 from flexcmh_fast import _hamming
 from flexcmh_fast._validation import available_cores
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
+from search import clustered_codes  # noqa: E402
 
 N_DB = int(os.environ.get("FLEXCMH_BENCH_N", 1_000_000))
 N_QUERIES = int(os.environ.get("FLEXCMH_BENCH_Q", 1_000))
@@ -122,20 +128,6 @@ def test_results_agree(n_bits):
     fa = RESULTS.get((n_bits, "faiss", "result"))
     if fa is not None:
         np.testing.assert_array_equal(ours[0], fa[0])
-
-
-def clustered_codes(n, n_bits, n_centres, flips, seed):
-    """Codes of ``n_centres`` random centres (fixed seed, shared by database
-    and queries) with ``flips`` random bits flipped (repeats allowed)."""
-    centres = np.random.default_rng(n_bits).integers(0, 256, (n_centres, n_bits // 8),
-                                                     dtype=np.uint8)
-    rng = np.random.default_rng(seed)
-    codes = centres[rng.integers(0, n_centres, n)]
-    rows = np.arange(n)
-    for _ in range(flips):
-        bit = rng.integers(0, n_bits, n)
-        codes[rows, bit // 8] ^= (np.uint8(128) >> (bit % 8).astype(np.uint8))
-    return codes
 
 
 # (name, n_codes, n_bits, k, kind); kind "clustered" or "random".

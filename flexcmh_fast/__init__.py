@@ -7,7 +7,7 @@ paired data (CSMH); search the codes exactly with :class:`HammingIndex`.
 
 Public API
 ----------
-FlexCMH, CSMH (estimators), train, load, HammingIndex, pack_codes,
+FlexCMH, CSMH, CCAITQ, CMFH, SCM (estimators), train, load, HammingIndex, pack_codes,
 unpack_codes, NotFittedError, ConvergenceWarning, FileFormatError,
 DegenerateDataWarning, and the submodules metrics, datasets,
 scenarios, distributed.  The layout is described in ``docs/architecture.md``.
@@ -26,6 +26,9 @@ _LAZY = {
     "unpack_codes": "._codes",
     "FlexCMH": ".flexcmh",
     "CSMH": ".csmh",
+    "CCAITQ": ".baselines",
+    "CMFH": ".baselines",
+    "SCM": ".baselines",
     "NotFittedError": "._base",
     "ConvergenceWarning": "._base",
     "FileFormatError": "._persist",

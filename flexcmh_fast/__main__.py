@@ -1,7 +1,7 @@
 """``python -m flexcmh_fast`` / ``flexcmh-fast``: demo and experiment CLI."""
 import sys
 
-from ._cli import main
+from .experiments._cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

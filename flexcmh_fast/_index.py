@@ -8,11 +8,13 @@ from the CPU features, portable fallback elsewhere).
 """
 import numpy as np
 
-from . import _hamming
+from ._ext import load_extension
 from ._codes import check_codes, n_bytes_for
 from ._mih import MAX_BITS as _MIH_MAX_BITS, MAX_CODES as _MIH_MAX_CODES, _MIHTables
 from ._persist import save_state
 from ._validation import check_int, check_n_bits, check_n_threads
+
+_hamming = load_extension("_hamming")
 
 _BLOCK = _hamming.BLOCK
 # Queries per kernel call of ``search`` (bounds the per-query candidate buffers).
@@ -21,11 +23,12 @@ _QUERY_BATCH = 16384
 _ALIGN_WORDS = 8
 _METHODS = ("auto", "linear", "mih")
 # "auto" cost model (see HammingIndex Notes).  One unit of multi-index
-# hashing work (a bucket probed or a code reached: a cache miss, ~20 ns)
-# costs as much as scanning this many database words on each popcount path
-# (single-thread CPU time, 1M 64-bit codes, AVX-512 VPOPCNTDQ host, the
-# slower paths forced); below _AUTO_MIN_CODES codes the scan is too cheap.
-_SCAN_WORDS_PER_UNIT = {"avx512-vpopcntdq": 160, "avx2": 96, "popcnt": 24, "portable": 16}
+# hashing work (a bucket probed or a code reached: cache misses, ~25 ns a
+# word of code) costs as much as scanning this many database codes on each
+# popcount path (both grow with the code's words; single-thread CPU time,
+# 1M codes of 64 and 128 bits, AVX-512 VPOPCNTDQ host, slower paths
+# forced); below _AUTO_MIN_CODES codes the scan is too cheap to beat.
+_SCAN_CODES_PER_UNIT = {"avx512-vpopcntdq": 240, "avx2": 110, "popcnt": 34, "portable": 20}
 _AUTO_MIN_CODES = 1 << 16
 # Queries searched first to measure the multi-index hashing work (at most
 # one in 16 of the call's queries); and the share of a scan's cost a query
@@ -92,11 +95,11 @@ class HammingIndex:
     offsets, ``m`` about ``n_bits / log2(n)`` substrings: at most 4x the
     packed codes for indexes of at least 2**16 codes (see ``mih_nbytes``).
 
-    Cost model of ``"auto"``: the scan costs ``n * ceil(n_bits / 64)`` word
-    comparisons a query; one unit of hashing work (a bucket probed or a code
-    reached, i.e. a cache miss) is counted as 160 of them on the AVX-512
-    popcount path, 96 on AVX2, 24 on POPCNT and 16 on the portable path
-    (measured ratios).  With ``n >= 2**16``, ``n_bits <= 256``
+    Cost model of ``"auto"``: the scan compares a query with ``n`` codes; one
+    unit of hashing work (a bucket probed or a code reached, i.e. cache
+    misses) is counted as 240 code comparisons on the AVX-512 popcount path,
+    110 on AVX2, 34 on POPCNT and 20 on the portable path (measured ratios;
+    both costs grow with the code length).  With ``n >= 2**16``, ``n_bits <= 256``
     and the answers not a large share of the database (``k <= n / 64``;
     radius below ``n_bits / 4``), the first queries of a call (1 in 16, at
     most 32) are searched by hashing with a budget of half a scan each, and
@@ -327,8 +330,7 @@ class HammingIndex:
             result, _ = run(all_rows, _UNLIMITED)
             store(all_rows, result)
             return
-        scan_cost = (self._n * self._n_words
-                     / _SCAN_WORDS_PER_UNIT[_hamming.cpu_popcount_path()])
+        scan_cost = self._n / _SCAN_CODES_PER_UNIT[_hamming.cpu_popcount_path()]
         budget = max(1, int(_BUDGET_SHARE * scan_cost))
         pilot = all_rows[:max(1, min(_PILOT_QUERIES, n_queries // 16))]
         result, work = run(pilot, budget)
@@ -432,20 +434,13 @@ class HammingIndex:
 
     @classmethod
     def _from_state(cls, meta, arrays):
-        try:
-            n_bits, n_codes, n_threads = meta["n_bits"], meta["n_codes"], meta["n_threads"]
-            codes = arrays["codes"]
-        except (KeyError, TypeError):
-            raise ValueError("Corrupt HammingIndex file: missing 'n_bits', 'n_codes', "
-                             "'n_threads' or 'codes'.") from None
+        from ._state_checks import check_index_state
+
+        n_bits, _, n_threads = check_index_state(meta, arrays)
         # Files written before multi-index hashing existed have no method.
         method = meta.get("method", "auto")
-        index = cls(np.ascontiguousarray(codes), n_bits=n_bits, method=method,
-                    n_threads=n_threads)
-        if len(index) != n_codes:
-            raise ValueError(f"Corrupt HammingIndex file: {len(index)} codes stored, "
-                             f"{n_codes} announced.")
-        return index
+        return cls(np.ascontiguousarray(arrays["codes"]), n_bits=n_bits, method=method,
+                   n_threads=n_threads)
 
 
 def _rebuild(codes, n_bits, n_threads, method="auto"):

@@ -23,15 +23,30 @@ class Int:
         return check_int(value, name, self.low, self.high)
 
 
-class Float:
-    """A finite float within the bounds (``low_open``: ``low`` excluded)."""
+class OptionalInt(Int):
+    """None, or an int in ``[low, high]``."""
 
-    def __init__(self, low=None, high=None, low_open=False):
-        self.low, self.high, self.low_open = low, high, low_open
+    def __call__(self, value, name):
+        if value is None:
+            return None
+        try:
+            return super().__call__(value, name)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(str(exc).replace("must be an int", "must be None or an int",
+                                             1)) from None
+
+
+class Float:
+    """A finite float within the bounds (``low_open`` / ``high_open``: that
+    bound excluded)."""
+
+    def __init__(self, low=None, high=None, low_open=False, high_open=False):
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
 
     def __call__(self, value, name):
         return check_float(value, name, self.low, self.high,
-                           low_inclusive=not self.low_open)
+                           low_inclusive=not self.low_open,
+                           high_inclusive=not self.high_open)
 
 
 class Options:

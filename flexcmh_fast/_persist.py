@@ -46,6 +46,9 @@ _REGISTRY = {
     "CSMH": "flexcmh_fast.csmh._estimator:CSMH",
     "FlexCMHModel": "flexcmh_fast.flexcmh._estimator:FlexCMH",
     "CSMHModel": "flexcmh_fast.csmh._estimator:CSMH",
+    "CCAITQ": "flexcmh_fast.baselines._cca_itq:CCAITQ",
+    "CMFH": "flexcmh_fast.baselines._cmfh:CMFH",
+    "SCM": "flexcmh_fast.baselines._scm:SCM",
 }
 
 _TMP_PREFIX = ".flexcmh_tmp_"
@@ -296,7 +299,8 @@ def load(path, kind=None):
     path : str or os.PathLike
     kind : {None, "FlexCMHModel", "CSMHModel", "HammingIndex"}, default=None
         The kind of object expected; a file holding another kind raises
-        :class:`FileFormatError`.  ``None`` accepts any kind.
+        :class:`FileFormatError` (names registered to the same class count
+        as one kind).  ``None`` accepts any kind.
 
     Returns
     -------
@@ -315,7 +319,8 @@ def load(path, kind=None):
                          f"Got {kind!r} instead.")
     stored_kind, meta, arrays = read_state(path)
     path = os.fspath(path)
-    # Format-1 kind names ("FlexCMHModel") name the same classes as today's.
+    # Kinds registered to the same class (a renamed kind kept for old files)
+    # are one kind.
     if kind is not None and _REGISTRY[stored_kind] != _REGISTRY[kind]:
         raise FileFormatError(f"{path!r} holds a {stored_kind}, not the {kind} asked for.")
     module_name, attr = _REGISTRY[stored_kind].split(":")

@@ -22,11 +22,29 @@ def progress(total, desc, verbose):
         return _Silent()
     from tqdm.auto import tqdm
 
-    # Off a terminal (logs, CI) tqdm cannot redraw a line: print seldom.
+    # Off a terminal (logs, CI) a line cannot be redrawn: one line per update,
+    # seldom.
     interactive = getattr(sys.stderr, "isatty", lambda: False)()
-    bar = tqdm(total=max(int(total), 1), desc=desc, file=sys.stderr,
+    bar = tqdm(total=max(int(total), 1), desc=desc,
+               file=sys.stderr if interactive else _Lines(sys.stderr),
                mininterval=0.2 if interactive else 5.0, leave=True)
     return _Bar(bar)
+
+
+class _Lines:
+    """A stream for tqdm off a terminal: each redraw becomes its own line
+    (no carriage returns joining them)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text):
+        text = text.replace("\r", "").rstrip("\n")
+        if text.strip():
+            self.stream.write(text + "\n")
+
+    def flush(self):
+        self.stream.flush()
 
 
 class _Bar:

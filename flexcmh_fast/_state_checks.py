@@ -236,3 +236,17 @@ def check_csmh_state(meta, arrays):
         anchors = array_entry(arrays, f"anchors_{m}", shape=(None, d))
         array_entry(arrays, f"weights_{m}", shape=(anchors.shape[0] + 1, n_bits))
         packed_codes_entry(arrays, f"train_codes_{m}", n_bits)
+
+
+def check_linear_hash_state(meta, arrays, history_terms):
+    """State of a peer baseline (``CCAITQ``, ``CMFH``, ``SCM``): a mean and
+    a ``(d_m, n_bits)`` projection per modality, packed codes and a history
+    with one column per name of ``history_terms``."""
+    n_bits, n_features = _model_shape(meta)
+    meta_dict(meta, "params")
+    packed_codes_entry(arrays, "codes", n_bits)
+    array_entry(arrays, "history", shape=(None, len(history_terms)))
+    for m, d in enumerate(n_features):
+        array_entry(arrays, f"mean_{m}", shape=(d,))
+        array_entry(arrays, f"projection_{m}", shape=(d, n_bits))
+        packed_codes_entry(arrays, f"train_codes_{m}", n_bits)

@@ -11,6 +11,9 @@ from ._validation import _describe, check_matrix, check_option, warn_if_constant
 METHODS = {
     "flexcmh": "flexcmh_fast.flexcmh:FlexCMH",
     "csmh": "flexcmh_fast.csmh:CSMH",
+    "cca_itq": "flexcmh_fast.baselines:CCAITQ",
+    "cmfh": "flexcmh_fast.baselines:CMFH",
+    "scm": "flexcmh_fast.baselines:SCM",
 }
 
 
@@ -158,10 +161,14 @@ def train(modalities, pairs=None, *, method="flexcmh", labels=None, **params):
         Known correspondences: ``None`` (none known), ``"all"`` (row i of every
         modality is one object), a ``(P, 2)`` int array of (row in modality 0,
         row in modality 1), or ``{(m, m2): (P, 2) array}`` for any modalities.
-    method : {"flexcmh", "csmh"}, default="flexcmh"
+    method : {"flexcmh", "csmh", "cca_itq", "cmfh", "scm"}, default="flexcmh"
         ``"flexcmh"``: :class:`flexcmh_fast.FlexCMH` (unsupervised, weakly
         paired data).  ``"csmh"``: :class:`flexcmh_fast.CSMH` (supervised;
-        needs complete pairs and ``labels``).
+        needs complete pairs and ``labels``).  ``"cca_itq"``, ``"cmfh"``
+        (unsupervised) and ``"scm"`` (needs ``labels``): the peer baselines
+        :class:`flexcmh_fast.CCAITQ`, :class:`flexcmh_fast.CMFH` and
+        :class:`flexcmh_fast.SCM` (two modalities, trained on the known
+        pairs).
     labels : list of ndarray, optional
         One array per modality: 1-D class ids or 2-D 0/1 multi-label matrix.
         Not used by the default FlexCMH (only by ``matching="labels"``).
@@ -172,7 +179,7 @@ def train(modalities, pairs=None, *, method="flexcmh", labels=None, **params):
 
     Returns
     -------
-    FlexCMH or CSMH
+    FlexCMH, CSMH, CCAITQ, CMFH or SCM
         The fitted estimator (``encode``, ``codes_``, ``history_``, ``save``).
     """
     cls = estimator_class(method)

@@ -13,6 +13,11 @@ import scipy.sparse as sp
 
 MAX_BITS = 4096
 _FLOAT_MAX = float(np.finfo(np.float64).max)
+# Largest accepted sum of squared entries of a feature matrix: float64 max
+# with room for the cross terms, distances and objective sums computed from
+# it (FlexCMH's codes change from half of float64 max on; 1/10 still trains
+# as at ordinary scales).
+MAX_SUM_OF_SQUARES = _FLOAT_MAX / 1e4
 _SCALE_BLOCK_ROWS = 4096  # rows per block when summing rescaled squares
 
 
@@ -249,33 +254,35 @@ def check_finite_scale(X, name):
     """Refuse values so large that their squares overflow float64.
 
     Every method sums squares of the features (squared norms, distances,
-    the objective); once the sum of all squared entries exceeds the float64
-    maximum (about 1.8e308, e.g. entries of 1e155) those sums become inf or
-    NaN and training or encoding silently breaks.  ``X`` is a validated
+    the objective); near the float64 maximum (about 1.8e308, e.g. a few
+    entries of 1e154) those sums become inf or NaN and training or encoding
+    silently breaks.  The sum of all squared entries must stay below
+    ``MAX_SUM_OF_SQUARES`` (float64 max / 1e4).  ``X`` is a validated
     float64 ndarray or CSR matrix (only its stored values are read; nothing
     is densified or copied).
 
     Raises
     ------
     ValueError
-        The sum of the squared entries of ``X`` overflows float64.
+        The sum of the squared entries of ``X`` exceeds ``MAX_SUM_OF_SQUARES``.
     """
     data = _stored_values(X)
     if data.size == 0:
         return
     peak = max(float(data.max()), -float(data.min()))
-    if peak <= np.sqrt(_FLOAT_MAX / data.size):
-        return  # even size * peak**2 is finite
+    if peak <= np.sqrt(MAX_SUM_OF_SQUARES / data.size):
+        return  # even size * peak**2 is below the bound
     # Near the limit: the exact sum of squares, rescaled by the peak.
     rows = data.reshape(-1) if data.ndim == 1 else data
     total = sum(float(np.square(rows[s:s + _SCALE_BLOCK_ROWS] / peak).sum())
                 for s in range(0, rows.shape[0], _SCALE_BLOCK_ROWS))
-    if 2.0 * np.log(peak) + np.log(total) > np.log(_FLOAT_MAX):
+    if 2.0 * np.log(peak) + np.log(total) > np.log(MAX_SUM_OF_SQUARES):
         raise ValueError(
             f"'{name}' holds values up to {peak:.3g} in absolute value: the sum of their "
-            f"squares overflows float64 (max {_FLOAT_MAX:.3g}), so norms, distances and "
-            f"the objective would be inf or NaN. Scale the features down (e.g. divide "
-            f"'{name}' by {peak:.3g}) before training or encoding."
+            f"squares exceeds {MAX_SUM_OF_SQUARES:.3g} (float64 max / 1e4), so norms, "
+            f"distances and the objective would overflow to inf or NaN. Scale the "
+            f"features down (e.g. divide '{name}' by {peak:.3g}) before training or "
+            f"encoding."
         )
 
 

@@ -632,22 +632,10 @@ def normalize_rows(X, kind):
     -------
     ndarray or CSR matrix (float64); ``X`` itself for ``"none"``.
     """
+    from ._preprocess import Preprocessor
     from ._validation import check_matrix, check_option
 
     check_option(kind, "kind", ROW_NORMALIZATIONS)
     if kind == "none":
         return X
-    X = check_matrix(X, "X")
-    if kind == "hellinger":
-        values = X.data if sp.issparse(X) else X
-        if values.size and values.min() < 0:
-            raise ValueError("kind='hellinger' needs non-negative features; 'X' has "
-                             f"negative values (min {values.min():.3g}).")
-        X = X.sqrt() if sp.issparse(X) else np.sqrt(X)
-    if sp.issparse(X):
-        norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
-        norms[norms == 0] = 1.0
-        return sp.csr_matrix(sp.diags(1.0 / norms) @ X)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return X / norms
+    return Preprocessor(kind).transform(check_matrix(X, "X"))

@@ -48,14 +48,9 @@ __all__ = [
 
 
 def _engine():
-    try:
-        from . import _ranking
-    except ImportError as exc:  # pragma: no cover - broken install
-        raise ImportError(
-            "flexcmh_fast._ranking (compiled extension) is missing; build it with "
-            "'python setup.py build_ext --inplace' or reinstall the package."
-        ) from exc
-    return _ranking
+    from ._ext import load_extension
+
+    return load_extension("_ranking")
 
 
 def _as_words(codes):

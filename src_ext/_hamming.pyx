@@ -155,6 +155,37 @@ def _plan(int64_t nq, int64_t nb, int64_t W, int n_threads):
     return n_threads, S, groups, q_step
 
 
+cdef struct _Tasks:
+    # Task t covers database part t // groups and query group t % groups.
+    int n_threads
+    int64_t parts, groups, q_step, b_step, nq, nb
+
+
+cdef _Tasks _tasks(int64_t nq, int64_t nb, int64_t W, int n_threads):
+    cdef _Tasks T
+    T.n_threads, T.parts, T.groups, T.q_step = _plan(nq, nb, W, n_threads)
+    T.b_step = (nb + T.parts - 1) // T.parts
+    T.nq, T.nb = nq, nb
+    return T
+
+
+cdef struct _Task:
+    bint empty
+    int64_t part, b_lo, b_hi, q_lo, q_hi
+
+
+cdef inline _Task _task(const _Tasks *T, int64_t t) noexcept nogil:
+    """Database part, blocks [b_lo, b_hi) and queries [q_lo, q_hi) of task t."""
+    cdef _Task task
+    task.part = t // T.groups
+    task.b_lo = task.part * T.b_step
+    task.q_lo = (t % T.groups) * T.q_step
+    task.empty = task.q_lo >= T.nq or task.b_lo >= T.nb
+    task.b_hi = min(task.b_lo + T.b_step, T.nb)
+    task.q_hi = min(task.q_lo + T.q_step, T.nq)
+    return task
+
+
 def topk(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n_bits,
          int64_t k, int n_threads):
     """Exact k nearest codes: (distances int32 (nq, k), ids int64 (nq, k)).
@@ -168,15 +199,14 @@ def topk(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n_bits
     I_arr = np.full((nq, k), -1, dtype=np.int64)
     if nq == 0 or n == 0:
         return D_arr, I_arr
-    n_threads, S, groups, q_step = _plan(nq, nb, W, n_threads)
-    cdef int64_t cS = S, cg = groups, cqs = q_step
-    cdef int64_t b_step = (nb + cS - 1) // cS
+    cdef _Tasks T = _tasks(nq, nb, W, n_threads)
+    cdef int64_t cS = T.parts
     # Per (part, query) selection state, see hm_sel_push in the header.
     bufs_arr = np.empty((cS, nq, 2 * cap), dtype=np.uint64)
     cnts_arr = np.zeros((cS, nq, n_bits + 2), dtype=np.int32)
     sts_arr = np.zeros((cS, nq, HM_ST_SIZE), dtype=np.int64)
     sts_arr[:, :, HM_ST_THR] = n_bits + 1
-    pos_arr = np.empty((n_threads, n_bits + 2), dtype=np.int64)
+    pos_arr = np.empty((T.n_threads, n_bits + 2), dtype=np.int64)
     cdef uint64_t[:, :, ::1] bufs = bufs_arr
     cdef int32_t[:, :, ::1] cnts = cnts_arr
     cdef int64_t[:, :, ::1] sts = sts_arr
@@ -184,24 +214,23 @@ def topk(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n_bits
     cdef int32_t[:, ::1] D = D_arr
     cdef int64_t[:, ::1] I = I_arr
     cdef int path = _path
-    cdef int64_t t, s, g, j
+    cdef int64_t t, j
+    cdef _Task task
     with nogil:
-        for t in prange(cS * cg, num_threads=n_threads, schedule="dynamic"):
-            s = t // cg
-            g = t % cg
-            if g * cqs < nq and s * b_step < nb:
-                hm_topk(path, &db[0], n, <int>W, n_bits, &Q[0, 0],
-                        s * b_step, min((s + 1) * b_step, nb),
-                        g * cqs, min((g + 1) * cqs, nq),
-                        cap, &bufs[s, 0, 0], &cnts[s, 0, 0], &sts[s, 0, 0])
+        for t in prange(cS * T.groups, num_threads=T.n_threads, schedule="dynamic"):
+            task = _task(&T, t)
+            if not task.empty:
+                hm_topk(path, &db[0], n, <int>W, n_bits, &Q[0, 0], task.b_lo, task.b_hi,
+                        task.q_lo, task.q_hi, cap, &bufs[task.part, 0, 0],
+                        &cnts[task.part, 0, 0], &sts[task.part, 0, 0])
                 if cS == 1:
                     # The task owns these queries entirely: finalise them here,
                     # saving a second parallel region.
-                    for j in range(g * cqs, min((g + 1) * cqs, nq)):
+                    for j in range(task.q_lo, task.q_hi):
                         hm_topk_finalize(&bufs[0, 0, 0], &cnts[0, 0, 0], &sts[0, 0, 0], 1, nq,
                                          j, cap, k, n_bits, &pos[threadid(), 0], &D[0, 0], &I[0, 0])
         if cS > 1:
-            for j in prange(nq, num_threads=n_threads, schedule="static"):
+            for j in prange(nq, num_threads=T.n_threads, schedule="static"):
                 hm_topk_finalize(&bufs[0, 0, 0], &cnts[0, 0, 0], &sts[0, 0, 0], cS, nq, j, cap,
                                  k, n_bits, &pos[threadid(), 0], &D[0, 0], &I[0, 0])
     return D_arr, I_arr
@@ -219,21 +248,20 @@ def range_search(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, in
     if nq == 0 or n == 0:
         return (np.zeros(nq + 1, dtype=np.int64), np.empty(0, dtype=np.int32),
                 np.empty(0, dtype=np.int64))
-    n_threads, S, groups, q_step = _plan(nq, nb, W, n_threads)
-    cdef int64_t cS = S, cg = groups, cqs = q_step
-    cdef int64_t b_step = (nb + cS - 1) // cS
+    cdef _Tasks T = _tasks(nq, nb, W, n_threads)
+    cdef int64_t cS = T.parts
     counts_arr = np.zeros((cS, nq), dtype=np.int64)
     cdef int64_t[:, ::1] counts = counts_arr
     cdef int path = _path
-    cdef int64_t t, s, g, j
+    cdef int64_t t, j
+    cdef _Task task
     # Pass 1: count hits per (part, query).
     with nogil:
-        for t in prange(cS * cg, num_threads=n_threads, schedule="dynamic"):
-            s = t // cg
-            g = t % cg
-            if g * cqs < nq and s * b_step < nb:
-                hm_range(path, &db[0], n, <int>W, &Q[0, 0], s * b_step, min((s + 1) * b_step, nb),
-                         g * cqs, min((g + 1) * cqs, nq), radius, &counts[s, 0], NULL)
+        for t in prange(cS * T.groups, num_threads=T.n_threads, schedule="dynamic"):
+            task = _task(&T, t)
+            if not task.empty:
+                hm_range(path, &db[0], n, <int>W, &Q[0, 0], task.b_lo, task.b_hi, task.q_lo,
+                         task.q_hi, radius, &counts[task.part, 0], NULL)
     lims_arr = np.zeros(nq + 1, dtype=np.int64)
     np.cumsum(counts_arr.sum(axis=0), out=lims_arr[1:])
     cdef int64_t total = lims_arr[nq]
@@ -250,17 +278,16 @@ def range_search(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, in
     cdef int64_t[::1] lims = lims_arr
     cdef int32_t[::1] D = D_arr
     cdef int64_t[::1] I = I_arr
-    cnt_arr = np.empty((n_threads, radius + 2), dtype=np.int64)
+    cnt_arr = np.empty((T.n_threads, radius + 2), dtype=np.int64)
     cdef int64_t[:, ::1] cnt = cnt_arr
     # Pass 2: write hits in id order; pass 3: stable counting sort by distance.
     with nogil:
-        for t in prange(cS * cg, num_threads=n_threads, schedule="dynamic"):
-            s = t // cg
-            g = t % cg
-            if g * cqs < nq and s * b_step < nb:
-                hm_range(path, &db[0], n, <int>W, &Q[0, 0], s * b_step, min((s + 1) * b_step, nb),
-                         g * cqs, min((g + 1) * cqs, nq), radius, &cursors[s, 0], &keys[0])
-        for j in prange(nq, num_threads=n_threads, schedule="dynamic"):
+        for t in prange(cS * T.groups, num_threads=T.n_threads, schedule="dynamic"):
+            task = _task(&T, t)
+            if not task.empty:
+                hm_range(path, &db[0], n, <int>W, &Q[0, 0], task.b_lo, task.b_hi, task.q_lo,
+                         task.q_hi, radius, &cursors[task.part, 0], &keys[0])
+        for j in prange(nq, num_threads=T.n_threads, schedule="dynamic"):
             if lims[j + 1] > lims[j]:
                 hm_range_sort(&keys[lims[j]], lims[j + 1] - lims[j], radius,
                               &cnt[threadid(), 0], &D[lims[j]], &I[lims[j]])
@@ -274,20 +301,19 @@ def histogram(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n
     cdef int64_t nb = (n + HM_BLOCK - 1) // HM_BLOCK
     if nq == 0 or n == 0:
         return np.zeros((nq, n_bits + 1), dtype=np.int64)
-    n_threads, S, groups, q_step = _plan(nq, nb, W, n_threads)
-    cdef int64_t cS = S, cg = groups, cqs = q_step
-    cdef int64_t b_step = (nb + cS - 1) // cS
+    cdef _Tasks T = _tasks(nq, nb, W, n_threads)
+    cdef int64_t cS = T.parts
     hist_arr = np.zeros((cS, nq, n_bits + 1), dtype=np.int64)
     cdef int64_t[:, :, ::1] hist = hist_arr
     cdef int path = _path
-    cdef int64_t t, s, g
+    cdef int64_t t
+    cdef _Task task
     with nogil:
-        for t in prange(cS * cg, num_threads=n_threads, schedule="dynamic"):
-            s = t // cg
-            g = t % cg
-            if g * cqs < nq and s * b_step < nb:
-                hm_hist(path, &db[0], n, <int>W, n_bits, &Q[0, 0], s * b_step,
-                        min((s + 1) * b_step, nb), g * cqs, min((g + 1) * cqs, nq), &hist[s, 0, 0])
+        for t in prange(cS * T.groups, num_threads=T.n_threads, schedule="dynamic"):
+            task = _task(&T, t)
+            if not task.empty:
+                hm_hist(path, &db[0], n, <int>W, n_bits, &Q[0, 0], task.b_lo, task.b_hi,
+                        task.q_lo, task.q_hi, &hist[task.part, 0, 0])
     return hist_arr.sum(axis=0) if cS > 1 else hist_arr[0]
 
 
@@ -298,19 +324,17 @@ def distances(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n
     out_arr = np.empty((nq, n), dtype=np.int32)
     if nq == 0 or n == 0:
         return out_arr
-    n_threads, S, groups, q_step = _plan(nq, nb, W, n_threads)
-    cdef int64_t cS = S, cg = groups, cqs = q_step
-    cdef int64_t b_step = (nb + cS - 1) // cS
+    cdef _Tasks T = _tasks(nq, nb, W, n_threads)
     cdef int32_t[:, ::1] out = out_arr
     cdef int path = _path
-    cdef int64_t t, s, g
+    cdef int64_t t
+    cdef _Task task
     with nogil:
-        for t in prange(cS * cg, num_threads=n_threads, schedule="dynamic"):
-            s = t // cg
-            g = t % cg
-            if g * cqs < nq and s * b_step < nb:
-                hm_dist(path, &db[0], n, <int>W, &Q[0, 0], s * b_step, min((s + 1) * b_step, nb),
-                        g * cqs, min((g + 1) * cqs, nq), &out[0, 0])
+        for t in prange(T.parts * T.groups, num_threads=T.n_threads, schedule="dynamic"):
+            task = _task(&T, t)
+            if not task.empty:
+                hm_dist(path, &db[0], n, <int>W, &Q[0, 0], task.b_lo, task.b_hi, task.q_lo,
+                        task.q_hi, &out[0, 0])
     return out_arr
 
 

@@ -63,13 +63,22 @@ static inline uint32_t mh_sub(const uint64_t *x, int lo, int len, int gap_off, i
     return (uint32_t)(v & ((UINT64_C(1) << len) - 1));
 }
 
-/* Codes reached are scattered over the database: fetch the code MH_PREFETCH
- * places ahead in the bucket so that the misses overlap. */
-#define MH_PREFETCH 16
+/* Codes reached are scattered over the database: request the codes of a
+ * bucket (its first MH_PREFETCH) before reading any, so that the cache
+ * misses overlap instead of queueing one after the other. */
+#define MH_PREFETCH 32
 
-static inline void mh_prefetch(const mh_tables *T, int64_t id)
+static inline void mh_prefetch_bucket(const mh_tables *T, const uint32_t *ids, uint32_t p,
+                                      uint32_t pe)
 {
-    __builtin_prefetch(T->db + (id >> 3) * (int64_t)T->W * HM_BLOCK + (id & 7));
+    int w;
+    if (pe - p > MH_PREFETCH)
+        pe = p + MH_PREFETCH;
+    for (; p < pe; p++) {
+        const uint64_t *code = T->db + (int64_t)(ids[p] >> 3) * T->W * HM_BLOCK + (ids[p] & 7);
+        for (w = 0; w < T->W; w++)
+            __builtin_prefetch(code + w * HM_BLOCK);
+    }
 }
 
 /* Next integer with the same popcount (Gosper's hack). */
@@ -186,11 +195,12 @@ HM_INLINE int64_t mh_knn_impl(const mh_tables *T, const uint64_t *q, int n_bits,
                     int64_t v = (int64_t)(qs[i] ^ (uint32_t)mask);
                     uint32_t p, pe = off[v + 1];
                     work += 1 + (pe - off[v]);
+                    mh_prefetch_bucket(T, ids, off[v], pe);
                     for (p = off[v]; p < pe; p++) {
                         int64_t id = ids[p];
                         int dd;
                         if (p + MH_PREFETCH < pe)
-                            mh_prefetch(T, ids[p + MH_PREFETCH]);
+                            mh_prefetch_bucket(T, ids, p + MH_PREFETCH, p + MH_PREFETCH + 1);
                         dd = mh_visit(T, q, id, a, i, W, hw);
                         if (dd < 0)
                             continue;
@@ -284,11 +294,12 @@ HM_INLINE int64_t mh_range_impl(const mh_tables *T, const uint64_t *q, int radiu
                     int64_t v = (int64_t)(qs[i] ^ (uint32_t)mask);
                     uint32_t p, pe = off[v + 1];
                     work += 1 + (pe - off[v]);
+                    mh_prefetch_bucket(T, ids, off[v], pe);
                     for (p = off[v]; p < pe; p++) {
                         int64_t id = ids[p];
                         int dd;
                         if (p + MH_PREFETCH < pe)
-                            mh_prefetch(T, ids[p + MH_PREFETCH]);
+                            mh_prefetch_bucket(T, ids, p + MH_PREFETCH, p + MH_PREFETCH + 1);
                         dd = mh_visit(T, q, id, a, i, W, hw);
                         if (dd < 0 || dd > radius)
                             continue;

@@ -12,7 +12,8 @@ import pytest
 import scipy.io
 
 import flexcmh_fast
-from flexcmh_fast import _cli, _experiment
+from flexcmh_fast.experiments import _cli
+from flexcmh_fast.experiments import _protocol as _experiment
 
 
 @pytest.fixture(scope="module")
@@ -229,3 +230,14 @@ def test_experiment_on_wiki_shows_paper_numbers(wiki_dir, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert "2866 objects" in text and "| 0.2846" in text and "| 0.2812" in text
+
+
+def test_out_that_is_a_file_fails_before_training(tmp_path, capsys):
+    target = tmp_path / "results.txt"
+    target.write_text("keep me")
+    with pytest.raises(SystemExit) as exc:
+        _cli.main(["demo", "--n-samples", "100", "--out", str(target)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--out must be a folder" in err and "demo: synthetic data" not in err
+    assert target.read_text() == "keep me"

@@ -17,7 +17,12 @@ def data():
     return list(d.modalities), np.asarray(d.labels)
 
 
-ESTIMATORS = [fc.FlexCMH, fc.CSMH]
+ESTIMATORS = [fc.FlexCMH, fc.CSMH, fc.CCAITQ, fc.CMFH, fc.SCM]
+# train's method name of each estimator
+METHOD = {fc.FlexCMH: "flexcmh", fc.CSMH: "csmh", fc.CCAITQ: "cca_itq", fc.CMFH: "cmfh",
+          fc.SCM: "scm"}
+# SCM learns exactly n_bits bits in closed form: max_iter and tol must stay None.
+ITERATIVE = [cls for cls in ESTIMATORS if cls is not fc.SCM]
 
 
 @pytest.mark.parametrize("cls", ESTIMATORS)
@@ -61,11 +66,14 @@ def test_not_fitted(cls, data):
 @pytest.mark.parametrize("method,cls,kw", [
     ("flexcmh", fc.FlexCMH, dict(pairs=np.stack([np.arange(120)] * 2, 1))),
     ("csmh", fc.CSMH, dict(pairs="all", labels=True)),
+    ("cca_itq", fc.CCAITQ, dict(pairs=np.stack([np.arange(200)] * 2, 1))),
+    ("cmfh", fc.CMFH, dict(pairs="all")),
+    ("scm", fc.SCM, dict(pairs="all", labels=True)),
 ])
 def test_fit_equals_train_and_set_params_refit(method, cls, kw, data):
     Xs, lab = data
     labels = [lab, lab] if kw.get("labels") else None
-    settings = dict(n_bits=16, random_state=0, max_iter=5)
+    settings = dict(n_bits=16, random_state=0, max_iter=None if cls is fc.SCM else 5)
     a = cls(**settings).fit(Xs, kw["pairs"], labels)
     b = fc.train(Xs, kw["pairs"], method=method, labels=labels, **settings)
     assert type(b) is cls and b.get_params() == a.get_params()
@@ -84,10 +92,12 @@ def test_fit_equals_train_and_set_params_refit(method, cls, kw, data):
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_common_settings_validated_with_the_same_messages(cls, data):
     Xs, lab = data
-    for kw, exc, match in [
-        ({"n_bits": 0}, ValueError, r"'n_bits' must be an int in \[1, 4096\]. Got 0"),
+    loop = [] if cls is fc.SCM else [
         ({"max_iter": -1}, ValueError, r"'max_iter' must be an int >= 0. Got -1"),
         ({"tol": -1.0}, ValueError, "'tol' must be a finite float"),
+    ]
+    for kw, exc, match in loop + [
+        ({"n_bits": 0}, ValueError, r"'n_bits' must be an int in \[1, 4096\]. Got 0"),
         ({"n_threads": 0}, ValueError, "'n_threads' must be None, -1 or an int >= 1"),
         ({"random_state": "a"}, TypeError, "'random_state' must be None"),
         ({"verbose": 1}, TypeError, "'verbose' must be a bool"),
@@ -96,10 +106,10 @@ def test_common_settings_validated_with_the_same_messages(cls, data):
         with pytest.raises(exc, match=match):
             cls(**kw).fit(Xs, "all", [lab, lab])
         with pytest.raises(exc, match=match):
-            fc.train(Xs, "all", method=cls.__name__.lower(), labels=[lab, lab], **kw)
+            fc.train(Xs, "all", method=METHOD[cls], labels=[lab, lab], **kw)
 
 
-@pytest.mark.parametrize("cls", ESTIMATORS)
+@pytest.mark.parametrize("cls", ITERATIVE)
 def test_max_iter_zero_and_one_based_callback(cls, data):
     Xs, lab = data
     seen = []
@@ -138,3 +148,17 @@ def test_format_1_model_files_still_load(tmp_path, data):
         np.testing.assert_allclose(old.history_[term], model.history_[term])
     for m, X in enumerate(Xs):
         np.testing.assert_array_equal(old.encode(X, m), model.encode(X, m))
+
+
+def test_scm_callback_per_bit_and_unused_loop_settings(data):
+    """SCM calls back once per bit (from 1) and rejects max_iter / tol,
+    which it has no use for, instead of ignoring them."""
+    Xs, lab = data
+    seen = []
+    est = fc.SCM(n_bits=7, callback=lambda it, state: seen.append((it, sorted(state))))
+    est.fit(Xs, "all", [lab, lab])
+    assert seen == [(it, ["objective", "terms"]) for it in range(1, 8)]
+    assert est.n_iter_ == 7 and all(len(v) == 7 for v in est.history_.values())
+    for kw in ({"max_iter": 0}, {"tol": 0.0}):
+        with pytest.raises(ValueError, match=f"'{next(iter(kw))}' must be None for SCM"):
+            fc.SCM(**kw).fit(Xs, "all", [lab, lab])

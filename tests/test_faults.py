@@ -228,8 +228,9 @@ def test_check_finite_scale_matches_exact_sum_of_squares(exponents, signs, spars
     X[X < 1e10] = 0.0  # exact integers for the reference; sparse zeros
     X = sp.csr_matrix(X) if sparse else X
     # Reference: the exact sum of squares in Python ints (the values are
-    # integers); within 1e-9 of the limit either answer is right.
-    limit = int(np.finfo(np.float64).max)
+    # integers) against float64 max / 1e4; within 1e-9 of it either answer
+    # is right.
+    limit = int(np.finfo(np.float64).max) // 10**4
     total = sum(int(v) ** 2 for v in np.ravel(X.data if sparse else X))
     big, near = total > limit, abs(total - limit) <= limit // 10**9
     try:
@@ -240,6 +241,14 @@ def test_check_finite_scale_matches_exact_sum_of_squares(exponents, signs, spars
         assert "'X' holds values up to" in str(exc) and "Scale the features" in str(exc)
 
 
+def test_check_finite_scale_bound():
+    check_finite_scale(np.array([[1.3e152, 0.0], [0.0, -1e3]]), "X")  # 1.69e304
+    check_finite_scale(sp.csr_matrix(np.full((100, 100), 1.3e150)), "X")  # 1.69e304
+    for bad in (np.array([[-1.4e152, 0.0]]), sp.csr_matrix(np.full((100, 100), 1.4e150))):
+        with pytest.raises(ValueError, match=r"exceeds 1\.8e\+304"):  # 1.96e304
+            check_finite_scale(bad, "X")
+
+
 def test_huge_values_are_refused_before_training(data):
     X0, X1, y = data
     for scale, sparse in ((1e200, False), (1e160, True)):
@@ -248,7 +257,8 @@ def test_huge_values_are_refused_before_training(data):
         bad = sp.csr_matrix(bad) if sparse else bad
         with pytest.raises(ValueError, match=r"'modalities\[0\]' holds values up to"):
             fc.train([bad, X1], "all", n_bits=8, n_clusters=3, random_state=0, max_iter=2)
-    # 1e150 squares still sum to a finite number: trains, codes spread out.
+    # Squares of 1e150 on 200 entries sum to < float64 max / 1e4: trains,
+    # codes spread out.
     model = fc.train([X0 * 1e150, X1], "all", n_bits=8, n_clusters=3, random_state=0,
                      max_iter=2)
     assert len(np.unique(model.encode(X0 * 1e150, 0), axis=0)) > 2

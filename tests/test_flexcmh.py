@@ -524,15 +524,15 @@ def test_auto_preprocessing_rule_and_encode_applies_it(tmp_path):
 
 
 def test_convergence_flag_and_warning():
-    X0, X1, _, _ = planted(n_per=30, seed=4)
-    pairs = np.stack([np.arange(60), np.arange(60)], 1)
-    model = fc.train([X0, X1], pairs, n_bits=4, n_clusters=4, random_state=0)
+    d = fc.datasets.make_multimodal(n_samples=300, noise=0.5, random_state=0)
+    X0, X1 = d.modalities
+    pairs = np.stack([np.arange(150), np.arange(150)], 1)
+    model = fc.train([X0, X1], pairs, n_bits=16, random_state=0)
     assert model.converged_ and model.n_iter_ < 500
     h = model.history_
     cont = h["inter_modal"] + h["reconstruction"] + h["centroid_ridge"]
     assert abs(cont[-1] - cont[-2]) <= 1e-4 * cont[-2]
     assert h["code_changes"][-1] <= 0.01
     with pytest.warns(fc.ConvergenceWarning, match="max_iter=2 before converging"):
-        short = fc.train([X0, X1], pairs, n_bits=4, n_clusters=4, random_state=0,
-                         max_iter=2)
+        short = fc.train([X0, X1], pairs, n_bits=16, random_state=0, max_iter=2)
     assert not short.converged_ and short.n_iter_ == 2

@@ -447,8 +447,8 @@ def test_load_rejects_inconsistent_file(tmp_path):
     path = tmp_path / "bad.npz"
     save_state(path, "HammingIndex", {"n_bits": 8, "n_codes": 5, "n_threads": None},
                {"codes": np.zeros((3, 1), np.uint8)})
-    with pytest.raises(ValueError, match="Corrupt"):
+    with pytest.raises(fc.FileFormatError, match="not a valid HammingIndex file: .*codes"):
         fc.load(path)
     save_state(path, "HammingIndex", {"n_bits": 8}, {"codes": np.zeros((3, 1), np.uint8)})
-    with pytest.raises(ValueError, match="Corrupt"):
+    with pytest.raises(fc.FileFormatError, match="n_codes"):
         fc.load(path)

@@ -180,7 +180,7 @@ def test_auto_mixes_hashing_and_scan_exactly(small_auto_threshold, monkeypatch):
     monkeypatch.setattr(_index, "_PILOT_QUERIES", 8)
     # Scanning 4000 codes is cheap: price hashing as cheap too, so that the
     # budget (half a scan, 2000 units) lets the near queries through.
-    monkeypatch.setattr(_index, "_SCAN_WORDS_PER_UNIT", dict.fromkeys(PATHS, 1))
+    monkeypatch.setattr(_index, "_SCAN_CODES_PER_UNIT", dict.fromkeys(PATHS, 1))
     assert_search_equal(index, queries, db, 5)
     work = np.concatenate(calls)
     assert work.size == 80  # pilot accepted: every query tried by hashing

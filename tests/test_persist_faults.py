@@ -140,8 +140,10 @@ def _kill_during_save(folder, target):
     """Start a 25 MB save in a subprocess and SIGKILL it once its temporary
     exists; returns the temporaries left behind (none if the save won the
     race and completed first)."""
+    # cwd: not the repository root, whose source tree would shadow the
+    # installed package (and its compiled extension).
     proc = subprocess.Popen([sys.executable, "-c", _SAVE_ONCE, str(target)],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, cwd=folder)
     try:
         assert proc.stdout.readline().strip() == "ready"
         deadline = time.monotonic() + 60

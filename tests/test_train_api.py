@@ -79,3 +79,19 @@ def test_train_rejects_bad_common_inputs():
         fc.train([X[:0], sp.csr_matrix(X)])
     with pytest.raises(TypeError, match="'callback' must be callable"):
         fc.train([X, X], callback=3)
+
+
+def test_missing_extension_says_what_to_do():
+    from flexcmh_fast._ext import load_extension
+
+    with pytest.raises(ImportError, match="not built in .*run from another folder"):
+        load_extension("_not_an_extension")
+
+
+def test_progress_off_a_terminal_is_one_line_per_update(capsys):
+    X = np.random.default_rng(0).random((40, 5))
+    fc.train([X, X], "all", n_bits=8, n_clusters=3, random_state=0, max_iter=3, verbose=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err and "FlexCMH" in err
+    lines = [line for line in err.splitlines() if "FlexCMH" in line]
+    assert len(lines) == len(set(lines))

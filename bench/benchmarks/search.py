@@ -23,15 +23,31 @@ def _codes(n, n_bits, seed):
     return codes
 
 
+def clustered_codes(n, n_bits, n_centres, flips, seed):
+    """Clustered packed codes: each one a random centre with ``flips`` random
+    bits flipped (repeats allowed).  The ``n_centres`` centres depend on
+    ``n_bits`` only, so database and queries drawn with different seeds
+    share them; ``n_bits`` must be a multiple of 8."""
+    centres = np.random.default_rng(n_bits).integers(0, 256, (n_centres, n_bits // 8),
+                                                     dtype=np.uint8)
+    rng = np.random.default_rng(seed)
+    codes = centres[rng.integers(0, n_centres, n)]
+    rows = np.arange(n)
+    for _ in range(flips):
+        bit = rng.integers(0, n_bits, n)
+        codes[rows, bit // 8] ^= np.uint8(128) >> (bit % 8).astype(np.uint8)
+    return codes
+
+
 class HammingIndexSearch:
-    """Exact top-k search, 1M codes x 1,000 queries."""
+    """Exact top-k search by the linear scan, 1M codes x 1,000 queries."""
 
     params = ([64, 128, 256], [1, 100])
     param_names = ["n_bits", "k"]
     timeout = 300
 
     def setup(self, n_bits, k):
-        self.index = HammingIndex(_codes(N_DB, n_bits, 0), n_bits=n_bits)
+        self.index = HammingIndex(_codes(N_DB, n_bits, 0), n_bits=n_bits, method="linear")
         self.queries = _codes(N_QUERIES, n_bits, 1)
 
     def time_search(self, n_bits, k):
@@ -71,6 +87,28 @@ class FaissIndexBinaryFlatSearch:
         self.index.search(self.queries, k)
 
 
+class HammingIndexMIHSearch:
+    """Top-k by multi-index hashing and by the scan on clustered codes
+    (4,000 centres, 3 bits flipped), 1M x 64 bits, 1,000 queries."""
+
+    params = (["linear", "mih", "auto"], [10, 100])
+    param_names = ["method", "k"]
+    timeout = 300
+
+    def setup(self, method, k):
+        self.codes = clustered_codes(N_DB, 64, 4000, 3, seed=1)
+        self.index = HammingIndex(self.codes, n_bits=64, method=method)
+        self.queries = clustered_codes(N_QUERIES, 64, 4000, 3, seed=2)
+        self.index.search(self.queries[:1], k)  # builds the tables
+
+    def time_search(self, method, k):
+        self.index.search(self.queries, k)
+
+    def time_build_tables(self, method, k):
+        # A fresh index: the tables are built by its first query.
+        HammingIndex(self.codes, n_bits=64, method=method).search(self.queries[:1], k)
+
+
 class HammingIndexRangeSearch:
     """All codes within a radius (about 0.1% of the database per query)."""
 
@@ -79,7 +117,7 @@ class HammingIndexRangeSearch:
     timeout = 300
 
     def setup(self, n_bits):
-        self.index = HammingIndex(_codes(N_DB, n_bits, 0), n_bits=n_bits)
+        self.index = HammingIndex(_codes(N_DB, n_bits, 0), n_bits=n_bits, method="linear")
         self.queries = _codes(N_QUERIES, n_bits, 1)
         # ~3.1 standard deviations below the mean distance n_bits / 2.
         self.radius = int(n_bits / 2 - 3.1 * np.sqrt(n_bits) / 2)

@@ -23,7 +23,7 @@ import dask.array as da
 import numpy as np
 
 from .._threads import thread_limits
-from .._validation import check_matrix
+from .._validation import check_matrix, warn_if_constant
 from ..flexcmh._algorithm import add
 from ..flexcmh._partition import Partition
 
@@ -44,6 +44,8 @@ def _load_partition(fit_id, p, blocks, k, ns, lam, threads):
     from distributed import get_worker
 
     Xs = [check_matrix(b, f"modalities[{m}]") for m, b in enumerate(blocks)]
+    for m, X in enumerate(Xs):
+        warn_if_constant(X, f"modalities[{m}] (partition {p})")
     _LIVE[(fit_id, p)] = Partition(Xs, k, ns, lam, threads=_worker_threads(threads))
     return get_worker().address, [X.shape[0] for X in Xs]
 

@@ -9,6 +9,7 @@ import numpy as np
 from .._train import normalize_pairs
 from .._validation import _describe, check_random_state
 from ..flexcmh import FlexCMH
+from ..flexcmh import _tuning as T
 from ..flexcmh._algorithm import FlexCMHFit
 from ._backend import DaskBackend
 from ._client import resolve_client
@@ -114,6 +115,8 @@ def train(modalities, pairs=None, *, client=None, **params):
                         f"Valid parameters: {sorted(FlexCMH._parameters)}.")
     est = FlexCMH(**params)
     p = est._validated_params()
+    if p["n_clusters"] is None:  # the sample counts are known only on the workers
+        p["n_clusters"] = T.DEFAULT_CLUSTERS
     for name, only in (("code_scheme", "itq"), ("matching", "clusters")):
         if p[name] != only:
             raise ValueError(

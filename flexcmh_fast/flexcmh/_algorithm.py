@@ -180,6 +180,7 @@ class FlexCMHFit:
         return X, np.concatenate([s for _, s in got])
 
     def solve_z(self, stats):
+        self.z_ridge = [z_ridge(G) for _, G in stats]
         return [z_from_stats(XtH, G, eps) for (XtH, G), eps in zip(stats, self.z_ridge)]
 
     # ---- Eq. 3: k-means seeded SemiNMF ------------------------------------
@@ -193,9 +194,7 @@ class FlexCMHFit:
             for p, local in enumerate(split_rows(np.arange(self.n[m]), self.offsets[m])):
                 starts[p].append(("assign", assign[local + self.offsets[m][p]])
                                  if sub is None else ("centres", centres))
-        stats = self.backend.run(P.init_indicators, per_part=starts, combine=True)
-        self.z_ridge = [z_ridge(G) for _, G in stats]
-        Z = self.solve_z(stats)
+        Z = self.solve_z(self.backend.run(P.init_indicators, per_part=starts, combine=True))
         for _ in range(T.INIT_ITERS):
             Z = self.solve_z(self.backend.run(P.semi_nmf_sweep, Z, combine=True))
         self.Z = Z
@@ -405,7 +404,7 @@ class FlexCMHFit:
                 change = abs(prev - continuous) / max(abs(prev), 1e-300)
                 codes_settled = changes <= T.CODE_CHANGE_TOL
                 self.converged = change <= p["tol"] and codes_settled
-                if rematch and repairs < T.MAX_REPAIRS:
+                if rematch and repairs < p["n_repairs"]:
                     # Settled with Γ's inferred pairs fixed (a looser test
                     # will do here): re-rank them from the settled indicators
                     # and settle again.  Converged when a re-ranking changed
@@ -425,8 +424,7 @@ class FlexCMHFit:
         if n_iter == p["max_iter"] > 0 and not (self.converged or stop):
             warnings.warn(
                 f"FlexCMH stopped at max_iter={p['max_iter']} before converging (relative "
-                f"change of the continuous objective {abs(prev - continuous) / abs(prev):.2g}"
-                f" vs tol={p['tol']:g}, {changes:.2%} of the code bits changed in the last "
+                f"change of the continuous objective {change:.2g} vs tol={p['tol']:g}, {changes:.2%} of the code bits changed in the last "
                 "iteration); raise 'max_iter' or 'tol'.", ConvergenceWarning, stacklevel=4)
         # The encoder is fitted after training and draws from rng last, so the
         # choice of encoder does not change the learned H, Z or codes.

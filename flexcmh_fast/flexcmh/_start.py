@@ -28,7 +28,7 @@ def z_stats(X, H):
 
 def z_ridge(G):
     """The ridge weight of the Z step: ``Z_RIDGE`` times the mean diagonal of
-    ``G = H^T H`` (of the start indicators: fixed for the whole fit)."""
+    ``G = H^T H``."""
     return T.Z_RIDGE * max(np.trace(G) / G.shape[0], 1e-300)
 
 
@@ -39,10 +39,9 @@ def z_from_stats(XtH, G, eps):
     The minimiser of the reconstruction term of Eq. 6 plus ``eps ||Z||^2``.
     Without the ridge the pair term drives the columns of H towards
     collinearity and Z grows without bound; it also keeps Z defined when a
-    cluster is empty.  ``eps`` is fixed for a fit: a weight that followed
-    ``H^T H`` would let H grow and Z shrink from one iteration to the next
-    (SemiNMF fixes only the product H Z^T) and inflate the pair term without
-    end."""
+    cluster is empty.  ``eps`` follows ``H^T H`` (:func:`z_ridge`): a weight
+    fixed at the start let the pair term smooth the indicators as the fit
+    ran on, and retrieval got worse (docs/flexcmh.md, "Convergence")."""
     k = G.shape[0]
     return np.linalg.solve(G + eps * np.eye(k), XtH.T).T.copy()
 

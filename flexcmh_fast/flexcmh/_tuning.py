@@ -4,6 +4,9 @@ None of these is a user setting: they bound costs (sample sizes, sweeps)
 or were chosen once on validation splits of the Wiki training part
 (``docs/flexcmh.md``).  Changing one changes results.
 """
+# Clusters per modality when n_clusters=None (the paper's value for Wiki),
+# capped to the smallest modality on one machine.
+DEFAULT_CLUSTERS = 10
 # Coordinate-descent sweeps of the H step per outer iteration.
 H_SWEEPS = 1
 # NNLS that encodes new samples (encoder="nnls"): sweeps, tolerance, rows per batch.
@@ -42,11 +45,9 @@ ENC_WIDTH_SAMPLE = 1000
 # in the last iteration (the in-loop code is warm-started ITQ, one rotation
 # step an iteration: bits near the boundary keep flipping at ~0.1-0.5%).
 CODE_CHANGE_TOL = 0.01
-# Γ's inferred pairs are re-ranked from settled indicators at most this many
-# times; between re-rankings "settled" uses this multiple of ``tol`` (the
-# re-ranking unsettles the fit anyway).  Chosen on Wiki validation splits
-# (docs/flexcmh.md, "Convergence").
-MAX_REPAIRS = 30
+# Between re-rankings of Γ's inferred pairs (``n_repairs``) "settled" uses
+# this multiple of ``tol`` (the re-ranking unsettles the fit anyway).
+# Chosen on Wiki validation splits (docs/flexcmh.md, "Convergence").
 REPAIR_TOL_FACTOR = 10.0
 # match_score="gw": rows per modality sub-sampled for the Gromov–Wasserstein
 # alignment (its cost is O(GW_SAMPLE^3) per iteration, independent of n),

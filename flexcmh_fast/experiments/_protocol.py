@@ -28,9 +28,9 @@ import time
 
 import numpy as np
 
-from . import metrics
-from ._progress import progress as progress_bar
-from .scenarios import SCENARIOS, make_scenario, train_test_split
+from .. import metrics
+from .._progress import progress as progress_bar
+from ..scenarios import SCENARIOS, make_scenario, train_test_split
 
 # The paper's FlexCMH MAP on Wiki (Tables III-V), code lengths 16/32/64/128.
 PAPER_BITS = (16, 32, 64, 128)
@@ -90,6 +90,19 @@ def _csmh_training_set(scen):
     return mods, "all", labels, [p[:, 0], p[:, 1]]
 
 
+# Baselines trained on the known pairs of the scenario's own training rows
+# (they take the weak pairs as given and encode every row).
+PAIRED_BASELINES = ("cca_itq", "cmfh", "scm")
+
+
+def _baseline_training_set(scen):
+    """The scenario's data for a baseline: all rows, the known pairs and the
+    labels (used by SCM only); ``None`` when fewer than 2 pairs are known."""
+    if scen.pairs is None or (not isinstance(scen.pairs, str) and len(scen.pairs) < 2):
+        return None
+    return scen.modalities, scen.pairs, scen.labels, None
+
+
 def _run_cell(dataset, cell, opts):
     """Train and evaluate one (repetition, scenario, code length) cell.
 
@@ -99,7 +112,7 @@ def _run_cell(dataset, cell, opts):
     per direction, ``{direction: (precision, recall)}`` and the objective
     history.
     """
-    from ._train import train
+    from .._train import train
 
     rep, s_i, scenario, n_bits = cell
     seed, method, names = opts["seed"], opts["method"], list(dataset.names)
@@ -116,8 +129,12 @@ def _run_cell(dataset, cell, opts):
     # The scenario's seed does not depend on n_bits: every code length of a
     # repetition trains on the same scenario data.
     scen = make_scenario(X_tr, y_tr, scenario, random_state=_seed(seed, rep, 1, s_i))
-    training = (_csmh_training_set(scen) if method == "csmh"
-                else (scen.modalities, scen.pairs, None, None))
+    if method == "csmh":
+        training = _csmh_training_set(scen)
+    elif method in PAIRED_BASELINES:
+        training = _baseline_training_set(scen)
+    else:
+        training = (scen.modalities, scen.pairs, None, None)
     base = {"method": method, "scenario": scenario, "bits": int(n_bits), "repeat": rep,
             "n_train": int(len(tr)), "n_test": int(len(te))}
     rows, curves = [], {}
@@ -126,7 +143,7 @@ def _run_cell(dataset, cell, opts):
             rows.append(dict(base, direction=direction_name(q, db, names), map=float("nan"),
                              map_aware=float("nan"), precision_at_radius=float("nan"),
                              n_excluded=0, train_seconds=0.0, n_iter=0,
-                             note="csmh needs known pairs"))
+                             note=f"{method} needs known pairs"))
         return rows, curves, []
     mods, pairs, labels, trained_rows = training
     params = dict(opts["params"])
@@ -206,7 +223,7 @@ def run_experiment(dataset, *, scenarios=SCENARIOS, bits=(16, 32, 64, 128), repe
     A cell that cannot be trained (CSMH without known pairs) is recorded
     with ``map = NaN`` and a ``note``.
     """
-    from ._validation import check_n_threads, check_option
+    from .._validation import check_n_threads, check_option
 
     check_option(database, "database", ("learned", "encoded"))
 
@@ -399,8 +416,9 @@ def _write_csv(path, rows):
             writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
 
 
-def _figure(n_panels):
-    """A matplotlib Figure on the Agg canvas (no global backend change)."""
+def _figure(n_panels, n_rows=1):
+    """A matplotlib Figure on the Agg canvas (no global backend change)
+    with ``n_rows`` x ``n_panels`` axes (row by row)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -409,9 +427,9 @@ def _figure(n_panels):
             "Writing plots needs matplotlib ('pip install matplotlib' or "
             "'pip install flexcmh-fast[plot]'); pass --no-plots to skip them."
         ) from None
-    fig = Figure(figsize=(4.2 * n_panels, 3.6), layout="constrained")
+    fig = Figure(figsize=(4.2 * n_panels, 3.6 * n_rows), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = [fig.add_subplot(1, n_panels, i + 1) for i in range(n_panels)]
+    axes = [fig.add_subplot(n_rows, n_panels, i + 1) for i in range(n_rows * n_panels)]
     return fig, axes
 
 
@@ -474,3 +492,203 @@ def _plots(result, out_dir):
     fig.savefig(path, dpi=110)
     written.append(path)
     return written
+
+
+# --------------------------------------------------------------------------
+# Several methods on the same splits
+# --------------------------------------------------------------------------
+def run_comparison(dataset, methods, *, params=None, method_params=None, **kwargs):
+    """:func:`run_experiment` for every method in ``methods`` with the same
+    ``seed``: every method sees the same splits and the same scenario data
+    (the seeds of both depend only on the repetition and scenario).
+
+    ``params`` go to every method; ``method_params[method]`` (a dict) to
+    that method only, overriding ``params``.  Returns ``{"methods": [...],
+    "results": {method: run_experiment result}}``.
+    """
+    method_params = method_params or {}
+    unknown = sorted(set(method_params) - set(methods))
+    if unknown:
+        raise ValueError(f"Parameters given for method(s) {unknown} that are not run; "
+                         f"methods run: {list(methods)}.")
+    results = {}
+    for method in methods:
+        p = dict(params or {})
+        p.update(method_params.get(method, {}))
+        results[method] = run_experiment(dataset, method=method, params=p, **kwargs)
+    return {"methods": list(methods), "results": results}
+
+
+def _comparison_cells(comparison):
+    """``{(method, scenario, bits, direction): summary row}`` and the
+    first result's config (shared by all methods)."""
+    cells = {}
+    for method, result in comparison["results"].items():
+        for s in result["summary"]:
+            cells[(method, s["scenario"], s["bits"], s["direction"])] = s
+    cfg = comparison["results"][comparison["methods"][0]]["config"]
+    return cells, cfg
+
+
+def _train_seconds(cells, method, scenario, bits, direction):
+    """Mean training seconds per model, per code length, as ``a/b/c``."""
+    rows = [cells.get((method, scenario, b, direction)) for b in bits]
+    return "/".join("-" if r is None or np.isnan(r["map_mean"])
+                    else f"{r['train_seconds_mean']:.2g}" for r in rows)
+
+
+def format_comparison(comparison, paper=False):
+    """One text table per scenario: a row per method and direction, a
+    column per code length with ``mean ± std`` over the repetitions and
+    (``paper``) the FlexCMH paper's number beside FlexCMH's row, then the
+    mean training time per model at each code length."""
+    cells, cfg = _comparison_cells(comparison)
+    bits, dirs = cfg["bits"], cfg["directions"]
+    width = 24 if paper else 16
+    mw = max(len(m) for m in comparison["methods"])
+    tw = max([4] + [len(d) for d in dirs])
+    lines = [f"MAP, {cfg['repeats']} repetition(s) on the same {cfg['split']} splits, "
+             f"database '{cfg['database']}', stable tie-break; mean ± std"
+             + (" | paper FlexCMH" if paper else "")
+             + "; train s = seconds per model at " + "/".join(map(str, bits)) + " bits"]
+    for scenario in cfg["scenarios"]:
+        head = (f"{'method':<{mw}} {'task':<{tw}}"
+                + "".join(f"{str(b) + ' bits':>{width}}" for b in bits) + "   train s")
+        lines += ["", f"[{scenario}] {SCENARIO_TITLES.get(scenario, scenario)}", head,
+                  "-" * len(head)]
+        for method in comparison["methods"]:
+            for d_name in dirs:
+                row = f"{method:<{mw}} {d_name:<{tw}}"
+                for b in bits:
+                    s = cells.get((method, scenario, b, d_name))
+                    text = "n/a" if s is None or np.isnan(s["map_mean"]) else (
+                        f"{s['map_mean']:.4f}±{s['map_std']:.4f}" if s["n_repeats"] > 1
+                        else f"{s['map_mean']:.4f}")
+                    pv = paper_value(scenario, d_name, b) if paper and method == "flexcmh" else None
+                    if pv is not None:
+                        text += f" | {pv:.4f}"
+                    row += f"{text:>{width}}"
+                row += "   " + _train_seconds(cells, method, scenario, bits, d_name)
+                lines.append(row)
+    notes = sorted({r["note"] for res in comparison["results"].values()
+                    for r in res["runs"] if r.get("note")})
+    lines += [f"n/a: {note}" for note in notes]
+    return "\n".join(lines)
+
+
+def format_comparison_markdown(comparison):
+    """The comparison as one Markdown table per scenario (``mean ± std``;
+    the FlexCMH paper's number in brackets on FlexCMH's rows for Wiki;
+    best mean per column in bold) with the training seconds per model."""
+    cells, cfg = _comparison_cells(comparison)
+    bits, dirs = cfg["bits"], cfg["directions"]
+    out = []
+    for scenario in cfg["scenarios"]:
+        out += [f"**{SCENARIO_TITLES.get(scenario, scenario)}** ({scenario})", "",
+                "| method | task | " + " | ".join(f"{b} bits" for b in bits)
+                + " | train s per model (" + "/".join(map(str, bits)) + " bits) |",
+                "|---|---|" + "---|" * (len(bits) + 1)]
+        for d_name in dirs:
+            best = {}
+            for b in bits:
+                vals = [cells[(m, scenario, b, d_name)]["map_mean"]
+                        for m in comparison["methods"] if (m, scenario, b, d_name) in cells]
+                vals = [v for v in vals if not np.isnan(v)]
+                # bold only where there is something to compare
+                best[b] = max(vals) if len(vals) > 1 else None
+            for method in comparison["methods"]:
+                texts = []
+                for b in bits:
+                    s = cells.get((method, scenario, b, d_name))
+                    if s is None or np.isnan(s["map_mean"]):
+                        texts.append("n/a")
+                        continue
+                    text = f"{s['map_mean']:.4f} ± {s['map_std']:.4f}"
+                    if s["map_mean"] == best[b]:
+                        text = f"**{text}**"
+                    pv = paper_value(scenario, d_name, b) if (
+                        cfg.get("paper") and method == "flexcmh") else None
+                    if pv is not None:
+                        text += f" ({pv:.4f})"
+                    texts.append(text)
+                out.append(f"| {method} | {d_name} | " + " | ".join(texts) + " | "
+                           + _train_seconds(cells, method, scenario, bits, d_name) + " |")
+        out.append("")
+        others = [m for m in comparison["methods"] if m != "flexcmh"]
+        if "flexcmh" in comparison["methods"] and others:
+            out += _flexcmh_differences(cells, others, scenario, bits, dirs)
+    return "\n".join(out)
+
+
+def _flexcmh_differences(cells, others, scenario, bits, dirs):
+    """Markdown rows: FlexCMH's mean MAP minus each other method's (positive:
+    FlexCMH above), so the comparison can be read off without arithmetic."""
+    out = []
+    for d_name in dirs:
+        for method in others:
+            texts = []
+            for b in bits:
+                ours = cells.get(("flexcmh", scenario, b, d_name))
+                theirs = cells.get((method, scenario, b, d_name))
+                diff = (float("nan") if ours is None or theirs is None
+                        else ours["map_mean"] - theirs["map_mean"])
+                texts.append("n/a" if np.isnan(diff) else f"{diff:+.4f}")
+            if any(t != "n/a" for t in texts):
+                out.append(f"| {method} | {d_name} | " + " | ".join(texts) + " |")
+    if not out:
+        return []
+    return (["| FlexCMH minus | task | " + " | ".join(f"{b} bits" for b in bits) + " |",
+             "|---|---|" + "---|" * len(bits)] + out + [""])
+
+
+def write_comparison(comparison, out_dir, plots=True):
+    """Write every method's files (see :func:`write_results`, without its
+    plots) into ``out_dir/<method>/``, then ``comparison.md``,
+    ``comparison.txt`` and (``plots``) ``map_vs_bits_methods.png`` into
+    ``out_dir``.  Returns the list of written paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for method, result in comparison["results"].items():
+        written += write_results(result, os.path.join(out_dir, method), plots=False)
+    for name, text in (("comparison.md", format_comparison_markdown(comparison)),
+                       ("comparison.txt", format_comparison(
+                           comparison, paper=_comparison_cells(comparison)[1].get("paper")))):
+        path = os.path.join(out_dir, name)
+        with open(path, "w") as fh:
+            fh.write(text + "\n")
+        written.append(path)
+    if plots:
+        written.append(_comparison_plot(comparison, out_dir))
+    return written
+
+
+def _comparison_plot(comparison, out_dir):
+    """MAP against code length, one line per method, a panel per scenario
+    and direction (rows: directions), error bars = std over repetitions."""
+    cells, cfg = _comparison_cells(comparison)
+    scenarios, bits, dirs = cfg["scenarios"], cfg["bits"], cfg["directions"]
+    fig, axes = _figure(len(scenarios), n_rows=len(dirs))
+    for i, d_name in enumerate(dirs):
+        for j, scenario in enumerate(scenarios):
+            ax = axes[i * len(scenarios) + j]
+            for method in comparison["methods"]:
+                rows = [cells.get((method, scenario, b, d_name)) for b in bits]
+                mean = [np.nan if r is None else r["map_mean"] for r in rows]
+                std = [np.nan if r is None else r["map_std"] for r in rows]
+                if not np.all(np.isnan(mean)):
+                    ax.errorbar(bits, mean, yerr=std, marker="o", capsize=3, label=method)
+            paper = [paper_value(scenario, d_name, b) for b in bits]
+            if cfg.get("paper") and "flexcmh" in comparison["methods"] and all(
+                    p is not None for p in paper):
+                ax.plot(bits, paper, ls="--", marker="x", color="grey", label="FlexCMH paper")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(bits)
+            ax.set_xticklabels([str(b) for b in bits])
+            ax.set_xlabel("code length (bits)")
+            ax.set_ylabel(f"MAP {d_name}")
+            ax.set_title(SCENARIO_TITLES.get(scenario, scenario), fontsize=9)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=6)
+    path = os.path.join(out_dir, "map_vs_bits_methods.png")
+    fig.savefig(path, dpi=110)
+    return path

@@ -5,7 +5,11 @@ import os
 import sys
 import time
 
-from .scenarios import SCENARIOS
+from ..scenarios import SCENARIOS
+
+# Mirrors flexcmh_fast._train.METHODS (not imported: the parser must not
+# import the trainers).
+METHODS = ("flexcmh", "csmh", "cca_itq", "cmfh", "scm")
 
 PROG = "flexcmh-fast"
 
@@ -38,13 +42,21 @@ def _threads(text):
 
 
 def _param(text):
-    """``key=value`` with value parsed as int, float, bool, None or str."""
+    """``key=value`` (or ``method:key=value``, for one method only) with value
+    parsed as int, float, bool, None or str; returns ``(key, value)`` with
+    the key ``"method:key"`` when a method is named."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, raw = text.split("=", 1)
+    method, _, key = key.strip().rpartition(":")
     key = key.strip().replace("-", "_")
     if not key.isidentifier():
         raise argparse.ArgumentTypeError(f"invalid parameter name in {text!r}")
+    if method:
+        if method not in METHODS:
+            raise argparse.ArgumentTypeError(
+                f"unknown method {method!r} in {text!r}; expected one of {', '.join(METHODS)}")
+        key = f"{method}:{key}"
     low = raw.strip().lower()
     if low in ("true", "false"):
         return key, low == "true"
@@ -61,22 +73,27 @@ def _param(text):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Cross-modal hashing from weakly-paired data (FlexCMH, CSMH): "
+        description="Cross-modal hashing from weakly-paired data (FlexCMH, CSMH; "
+                    "baselines CCA-ITQ, CMFH, SCM): "
                     "demo and the paper's experiment protocol.")
     sub = parser.add_subparsers(dest="command", metavar="{demo,experiment}")
     sub.required = True
 
     def common(p):
-        p.add_argument("--method", choices=("flexcmh", "csmh"), default="flexcmh",
-                       help="hashing method (default: flexcmh)")
+        p.add_argument("--method", nargs="+", choices=METHODS + ("all",), default=["flexcmh"],
+                       help="hashing method(s), or 'all'; several methods run on the same "
+                            "splits and print one comparison table per scenario "
+                            "(default: flexcmh)")
         p.add_argument("--seed", type=int, default=0, help="base random seed (default: 0)")
         p.add_argument("--n-threads", type=_threads, default=None,
                        help="threads for training and evaluation (default: all cores)")
         p.add_argument("--jobs", type=_positive_int, default=1,
                        help="cells trained at once in worker processes, each with "
                             "n_threads / jobs threads (default: 1)")
-        p.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
-                       help="method parameter, e.g. --param max_iter=100 (repeatable)")
+        p.add_argument("--param", type=_param, action="append", default=[],
+                       metavar="[METHOD:]KEY=VALUE",
+                       help="method parameter, e.g. --param max_iter=100, or for one of "
+                            "several methods --param cmfh:mu=10 (repeatable)")
         p.add_argument("--out", default=None, metavar="DIR",
                        help="write CSV/JSON results and PNG plots into DIR")
         p.add_argument("--database", choices=("encoded", "learned"), default="encoded",
@@ -127,7 +144,7 @@ def build_parser():
 
 def load_data(path, text="lda", seed=0):
     """Dataset for ``--data``; returns ``(dataset, is_wiki)``."""
-    from . import datasets
+    from .. import datasets
     if path == "synthetic":
         data = datasets.make_multimodal(random_state=seed)
         data.names = ["image", "text"]  # dense "image" and bag-of-words "text"
@@ -145,7 +162,7 @@ def load_data(path, text="lda", seed=0):
 
 
 def _report(result, args, paper, started):
-    from ._experiment import format_table, write_results
+    from ._protocol import format_table, write_results
     out = sys.stdout
     print(format_table(result, paper=paper), file=out)
     excluded = sum(r["n_excluded"] for r in result["runs"])
@@ -159,32 +176,61 @@ def _report(result, args, paper, started):
     print(f"total {time.perf_counter() - started:.1f} s", file=out)
 
 
+def _report_comparison(comparison, args, paper, started):
+    from ._protocol import format_comparison, write_comparison
+    print(format_comparison(comparison, paper=paper))
+    if args.out:
+        written = write_comparison(comparison, args.out, plots=not args.no_plots)
+        print(f"wrote {len(written)} files to {args.out}")
+    print(f"total {time.perf_counter() - started:.1f} s")
+
+
+def _run(data, args, params, method_params, started, paper=False, **kwargs):
+    """One method: its table as before; several: the comparison tables."""
+    from ._protocol import run_comparison, run_experiment
+    methods = list(METHODS) if "all" in args.method else list(dict.fromkeys(args.method))
+    common = dict(n_threads=args.n_threads, progress=not args.quiet, verbose=args.verbose,
+                  jobs=args.jobs, database=args.database, seed=args.seed, **kwargs)
+    if len(methods) == 1:
+        unknown = sorted(set(method_params) - set(methods))
+        if unknown:
+            raise ValueError(f"Parameters given for method(s) {unknown} that are not run; "
+                             f"methods run: {methods}.")
+        merged = dict(params, **method_params.get(methods[0], {}))
+        result = run_experiment(data, method=methods[0], params=merged, paper=paper, **common)
+        _report(result, args, paper, started)
+    else:
+        comparison = run_comparison(data, methods, params=params, method_params=method_params,
+                                    paper=paper, **common)
+        _report_comparison(comparison, args, paper, started)
+    return 0
+
+
 def main(argv=None):
     """Entry point; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    params = dict(args.param)
+    # The output folder is checked before any training, not after it.
+    out = getattr(args, "out", None)
+    if out and os.path.exists(out) and not os.path.isdir(out):
+        parser.error(f"--out must be a folder (created if missing); {out!r} is a file")
+    params, method_params = {}, {}
+    for key, value in args.param:
+        method, _, name = key.rpartition(":")
+        (method_params.setdefault(method, {}) if method else params)[name] = value
     started = time.perf_counter()
     try:
-        from . import datasets
-        from ._experiment import run_experiment
+        from .. import datasets
         if args.command == "demo":
             # Moderate latent noise: classes are recoverable but not trivial.
             data = datasets.make_multimodal(n_samples=args.n_samples, noise=0.5,
                                             random_state=args.seed)
             data.names = ["image", "text"]
-            # 50 outer iterations keep the demo well under a minute; the
-            # objective has mostly settled by then on this data.
-            if args.method == "flexcmh":
-                params.setdefault("max_iter", 50)
+            if "flexcmh" not in args.method and "all" not in args.method:
+                method_params.pop("flexcmh", None)
             print(f"demo: synthetic data {data}", flush=True)
-            result = run_experiment(
-                data, scenarios=("paired", "weak", "unpaired"), bits=args.bits, repeats=1,
-                method=args.method, seed=args.seed, n_threads=args.n_threads, params=params,
-                progress=not args.quiet, verbose=args.verbose, jobs=args.jobs,
-                database=args.database)
-            _report(result, args, False, started)
-            return 0
+            return _run(data, args, params, method_params, started,
+                        scenarios=("paired", "weak", "unpaired"), bits=args.bits, repeats=1)
         if not 0.0 < args.test_size < 1.0:
             parser.error(f"--test-size must be in (0, 1), got {args.test_size}")
         scenarios = list(SCENARIOS) if "all" in args.scenario else list(dict.fromkeys(args.scenario))
@@ -198,14 +244,9 @@ def main(argv=None):
         data.modalities = [datasets.normalize_rows(X, kind)
                            for X, kind in zip(data.modalities, kinds)]
         print(f"data: {data}; preprocessing {' / '.join(kinds)}", flush=True)
-        result = run_experiment(
-            data, scenarios=scenarios, bits=args.bits, repeats=args.repeats,
-            method=args.method, seed=args.seed, n_threads=args.n_threads,
-            split=args.split, test_size=args.test_size, params=params,
-            progress=not args.quiet, verbose=args.verbose, paper=is_wiki, jobs=args.jobs,
-            database=args.database)
-        _report(result, args, is_wiki, started)
-        return 0
+        return _run(data, args, params, method_params, started, paper=is_wiki,
+                    scenarios=scenarios, bits=args.bits, repeats=args.repeats,
+                    split=args.split, test_size=args.test_size)
     except (FileNotFoundError, ValueError, TypeError, ImportError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
