@@ -119,18 +119,31 @@ def test_three_modalities_equal_single_machine(client):
     assert_same_fit(dist, single, [X[:50] for X in Xs])
 
 
-@pytest.mark.parametrize("scenario", ["weak", "unpaired"])
-def test_one_partition_equals_single_machine(client, data, scenario):
+@pytest.mark.parametrize("scenario, match_score",
+                         [("weak", "auto"), ("unpaired", "auto"), ("unpaired", "gw")])
+def test_one_partition_equals_single_machine(client, data, scenario, match_score):
     """With one partition the inferred pairs are the single-machine ones."""
     X0, X1 = data["train"]
     known = np.arange(0, 600, 3)
     pairs = np.stack([known, known], axis=1) if scenario == "weak" else None
     dist = fd.train([to_dask(X0, (600,)), to_dask(X1, (600,))], pairs, n_bits=16,
                     n_clusters=6, random_state=1, max_iter=15, encoder="nnls",
-                    client=client)
+                    match_score=match_score, client=client)
     single = fc.train([X0, X1], pairs, n_bits=16, n_clusters=6, random_state=1,
-                      max_iter=15, encoder="nnls", n_threads=1)
+                      max_iter=15, encoder="nnls", match_score=match_score, n_threads=1)
     assert_same_fit(dist, single, data["test"])
+
+
+def test_gw_matching_over_partitions_uses_the_single_machine_sample(client, data):
+    """match_score="gw" on three partitions: the sampled rows are fetched
+    from every block, so the first matching equals the single-machine one."""
+    X0, X1 = data["train"]
+    kw = dict(n_bits=16, n_clusters=6, random_state=2, max_iter=0, encoder="nnls",
+              match_score="gw")
+    dist = fd.train([to_dask(X0, (200, 200, 200)), to_dask(X1, (200, 200, 200))], None,
+                    client=client, **kw)
+    single = fc.train([X0, X1], None, n_threads=1, **kw)
+    np.testing.assert_array_equal(dist.cluster_matching_, single.cluster_matching_)
 
 
 def test_pairs_all_rechunks_and_unequal_sample_counts(client, data):

@@ -426,7 +426,7 @@ def test_size_scores_match_numpy_reference():
             assert S[c, c2] == pytest.approx(expect)
 
 
-@pytest.mark.parametrize("match_score", ["profiles", "profiles+sizes", "auto"])
+@pytest.mark.parametrize("match_score", ["profiles", "profiles+sizes", "gw", "auto"])
 def test_match_scores_recover_planted_clusters(match_score):
     X0, X1, y0, y1 = planted(seed=2)
     model = fc.train([X0, X1], None, n_bits=16, n_clusters=4, random_state=0,
@@ -440,7 +440,7 @@ def test_match_scores_recover_planted_clusters(match_score):
             np.bincount(h1[y1 == c], minlength=4).argmax()
 
 
-def test_auto_match_score_uses_sizes_only_without_known_pairs():
+def test_auto_match_score_uses_sizes_and_gw_only_without_known_pairs():
     X0, X1, y0, y1 = planted(n_per=30, seed=16)
     known = np.array([[i, int(np.flatnonzero(y1 == y0[i])[i % 5])] for i in range(0, 120, 4)])
 
@@ -448,7 +448,7 @@ def test_auto_match_score_uses_sizes_only_without_known_pairs():
         return fc.train([X0, X1], pairs, n_bits=8, n_clusters=4, random_state=0,
                         max_iter=5, match_score=score)
 
-    for pairs, same in ((known, "profiles"), (None, "profiles+sizes")):
+    for pairs, same in ((known, "profiles"), (None, "gw")):
         a, b = fit(pairs, "auto"), fit(pairs, same)
         np.testing.assert_array_equal(a.cluster_matching_, b.cluster_matching_)
         for m in range(2):

@@ -36,8 +36,10 @@ from . import _tuning as T
 from ._codes import ITQCode, code_class
 from ._encoder import fit_kernel_encoder, known_rows
 from ._kernels import match_scores
-from ._matching import (NO_CORRESPONDENCE, choose_matching, is_fully_paired, matching_cost,
-                        profile_scale, scaled_sq_norms, size_scores, uses_size_score)
+from ._gromov import entropic_gw
+from ._matching import (NO_CORRESPONDENCE, choose_matching, coupling_scores, is_fully_paired,
+                        matching_cost, profile_scale, sample_distances, scaled_sq_norms,
+                        size_scores, uses_gw_score, uses_size_score)
 from ._start import kmeans, kmeans_subsample, z_from_stats, z_ridge
 
 # history_: the objective of Eq. 6, its three terms, the centroid ridge of
@@ -163,6 +165,11 @@ class FlexCMHFit:
         # Γ (or sets Z) instead of a round of their own.
         self.all_rows_fit = params["code_scheme"] == "itq" and self.n[0] <= T.CODE_SAMPLE
         self.moments = None
+        # match_score="gw": sampled rows per modality and the GW couplings
+        # of modality 0's sample with modality m's (made once, when first
+        # needed).
+        self.gw_rows = None
+        self.gw_couplings = {}
 
     # ---- helpers ---------------------------------------------------------
     def take_rows(self, m, rows):
@@ -214,6 +221,11 @@ class FlexCMHFit:
                 merged.sort(axis=1)
                 profs.append((np.ascontiguousarray(merged[:, :self.p["n_neighbors"]]),
                               add(*(g[m][1] for g in got))))
+        gw_for = [m for m in range(1, self.M)
+                  if use_scores and uses_gw_score(self.p["match_score"], self.pairs, m)]
+        if gw_for:
+            self.fit_gw(gw_for)
+            clusters = {m: self.sample_clusters(m) for m in [0] + gw_for}
         perms = {}
         for m in range(1, self.M):
             scores = []
@@ -222,6 +234,9 @@ class FlexCMHFit:
                                            profs[m][0], profs[m][1], sqzs[m]))
                 if uses_size_score(self.p["match_score"], self.pairs, m):
                     scores.append(size_scores(counts[0], counts[m]))
+                if m in gw_for:
+                    scores.append(coupling_scores(self.gw_couplings[m], clusters[0],
+                                                  clusters[m], self.k))
             perm = choose_matching(matching_cost(scores, votes.get(m), self.k), rematch)
             if perm is not None:
                 perms[m] = perm
@@ -236,6 +251,28 @@ class FlexCMHFit:
                                bool(perms) or not rematch or repair)
         self.aligned_counts = [count for count, _ in out]
         self.moments = add(*(mo for _, mo in out)) if self.all_rows_fit else None
+
+    def fit_gw(self, modalities):
+        """Gromov–Wasserstein couplings of a random sample of modality 0's
+        rows with one of each modality in ``modalities`` (``T.GW_SAMPLE``
+        rows each, drawn once; distances within each sample).  Cost:
+        O(GW_SAMPLE^2 d) for the distances and O(GW_ITERS GW_SAMPLE^3) for
+        the alignment, whatever n."""
+        if self.gw_rows is None:
+            self.gw_rows = [np.sort(self.rng.choice(n, min(n, T.GW_SAMPLE), replace=False))
+                            for n in self.n]
+            self.gw_distances = [sample_distances(*self.take_rows(m, rows))
+                                 for m, rows in enumerate(self.gw_rows)]
+        for m in modalities:
+            if m not in self.gw_couplings:
+                self.gw_couplings[m] = entropic_gw(self.gw_distances[0], self.gw_distances[m],
+                                                   eps=T.GW_EPS, max_iter=T.GW_ITERS)
+
+    def sample_clusters(self, m):
+        """Current hard clusters of modality m's GW-sampled rows."""
+        got = self.backend.run(P.row_clusters, m,
+                               per_part=split_rows(self.gw_rows[m], self.offsets[m]))
+        return np.concatenate(got)
 
     # ---- Eq. 5, 10-11: codes -------------------------------------------------
     def update_codes(self, n_iter, final=False):

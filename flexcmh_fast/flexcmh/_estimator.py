@@ -28,7 +28,7 @@ PARAMETERS = table(
                    "correspondence from clusters, or from labels (FlexCMH(nC))"),
     encoder=Param("kernel", Options("kernel", "nnls"), "out-of-sample indicators"),
     n_anchors=Param(1000, Int(1), "anchors of the kernel encoder (capped to the data)"),
-    match_score=Param("auto", Options("auto", "profiles", "profiles+sizes"),
+    match_score=Param("auto", Options("auto", "profiles", "profiles+sizes", "gw"),
                       "cluster matching score"),
 )
 
@@ -98,11 +98,16 @@ class FlexCMH(HashingEstimator):
     n_anchors : int >= 1, default=1000
         Anchors of the kernel encoder per modality (at most the rows it is
         fitted on).
-    match_score : {"auto", "profiles", "profiles+sizes"}, default="auto"
+    match_score : {"auto", "profiles", "profiles+sizes", "gw"}, default="auto"
         Cluster matching score.  ``"profiles"``: Eq. 1 alone.
         ``"profiles+sizes"``: Eq. 1 plus the mismatch ``|log(n_c / n_c')|`` of
-        the clusters' relative sizes.  ``"auto"``: ``"profiles+sizes"`` for a
-        modality pair without known pairs, ``"profiles"`` otherwise.
+        the clusters' relative sizes.  ``"gw"``: ``"profiles+sizes"`` plus
+        the coupling mass between the clusters' members found by entropic
+        Gromov–Wasserstein alignment of a random sample of each modality
+        (compares distances *within* each modality, so it needs no shared
+        features; 800 rows per modality, cost independent of n).
+        ``"auto"``: ``"gw"`` for a modality pair without known pairs,
+        ``"profiles"`` otherwise.
     n_threads : int, None or -1, default=None
         Threads of the Numba kernels (None / -1: every core of the process;
         on Dask, of each worker).  BLAS runs on one thread beside them.

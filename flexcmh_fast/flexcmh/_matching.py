@@ -33,10 +33,42 @@ def scaled_sq_norms(Z, scale):
 
 def uses_size_score(match_score, pairs, m):
     """Whether matching modality m to modality 0 adds the size score:
-    ``"profiles+sizes"``, or ``"auto"`` and no known pair links them (known
-    pairs' votes are direct evidence, and the size term only added noise to
-    them on Wiki validation data)."""
-    return match_score == "profiles+sizes" or (match_score == "auto" and (0, m) not in pairs)
+    ``"profiles+sizes"``, ``"gw"``, or ``"auto"`` and no known pair links
+    them (known pairs' votes are direct evidence, and the size term only
+    added noise to them on Wiki validation data)."""
+    return match_score in ("profiles+sizes", "gw") or (
+        match_score == "auto" and (0, m) not in pairs)
+
+
+def uses_gw_score(match_score, pairs, m):
+    """Whether matching modality m to modality 0 adds the Gromov–Wasserstein
+    score: ``"gw"``, or ``"auto"`` and no known pair links them (chosen on
+    Wiki validation splits, docs/flexcmh.md "Completely unpaired data")."""
+    return match_score == "gw" or (match_score == "auto" and (0, m) not in pairs)
+
+
+def sample_distances(X, sqx):
+    """Euclidean distances between the rows of X (dense or CSR), given
+    their squared norms."""
+    G = X @ X.T
+    G = G.toarray() if hasattr(G, "toarray") else np.asarray(G)
+    return np.sqrt(np.maximum(sqx[:, None] + sqx[None, :] - 2.0 * G, 0.0))
+
+
+def coupling_scores(coupling, clusters_a, clusters_b, k):
+    """``1 - W / max W`` with ``W[c, c2]`` the coupling mass between the
+    sampled members of cluster c (first modality) and of c2 (second); rows
+    without a cluster (-1) take no part.  0 is the best-supported pair."""
+    W = np.zeros((k, k))
+    ok_a, ok_b = clusters_a >= 0, clusters_b >= 0
+    sub = coupling[np.ix_(ok_a, ok_b)]
+    a, b = clusters_a[ok_a], clusters_b[ok_b]
+    # Sum the columns by cluster of b, then the rows by cluster of a.
+    by_b = np.zeros((sub.shape[0], k))
+    np.add.at(by_b.T, b, sub.T)
+    np.add.at(W, a, by_b)
+    top = W.max()
+    return 1.0 - W / top if top > 0 else np.zeros((k, k))
 
 
 def profile_scale(counts, sums):

@@ -289,6 +289,11 @@ def take_rows(part, m, rows):
     return part.Xs[m][rows], part.sqx[m][rows]
 
 
+def row_clusters(part, m, rows):
+    """Hard clusters of rows ``rows`` (local) of modality m."""
+    return part.assignment(m)[rows]
+
+
 def init_indicators(part, starts):
     """SemiNMF start: one-hot k-means clusters + 0.2 (``("assign", a)``: the
     clusters, ``("centres", C)``: nearest of the centres); back: Z statistics."""

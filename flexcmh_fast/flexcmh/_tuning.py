@@ -49,3 +49,9 @@ CODE_CHANGE_TOL = 0.01
 # this multiple of ``tol`` (the re-ranking unsettles the fit anyway).
 # Chosen on Wiki validation splits (docs/flexcmh.md, "Convergence").
 REPAIR_TOL_FACTOR = 10.0
+# match_score="gw": rows per modality sub-sampled for the Gromov–Wasserstein
+# alignment (its cost is O(GW_SAMPLE^3) per iteration, independent of n),
+# entropic regularisation (on mean-normalised distances) and iterations.
+GW_SAMPLE = 800
+GW_EPS = 2e-2
+GW_ITERS = 100
