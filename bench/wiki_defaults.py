@@ -26,6 +26,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("path", nargs="?", default=str(here.parent / "shared/data/wiki"))
     parser.add_argument("--splits", type=int, default=10)
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
     args = parser.parse_args()
     data = fc.datasets.load_wiki(args.path)
     mods = list(data.modalities)
@@ -35,7 +36,7 @@ def main():
     iters, times, converged = {}, {}, {}
     for split in range(args.splits):
         tr, te = train_test_split(len(lab), 0.3, random_state=split)
-        for scen in SCENARIOS:
+        for scen in args.scenarios:
             sc = make_scenario([m[tr] for m in mods], lab[tr], scen, random_state=split)
             for b in BITS:
                 t = time.perf_counter()
@@ -57,7 +58,7 @@ def main():
         print(f"\n### database: {database}\n")
         print("| scenario | direction | " + " | ".join(f"{b} bits" for b in BITS) + " |")
         print("|---|---|" + "---|" * len(BITS))
-        for scen in SCENARIOS:
+        for scen in args.scenarios:
             for name in ("I->T", "T->I"):
                 cells = []
                 for i, b in enumerate(BITS):
@@ -69,7 +70,7 @@ def main():
     print("\n### iterations and fit time (all code lengths)\n")
     print("| scenario | iterations min / median / max | converged | fit time median (s) |")
     print("|---|---|---|---|")
-    for scen in SCENARIOS:
+    for scen in args.scenarios:
         it = np.array(iters[scen])
         print(f"| {scen} | {it.min()} / {int(np.median(it))} / {it.max()} | "
               f"{int(np.sum(converged[scen]))}/{it.size} | {np.median(times[scen]):.2f} |")
