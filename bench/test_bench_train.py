@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 import flexcmh_fast as fc
-import flexcmh_fast as fc
 from flexcmh_fast.flexcmh import _kernels as K
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

@@ -28,8 +28,14 @@ class HashingEstimator:
     saved files carry), an ``__init__`` whose keyword arguments are exactly
     the table's names, ``_fit(modalities, pairs, labels, params, rng)``,
     ``_encode_signs(X, modality)`` returning ±1 int8, and
-    ``_get_state()`` / ``_set_state(meta, arrays)`` for saving.
+    ``_get_state()`` / ``_set_state(meta, arrays)`` / ``_check_state`` for
+    the method's own saved state.  What every method has — ``codes_``,
+    ``train_codes_``, ``history_`` and ``n_iter_`` — is saved and restored
+    here; ``_FORMAT1_HISTORY_TERMS`` names the history columns of files
+    written before the terms were stored.
     """
+
+    _FORMAT1_HISTORY_TERMS = ()
 
     _parameters = {}
     kind = None
@@ -162,9 +168,15 @@ class HashingEstimator:
         pickled objects), atomically.  Load it with :func:`flexcmh_fast.load`."""
         self._check_fitted()
         meta, arrays = self._get_state()
-        meta["params"] = _jsonable_params(self.get_params())
-        meta["n_bits"] = self.n_bits_
-        meta["n_features"] = self.n_features_
+        meta.update(params=_jsonable_params(self.get_params()), n_bits=self.n_bits_,
+                    n_features=self.n_features_, n_iter=self.n_iter_,
+                    history_terms=list(self.history_))
+        arrays["history"] = np.column_stack(
+            [np.asarray(v, dtype=np.float64).reshape(-1) for v in self.history_.values()])
+        # np.asarray: a fit on Dask holds dask arrays here; saving computes them.
+        arrays["codes"] = np.asarray(self.codes_)
+        arrays.update({f"train_codes_{m}": np.asarray(c)
+                       for m, c in enumerate(self.train_codes_)})
         save_state(path, self.kind, meta, arrays)
 
     @classmethod
@@ -177,10 +189,20 @@ class HashingEstimator:
         try:
             est.n_bits_ = int(meta["n_bits"])
             est.n_features_ = [int(d) for d in meta["n_features"]]
+            est.n_iter_ = int(meta["n_iter"])
+            est.codes_ = arrays["codes"]
+            est.train_codes_ = [arrays[f"train_codes_{m}"]
+                                for m in range(len(est.n_features_))]
+            est.history_ = cls._history_from_state(meta, arrays)
             est._set_state(meta, arrays)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ValueError(f"Corrupt {cls.kind} file: missing or bad entry {exc}.") from None
         return est
+
+    @classmethod
+    def _history_from_state(cls, meta, arrays):
+        terms = meta.get("history_terms", list(cls._FORMAT1_HISTORY_TERMS))
+        return history_dict(arrays["history"], terms)
 
     # ---- to implement ----------------------------------------------------
     @classmethod

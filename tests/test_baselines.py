@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import flexcmh_fast as fc
 from flexcmh_fast import metrics
 from flexcmh_fast._codes import unpack_codes
-from flexcmh_fast.baselines import _cca_itq, _cmfh, _scm
+from flexcmh_fast.baselines import _cca_itq
 
 METHODS = ("cca_itq", "cmfh", "scm")
 
@@ -299,11 +299,13 @@ def test_save_load_round_trip(method, tmp_path):
 
 
 def test_load_rejects_inconsistent_file(tmp_path):
+    from flexcmh_fast._persist import read_state, save_state
+
     Xs, lab = make_data()
-    meta, arrays = fit("cmfh", Xs, lab)._get_state()
+    fit("cmfh", Xs, lab).save(tmp_path / "good.npz")
+    _, meta, arrays = read_state(tmp_path / "good.npz")
+    assert meta["n_bits"] == 8 and meta["n_features"] == [12, 30]
     arrays["projection_1"] = arrays["projection_1"][:, :3]
-    from flexcmh_fast._persist import save_state
-    meta["params"], meta["n_bits"], meta["n_features"] = {}, 8, [12, 30]
     save_state(tmp_path / "bad.npz", "CMFH", meta, arrays)
     with pytest.raises(fc.FileFormatError, match=r"entry 'projection_1' must have shape "
                                                  r"\(30, 8\)"):

@@ -189,14 +189,11 @@ class LinearHashEstimator(HashingEstimator):
                                           self.projections_[modality]))
 
     def _get_state(self):
-        meta = {"n_iter": self.n_iter_, "history_terms": list(self.history_)}
-        arrays = {"codes": self.codes_,
-                  "history": np.column_stack(list(self.history_.values()))}
+        arrays = {}
         for m in range(len(self.n_features_)):
             arrays[f"mean_{m}"] = self.means_[m]
             arrays[f"projection_{m}"] = self.projections_[m]
-            arrays[f"train_codes_{m}"] = self.train_codes_[m]
-        return meta, arrays
+        return {}, arrays
 
     @classmethod
     def _check_state(cls, meta, arrays):
@@ -210,10 +207,6 @@ class LinearHashEstimator(HashingEstimator):
                        for m in range(M)]
         self.projections_ = [np.ascontiguousarray(arrays[f"projection_{m}"], dtype=np.float64)
                              for m in range(M)]
-        self.codes_ = arrays["codes"]
-        self.train_codes_ = [arrays[f"train_codes_{m}"] for m in range(M)]
-        self.history_ = history_dict(arrays["history"], list(self.HISTORY_TERMS))
-        self.n_iter_ = int(meta["n_iter"])
 
 
 def check_labels_given(labels, method):

@@ -3,7 +3,7 @@ import numbers
 
 import numpy as np
 
-from .._base import HashingEstimator, history_dict
+from .._base import HashingEstimator
 from .._params import Float, Int, Param, table
 from .._rbf import rbf_blocks
 from .._threads import thread_limits
@@ -112,6 +112,7 @@ class CSMH(HashingEstimator):
 
     _parameters = PARAMETERS
     kind = "CSMH"
+    _FORMAT1_HISTORY_TERMS = HISTORY_TERMS
 
     def __init__(self, n_bits=32, n_anchors=1000, sigma=None, alpha=100.0, beta=10.0,
                  gamma=1.0, reg=1e-5, max_iter=20, tol=1e-5, n_sweeps=3, n_threads=None,
@@ -160,15 +161,11 @@ class CSMH(HashingEstimator):
         return out
 
     def _get_state(self):
-        meta = {"sigmas": self.sigmas_, "n_iter": self.n_iter_,
-                "history_terms": list(self.history_)}
-        arrays = {"codes": self.codes_,
-                  "history": np.column_stack(list(self.history_.values()))}
+        arrays = {}
         for m in range(len(self.n_features_)):
             arrays[f"anchors_{m}"] = self.anchors_[m]
             arrays[f"weights_{m}"] = self.weights_[m]
-            arrays[f"train_codes_{m}"] = self.train_codes_[m]
-        return meta, arrays
+        return {"sigmas": self.sigmas_}, arrays
 
     @classmethod
     def _check_state(cls, meta, arrays):
@@ -178,16 +175,11 @@ class CSMH(HashingEstimator):
 
     def _set_state(self, meta, arrays):
         M = len(self.n_features_)
-        terms = meta.get("history_terms", list(HISTORY_TERMS))
         self.anchors_ = [np.ascontiguousarray(arrays[f"anchors_{m}"], dtype=np.float64)
                          for m in range(M)]
         self.sigmas_ = [float(s) for s in meta["sigmas"]]
         self.weights_ = [np.ascontiguousarray(arrays[f"weights_{m}"], dtype=np.float64)
                          for m in range(M)]
-        self.codes_ = arrays["codes"]
-        self.train_codes_ = [arrays[f"train_codes_{m}"] for m in range(M)]
-        self.history_ = history_dict(arrays["history"], terms)
-        self.n_iter_ = int(meta["n_iter"])
         for m in range(M):
             if (self.anchors_[m].shape[1] != self.n_features_[m]
                     or self.weights_[m].shape != (self.anchors_[m].shape[0] + 1, self.n_bits_)):

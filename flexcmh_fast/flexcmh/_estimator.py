@@ -7,7 +7,7 @@ from .._preprocess import Preprocessor, PreprocessSetting
 from .._threads import thread_limits
 from .._validation import available_cores
 from . import _tuning as T
-from ._algorithm import TERMS, FlexCMHFit, LocalBackend
+from ._algorithm import FlexCMHFit, LocalBackend
 from ._codes import SCHEMES, code_class
 from ._encoder import kernel_indicators, nnls_indicators
 from ._partition import Partition
@@ -236,21 +236,14 @@ class FlexCMH(HashingEstimator):
 
     # ---- saving ------------------------------------------------------------
     def _get_state(self):
-        meta = {"n_iter": self.n_iter_, "converged": bool(self.converged_),
+        meta = {"converged": bool(self.converged_),
                 "preprocess_kinds": [pp.kind for pp in self.preprocessors_],
                 "code_scheme": self.code_.scheme,
-                "history_terms": list(self.history_),
                 "pair_keys": [list(key) for key in self.correspondence_]}
         arrays = {f"Z_{m}": Z for m, Z in enumerate(self.centroids_)}
         arrays.update(self.code_.state("code_"))
         for m, pp in enumerate(self.preprocessors_):
             arrays.update(pp.state(f"pre_{m}_"))
-        arrays["history"] = np.column_stack(list(self.history_.values())) \
-            if self.history_ else np.zeros((0, len(TERMS)))
-        # np.asarray: a fit on Dask holds dask arrays here; saving computes them.
-        arrays["codes"] = np.asarray(self.codes_)
-        arrays.update({f"train_codes_{m}": np.asarray(c)
-                       for m, c in enumerate(self.train_codes_)})
         arrays["cluster_matching"] = self.cluster_matching_
         if self.anchors_ is not None:
             meta["sigmas"] = self.sigmas_
@@ -260,6 +253,15 @@ class FlexCMH(HashingEstimator):
         for (m, m2), g in self.correspondence_.items():
             arrays[f"gamma_{m}_{m2}"] = np.asarray(g)
         return meta, arrays
+
+    @classmethod
+    def _history_from_state(cls, meta, arrays):
+        if "history_terms" in meta:
+            return super()._history_from_state(meta, arrays)
+        # Format 1: Lc, Ls and λLq only; the objective is their sum.
+        hist = np.asarray(arrays["history"], dtype=np.float64).reshape(-1, 3)
+        return history_dict(np.column_stack([hist.sum(axis=1), hist]),
+                            ["objective", "inter_modal", "reconstruction", "quantization"])
 
     @classmethod
     def _check_state(cls, meta, arrays):
@@ -272,11 +274,6 @@ class FlexCMH(HashingEstimator):
         M = len(self.n_features_)
         # Files of format 1 kept the settings only in meta["params"].
         scheme = meta.get("code_scheme", meta["params"].get("code_scheme", "itq"))
-        terms = meta.get("history_terms", ["inter_modal", "reconstruction", "quantization"])
-        hist = np.asarray(arrays["history"], dtype=np.float64).reshape(-1, len(terms))
-        if "objective" not in terms:  # format 1: the three terms only
-            hist = np.column_stack([hist.sum(axis=1), hist])
-            terms = ["objective"] + list(terms)
         kernel = "sigmas" in meta
         if "encoder" not in meta["params"]:  # saved before the setting existed
             self.encoder = "kernel" if kernel else "nnls"
@@ -290,13 +287,9 @@ class FlexCMH(HashingEstimator):
             "converged_": bool(meta.get("converged", False)),
             "centroids_": [np.ascontiguousarray(arrays[f"Z_{m}"]) for m in range(M)],
             "code_": code_class(scheme).from_state(arrays, "code_"),
-            "history_": history_dict(hist, terms),
-            "codes_": arrays["codes"],
-            "train_codes_": [arrays[f"train_codes_{m}"] for m in range(M)],
             "cluster_matching_": arrays["cluster_matching"],
             "correspondence_": {(int(a), int(b)): arrays[f"gamma_{a}_{b}"]
                                 for a, b in meta["pair_keys"]},
-            "n_iter_": int(meta["n_iter"]),
             "anchors_": [np.ascontiguousarray(arrays[f"anchors_{m}"], dtype=np.float64)
                          for m in range(M)] if kernel else None,
             "sigmas_": [float(s) for s in meta["sigmas"]] if kernel else None,
