@@ -89,6 +89,21 @@ def nnls_rows(Q, C, diag, H, max_sweeps, tol):
         active &= ~(moved <= tol * hmax)
 
 
+def hard_assignments(H):
+    """Argmax column per row (first on ties); -1 where no entry is positive."""
+    a = H.argmax(axis=1).astype(np.int64)
+    a[H.max(axis=1) <= 0] = -1
+    return a
+
+
+def cluster_mass(H, assign, k):
+    """Members per cluster and the sum of their own-cluster indicators."""
+    ok = assign >= 0
+    counts = np.bincount(assign[ok], minlength=k)
+    sums = np.bincount(assign[ok], weights=H[np.flatnonzero(ok), assign[ok]], minlength=k)
+    return counts, sums
+
+
 def gather_sum(ptr, idx, src, out):
     """Row sums of the partners' indicator vectors (CSR adjacency)."""
     out[:] = 0.0

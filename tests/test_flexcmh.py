@@ -267,6 +267,22 @@ def test_kernel_encoder_subsampled_fit_matches_reference(monkeypatch):
                                rtol=1e-7, atol=1e-9)
 
 
+def test_encoder_weights_cholesky_and_lu_fallback():
+    rng = np.random.default_rng(5)
+    Phi = rng.random((30, 8))
+    G, Rhs = Phi.T @ Phi, rng.random((8, 3))
+    ridge = G + T.ENC_RIDGE * np.trace(G) / 8 * np.eye(8)
+    np.testing.assert_allclose(E.encoder_weights(G, Rhs), np.linalg.solve(ridge, Rhs),
+                               rtol=1e-9)
+    # Indefinite G (no Gram matrix is, but rounding can make one so): the
+    # Cholesky factorisation fails and LU solves the same system.
+    G = np.array([[1.0, 3.0], [3.0, 1.0]])
+    Rhs = np.array([[1.0], [2.0]])
+    ridge = G + T.ENC_RIDGE * np.eye(2)
+    np.testing.assert_allclose(E.encoder_weights(G, Rhs), np.linalg.solve(ridge, Rhs),
+                               rtol=1e-12)
+
+
 def test_kernel_encoder_model_indicators_and_codes():
     X0, X1, _, _ = planted(n_per=25, seed=14, sparse=True)
     model = fc.train([X0, X1], None, n_bits=16, n_clusters=4, random_state=0, max_iter=5,

@@ -179,6 +179,47 @@ def test_gather_sum_and_pair_loss():
     assert K.pair_loss(np.empty((0, 2), dtype=np.int64), Ha, src) == 0.0
 
 
+@pytest.mark.parametrize("n", [0, 1, 37])
+def test_hard_assignments_and_cluster_mass_match_reference(n):
+    rng = np.random.default_rng(11)
+    k = 5
+    # Quantised entries make ties; zero rows and rows of negatives get -1.
+    H = np.round(rng.random((n, k)) * 3) / 3
+    if n > 2:
+        H[1] = 0.0
+        H[2] = -rng.random(k)
+        H[0] = [0.5, 0.9, 0.9, 0.1, 0.9]  # tie: first maximum wins
+    a = K.hard_assignments(H)
+    np.testing.assert_array_equal(a, R.hard_assignments(H))
+    if n > 2:
+        assert a[0] == 1 and a[1] == -1 and a[2] == -1
+    counts, sums = K.cluster_mass(H, a, k)
+    ref_counts, ref_sums = R.cluster_mass(H, a, k)
+    np.testing.assert_array_equal(counts, ref_counts)
+    np.testing.assert_allclose(sums, ref_sums, rtol=1e-12, atol=0)
+
+
+def test_nnls_rows_independent_of_thread_count():
+    rng = np.random.default_rng(12)
+    n, k = 301, 7
+    A = rng.standard_normal((k, k))
+    Q, C, diag = A @ A.T, rng.standard_normal((n, k)), rng.random(n)
+    old = numba.get_num_threads()
+    results = []
+    try:
+        for t in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(t)
+            H = np.abs(rng.standard_normal((n, k))) * 0 + 0.5
+            K.nnls_rows(Q, C, diag, H, 3, 0.0)
+            results.append(H)
+    finally:
+        numba.set_num_threads(old)
+    ref = np.full((n, k), 0.5)
+    R.nnls_rows(Q, C, diag, ref, 3, 0.0)
+    for H in results:
+        np.testing.assert_allclose(H, ref, rtol=1e-10, atol=1e-12)
+
+
 def test_kernels_independent_of_thread_count():
     rng = np.random.default_rng(8)
     n, k = 500, 6

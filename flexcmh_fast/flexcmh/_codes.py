@@ -160,7 +160,15 @@ class ITQCode:
 
     def project(self, Y):
         """Continuous relaxation ``(Y - mu) W R`` of the codes."""
-        return (Y - self.mu) @ (self.W if self.R is None else self.W @ self.R)
+        return (Y - self.mu) @ self.projection
+
+    @property
+    def projection(self):
+        """``W R`` (k, b), formed once (the loop projects every iteration)."""
+        P = self.__dict__.get("_projection")
+        if P is None:
+            P = self._projection = self.W if self.R is None else self.W @ self.R
+        return P
 
     def signs(self, Y):
         """±1 int8 codes of indicator rows ``Y``."""

@@ -7,6 +7,7 @@ centroids.  The regression's statistics are sums over rows
 (:func:`encoder_gram`), so row blocks of the data add up.
 """
 import numpy as np
+import scipy.linalg
 
 from .._rbf import mean_anchor_distance, rbf_blocks
 from . import _kernels as K
@@ -63,12 +64,20 @@ def encoder_gram(Xf, Hf, anchors, sigma):
 
 
 def encoder_weights(G, R):
-    """Ridge solution ``(G + eps I)^-1 R``, ``eps = ENC_RIDGE`` x mean diag G."""
+    """Ridge solution ``(G + eps I)^-1 R``, ``eps = ENC_RIDGE`` x mean diag G.
+
+    ``G + eps I`` is symmetric positive definite: solved by Cholesky (half
+    the flops of LU), by LU if rounding made the factorisation fail."""
     a = G.shape[0]
     G = G.copy()
     eps = T.ENC_RIDGE * max(np.trace(G) / a, 1e-300)
     G[np.diag_indices(a)] += eps
-    return np.ascontiguousarray(np.linalg.solve(G, R))
+    try:
+        factor = scipy.linalg.cho_factor(G, check_finite=False)
+        W = scipy.linalg.cho_solve(factor, R, check_finite=False)
+    except np.linalg.LinAlgError:
+        W = np.linalg.solve(G, R)
+    return np.ascontiguousarray(W)
 
 
 def kernel_indicators(X, anchors, sigma, weights):

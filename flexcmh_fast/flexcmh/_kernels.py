@@ -13,7 +13,7 @@ not depend on the number of threads.
 Plain numpy references of every kernel live in ``tests/reference_flexcmh.py``.
 """
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 _FM = {"contract", "reassoc", "arcp"}
 
@@ -181,35 +181,69 @@ def nnls_rows(Q, C, diag, H, max_sweeps, tol):
     moved by more than ``tol`` times the row's largest entry.
     """
     n, k = H.shape
-    for i in prange(n):
-        h = H[i]
+    # Rows are independent; blocks of rows share one gradient buffer (an
+    # allocation per row cost as much as the row's arithmetic at k = 10).
+    n_blocks = max(1, min(n, 4 * get_num_threads()))
+    step = (n + n_blocks - 1) // n_blocks
+    for t in prange(n_blocks):
         g = np.empty(k)
-        for c in range(k):
-            s = diag[i] * h[c] - C[i, c]
-            for j in range(k):
-                s += Q[c, j] * h[j]
-            g[c] = s
-        for sweep in range(max_sweeps):
-            moved = 0.0
-            hmax = 0.0
+        for i in range(t * step, min(n, (t + 1) * step)):
+            h = H[i]
             for c in range(k):
-                qcc = Q[c, c] + diag[i]
-                if qcc <= 0.0:
-                    continue
-                new = h[c] - g[c] / qcc
-                if new < 0.0:
-                    new = 0.0
-                delta = new - h[c]
-                if delta != 0.0:
-                    h[c] = new
-                    # Q is symmetric: read row c (contiguous) for column c.
-                    for j in range(k):
-                        g[j] += Q[c, j] * delta
-                    g[c] += diag[i] * delta
-                    moved = max(moved, abs(delta))
-                hmax = max(hmax, new)
-            if moved <= tol * hmax:
-                break
+                s = diag[i] * h[c] - C[i, c]
+                for j in range(k):
+                    s += Q[c, j] * h[j]
+                g[c] = s
+            for sweep in range(max_sweeps):
+                moved = 0.0
+                hmax = 0.0
+                for c in range(k):
+                    qcc = Q[c, c] + diag[i]
+                    if qcc <= 0.0:
+                        continue
+                    new = h[c] - g[c] / qcc
+                    if new < 0.0:
+                        new = 0.0
+                    delta = new - h[c]
+                    if delta != 0.0:
+                        h[c] = new
+                        # Q is symmetric: read row c (contiguous) for column c.
+                        for j in range(k):
+                            g[j] += Q[c, j] * delta
+                        g[c] += diag[i] * delta
+                        moved = max(moved, abs(delta))
+                    hmax = max(hmax, new)
+                if moved <= tol * hmax:
+                    break
+
+
+@njit(cache=True)
+def hard_assignments(H):
+    """Hard cluster of every row: the column of its largest entry (the
+    first one on ties), ``-1`` for a row with no positive entry."""
+    n, k = H.shape
+    out = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        best = 0
+        for c in range(1, k):
+            if H[i, c] > H[i, best]:
+                best = c
+        out[i] = best if H[i, best] > 0.0 else -1
+    return out
+
+
+@njit(cache=True)
+def cluster_mass(H, assign, k):
+    """Members per cluster and the sum of their indicator at their own
+    cluster (rows with ``assign == -1`` ignored)."""
+    counts = np.zeros(k, dtype=np.int64)
+    sums = np.zeros(k)
+    for i in range(assign.shape[0]):
+        c = assign[i]
+        if c >= 0:
+            counts[c] += 1
+            sums[c] += H[i, c]
+    return counts, sums
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)

@@ -26,13 +26,6 @@ from ._encoder import encoder_gram
 from ._start import nearest_centres, start_indicators, xz, z_stats
 
 
-def _assignments(H):
-    """Hard cluster of every row (argmax; ``-1`` for an all-zero row)."""
-    a = H.argmax(axis=1).astype(np.int64)
-    a[H.max(axis=1) <= 0] = -1
-    return a
-
-
 def _pair_csr(n, self_idx, other_idx):
     """Adjacency (CSR ptr/idx) of row ``self_idx[p]`` -> ``other_idx[p]``."""
     order = np.argsort(self_idx, kind="stable")
@@ -96,7 +89,7 @@ class Partition:
     def assignment(self, m):
         """Hard clusters of modality m (cached until H_m changes)."""
         if self._assign[m] is None:
-            self._assign[m] = _assignments(self.H[m])
+            self._assign[m] = self.K.hard_assignments(self.H[m])
         return self._assign[m]
 
     def set_z(self, Zs):
@@ -118,12 +111,7 @@ class Partition:
     def cluster_mass(self, m):
         """Members per cluster of modality m and the sum of their indicator
         at their own cluster."""
-        a = self.assignment(m)
-        ok = a >= 0
-        counts = np.bincount(a[ok], minlength=self.k)
-        sums = np.bincount(a[ok], weights=self.H[m][np.flatnonzero(ok), a[ok]],
-                           minlength=self.k)
-        return counts, sums
+        return self.K.cluster_mass(self.H[m], self.assignment(m), self.k)
 
     def profiles(self, m, scale, sqz):
         """Eq. 1 profiles (top-ns distances, counts) of modality m's clusters
@@ -190,7 +178,8 @@ class Partition:
     def update_H(self):
         for m in range(self.M):
             ptr, idx, deg, mods = self.adj[m]
-            partners = np.vstack([self.H[m2] for m2 in mods])
+            partners = (self.H[mods[0]] if len(mods) == 1
+                        else np.vstack([self.H[m2] for m2 in mods]))
             C = np.empty_like(self.H[m])
             self.K.gather_sum(ptr, idx, partners, C)
             C += self.XZ[m]
@@ -220,18 +209,19 @@ class Partition:
 
     def apply_code(self, code):
         """Per-modality codes ``Ht`` and common code B (Eq. 11) of the aligned
-        rows under the code function ``code``."""
+        rows under the code function ``code``; returns the bits of the
+        training codes of every sample (all modalities) that changed since
+        the last call and the number of bits (the codes' share of the
+        convergence test)."""
         self.code = code
         self.itq_U = None
-        proj = [code.project(H[r]) for H, r in zip(self.H, self.aligned())]
+        # Every row's relaxed code once: the aligned rows' codes and all
+        # rows' bit changes come from it.
+        projected = [code.project(H) for H in self.H]
+        proj = [P[r] for P, r in zip(projected, self.aligned())]
         self.B = np.where(np.add.reduce(proj) > 0, 1, -1).astype(np.int8)
         self.Ht = [np.where(p > 0, 1, -1).astype(np.int8) for p in proj]
-
-    def code_changes(self):
-        """Bits of the training codes of every sample (all modalities) that
-        changed since the last call, and the number of bits: the codes'
-        share of the convergence test."""
-        bits = [self.code.project(H) > 0 for H in self.H]
+        bits = [P > 0 for P in projected]
         total = sum(b.size for b in bits)
         if self.code_bits is None:
             changed = total
@@ -382,8 +372,8 @@ def itq_cross(part, R):
 def apply_code(part, code):
     """Set the code function; back: the terms of Eq. 6 and the changed and
     total bits of the training codes."""
-    part.apply_code(code)
-    return part.objective_sums() + part.code_changes()
+    changes = part.apply_code(code)
+    return part.objective_sums() + changes
 
 
 def indicator_gram(part, m, anchors, sigma, rows):
