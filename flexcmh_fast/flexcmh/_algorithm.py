@@ -405,13 +405,12 @@ class FlexCMHFit:
                 codes_settled = changes <= T.CODE_CHANGE_TOL
                 self.converged = change <= p["tol"] and codes_settled
                 if rematch and repairs < p["n_repairs"]:
-                    # Settled with Γ's inferred pairs fixed (a looser test
-                    # will do here): re-rank them from the settled indicators
-                    # and settle again.  Converged when a re-ranking changed
-                    # nothing that unsettles the fit.
+                    # The codes have settled with Γ's inferred pairs fixed:
+                    # re-rank them from the current indicators and settle
+                    # again.  Converged when a re-ranking changed nothing
+                    # that unsettles the fit.
                     self.converged = self.converged and repair
-                    repair = (not self.converged and codes_settled
-                              and change <= p["tol"] * T.REPAIR_TOL_FACTOR)
+                    repair = not self.converged and codes_settled
                     repairs += repair
                 else:
                     repair = False

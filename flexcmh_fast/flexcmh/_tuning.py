@@ -45,10 +45,6 @@ ENC_WIDTH_SAMPLE = 1000
 # in the last iteration (the in-loop code is warm-started ITQ, one rotation
 # step an iteration: bits near the boundary keep flipping at ~0.1-0.5%).
 CODE_CHANGE_TOL = 0.01
-# Between re-rankings of Γ's inferred pairs (``n_repairs``) "settled" uses
-# this multiple of ``tol`` (the re-ranking unsettles the fit anyway).
-# Chosen on Wiki validation splits (docs/flexcmh.md, "Convergence").
-REPAIR_TOL_FACTOR = 10.0
 # match_score="gw": rows per modality sub-sampled for the Gromov–Wasserstein
 # alignment (its cost is O(GW_SAMPLE^3) per iteration, independent of n),
 # entropic regularisation (on mean-normalised distances) and iterations.
