@@ -13,7 +13,7 @@ not depend on the number of threads.
 Plain numpy references of every kernel live in ``tests/reference_flexcmh.py``.
 """
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import njit, prange
 
 _FM = {"contract", "reassoc", "arcp"}
 
@@ -183,7 +183,9 @@ def nnls_rows(Q, C, diag, H, max_sweeps, tol):
     n, k = H.shape
     # Rows are independent; blocks of rows share one gradient buffer (an
     # allocation per row cost as much as the row's arithmetic at k = 10).
-    n_blocks = max(1, min(n, 4 * get_num_threads()))
+    # A fixed block count: reading the thread count would make the kernel
+    # uncacheable.
+    n_blocks = max(1, min(n, 256))
     step = (n + n_blocks - 1) // n_blocks
     for t in prange(n_blocks):
         g = np.empty(k)
