@@ -81,7 +81,7 @@ class Partition:
         self.label_rank = None
         self.H = self.Z = self.XZ = None
         self._assign = [None] * self.M
-        self.gamma = self.adj = None
+        self.gamma = self.adj = self._aligned = None
         self.code = self.B = self.Ht = None
         self.code_bits = None
         self.itq_U = None
@@ -155,6 +155,7 @@ class Partition:
                 inferred = self.K.rank_pairs(a, sa, b, sb, max(n_groups, 1))
                 gamma[(m, m2)] = np.vstack([known, inferred])
         self.gamma = gamma
+        self._aligned = None
         self._adjacency()
 
     def _adjacency(self):
@@ -189,7 +190,13 @@ class Partition:
     # ---- Eq. 5, 10-11: codes ----------------------------------------------
     def aligned(self):
         """Rows of the training correspondence: modality-0 samples with a
-        partner in every other modality (first partner; repeats removed)."""
+        partner in every other modality (first partner; repeats removed).
+        Cached until Γ is rebuilt."""
+        if self._aligned is None:
+            self._aligned = self._aligned_rows()
+        return self._aligned
+
+    def _aligned_rows(self):
         if self.M == 2 and not self.gamma[(0, 1)].size:
             return [np.empty(0, dtype=np.int64)] * 2
         keep = np.ones(self.n[0], dtype=bool)
