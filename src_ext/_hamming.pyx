@@ -13,8 +13,9 @@ Work is split into tasks = (database part) x (group of queries); each task
 owns its output rows, so there are no races; the partial top-k selections
 of the database parts are merged afterwards (stable by id).
 
-Popcount path: chosen at import from the CPU features (AVX-512 VPOPCNTDQ,
-else AVX2, else POPCNT, else a portable bit trick).  ``set_popcount_path`` or the
+Popcount path (``popcount.h``, shared with ``_ranking``): chosen at import
+from the CPU features (AVX-512 VPOPCNTDQ, else AVX2, else POPCNT, else a
+portable bit trick).  ``set_popcount_path`` or the
 environment variable ``FLEXCMH_FAST_POPCOUNT`` (read at import) force
 another path that the CPU supports, e.g. ``"portable"`` for testing.
 """
@@ -27,13 +28,13 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free
 from cython.parallel cimport prange, threadid
 
+cdef extern from "popcount.h" nogil:
+    enum: PC_N_PATHS
+    const char *pc_path_names[PC_N_PATHS]
+    int pc_cpu_best_path()
+
 cdef extern from "hamming_kernels.h" nogil:
-    int HM_PATH_PORTABLE
-    int HM_PATH_POPCNT
-    int HM_PATH_AVX2
-    int HM_PATH_AVX512
     int HM_BLOCK
-    int hm_cpu_best_path()
     int HM_ST_SIZE
     int HM_ST_THR
     void hm_topk(int path, const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
@@ -57,12 +58,12 @@ BLOCK = HM_BLOCK
 # multiples of it so no tile is split between tasks.
 cdef int64_t _QT = 8
 
-# Paths are ordered: a CPU supporting one supports every lower one.
-_NAMES = {HM_PATH_AVX512: "avx512-vpopcntdq", HM_PATH_AVX2: "avx2", HM_PATH_POPCNT: "popcnt",
-          HM_PATH_PORTABLE: "portable"}
+# Paths are ordered: a CPU supporting one supports every lower one (see
+# popcount.h, whose path numbers and names these are).
+_NAMES = {p: pc_path_names[p].decode() for p in range(PC_N_PATHS)}
 _CODES = {name: code for code, name in _NAMES.items()}
 
-cdef int _best_path = hm_cpu_best_path()
+cdef int _best_path = pc_cpu_best_path()
 cdef int _path = _best_path
 
 
@@ -72,16 +73,22 @@ def available_popcount_paths():
 
 
 def cpu_popcount_path():
-    """Name of the popcount path in use.
+    """Name of the popcount path in use, by this module and by ``_ranking``.
 
     Returns
     -------
     str
         ``"avx512-vpopcntdq"`` (AVX-512 vector popcount), ``"avx2"`` (AVX2
-        table popcount for top-k, POPCNT elsewhere), ``"popcnt"`` (scalar
-        POPCNT instruction) or ``"portable"`` (bit-trick fallback).
+        nibble-table popcount), ``"popcnt"`` (scalar POPCNT instruction) or
+        ``"portable"`` (bit-trick fallback).
     """
     return _NAMES[_path]
+
+
+def _path_code():
+    """Number of the path in use (``PC_PATH_*`` of popcount.h), which
+    ``_ranking`` reads so both extensions follow one selection."""
+    return _path
 
 
 def set_popcount_path(name):
@@ -92,6 +99,8 @@ def set_popcount_path(name):
     name : {"auto", "avx512-vpopcntdq", "avx2", "popcnt", "portable"}
         ``"auto"`` picks the fastest path the CPU supports.  Results are
         identical on every path; forcing a slower one is meant for tests.
+        The selection applies to the search kernels and to the ranking
+        statistics of :mod:`flexcmh_fast.metrics` alike.
 
     Raises
     ------

@@ -17,13 +17,13 @@
  * threshold), and ties are broken by the smaller id exactly.
  *
  * Popcount paths, chosen at run time (never compiled for the build host's CPU):
- *   HM_PATH_AVX512   AVX-512F + VPOPCNTDQ intrinsics in functions compiled
+ *   PC_PATH_AVX512   AVX-512F + VPOPCNTDQ intrinsics in functions compiled
  *                    with __attribute__((target(...))),
- *   HM_PATH_AVX2     top-k with AVX2 nibble-table popcount (VPSHUFB +
+ *   PC_PATH_AVX2     top-k with AVX2 nibble-table popcount (VPSHUFB +
  *                    VPSADBW) in target("avx2,popcnt") functions; the other
  *                    operations use the POPCNT loops on this path,
- *   HM_PATH_POPCNT   scalar loops compiled with target("popcnt"),
- *   HM_PATH_PORTABLE scalar loops with a bit-trick popcount (no special
+ *   PC_PATH_POPCNT   scalar loops compiled with target("popcnt"),
+ *   PC_PATH_PORTABLE scalar loops with a bit-trick popcount (no special
  *                    instruction; on non-x86 the compiler builtin).
  */
 #ifndef FLEXCMH_HAMMING_KERNELS_H
@@ -33,9 +33,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include "popcount.h"
+
+#ifdef PC_X86
 #define HM_X86 1
-#include <immintrin.h>
 #endif
 
 #define HM_BLOCK 8
@@ -51,28 +52,7 @@
 #define HM_KEY_SHIFT 51
 #define HM_ID_MASK ((UINT64_C(1) << HM_KEY_SHIFT) - 1)
 
-#define HM_PATH_PORTABLE 0
-#define HM_PATH_POPCNT 1
-#define HM_PATH_AVX2 2
-#define HM_PATH_AVX512 3
-
-#define HM_INLINE static inline __attribute__((always_inline))
-
-/* Best path this CPU (and OS, for the AVX-512 register state) supports. */
-static int hm_cpu_best_path(void)
-{
-#ifdef HM_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq"))
-        return HM_PATH_AVX512;
-    /* Every AVX2 CPU has POPCNT; the AVX2 path relies on both. */
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt"))
-        return HM_PATH_AVX2;
-    if (__builtin_cpu_supports("popcnt"))
-        return HM_PATH_POPCNT;
-#endif
-    return HM_PATH_PORTABLE;
-}
+#define HM_INLINE PC_INLINE
 
 /* Blocks per cache chunk: every query tile re-reads the chunk, so keep it
  * well inside L2 (256 KiB), and a multiple of the AVX-512 group size. */
@@ -240,20 +220,6 @@ static void hm_range_sort(const uint64_t *keys, int64_t cnt, int radius, int64_t
 /* Scalar paths (POPCNT instruction or portable bit trick).             */
 /* ------------------------------------------------------------------ */
 
-HM_INLINE int hm_pc_swar(uint64_t x)
-{
-#ifdef HM_X86
-    /* Without -mpopcnt the builtin would call a libgcc routine; the
-     * classic SWAR count is branch-free and as fast. */
-    x = x - ((x >> 1) & UINT64_C(0x5555555555555555));
-    x = (x & UINT64_C(0x3333333333333333)) + ((x >> 2) & UINT64_C(0x3333333333333333));
-    x = (x + (x >> 4)) & UINT64_C(0x0f0f0f0f0f0f0f0f);
-    return (int)((x * UINT64_C(0x0101010101010101)) >> 56);
-#else
-    return __builtin_popcountll(x);
-#endif
-}
-
 /* hw != 0 only when inlined into a target("popcnt") function, where the
  * builtin expands to the POPCNT instruction. */
 HM_INLINE int hm_sdist(const uint64_t *blk, int lane, const uint64_t *q, int W, const int hw)
@@ -261,7 +227,7 @@ HM_INLINE int hm_sdist(const uint64_t *blk, int lane, const uint64_t *q, int W, 
     int d = 0, w;
     for (w = 0; w < W; w++) {
         uint64_t x = blk[w * HM_BLOCK + lane] ^ q[w];
-        d += hw ? __builtin_popcountll(x) : hm_pc_swar(x);
+        d += pc_popcount64(x, hw);
     }
     return d;
 }
@@ -370,11 +336,7 @@ HM_INLINE void hm_dist_scalar(const uint64_t *db, int64_t n, int W, const uint64
     }
 }
 
-#ifdef HM_X86
-#define HM_TARGET_POPCNT __attribute__((target("popcnt")))
-#else
-#define HM_TARGET_POPCNT
-#endif
+#define HM_TARGET_POPCNT PC_TARGET_POPCNT
 
 static HM_TARGET_POPCNT void hm_topk_popcnt(const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
                                             int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
@@ -435,7 +397,7 @@ static void hm_dist_portable(const uint64_t *db, int64_t n, int W, const uint64_
 /* ------------------------------------------------------------------ */
 #ifdef HM_X86
 
-#define HM_AVX512 __attribute__((target("avx512f,avx512vpopcntdq")))
+#define HM_AVX512 PC_TARGET_AVX512
 
 /* Distances of query q to the 8 codes of block blk (one per 64-bit lane). */
 HM_INLINE HM_AVX512 __m512i hm_vdist(const uint64_t *blk, const uint64_t *q, const int W)
@@ -713,19 +675,8 @@ static HM_AVX512 void hm_dist_avx512(const uint64_t *db, int64_t n, int W, const
 /* ------------------------------------------------------------------ */
 /* AVX2 path (top-k only): 4 codes per 256-bit vector.                   */
 /* ------------------------------------------------------------------ */
-#define HM_AVX2 __attribute__((target("avx2,popcnt")))
+#define HM_AVX2 PC_TARGET_AVX2
 #define HM_QT2 4 /* queries per tile: AVX2 has only 16 vector registers */
-
-/* Per-byte popcount by two 16-entry table lookups (Mula's method). */
-HM_INLINE HM_AVX2 __m256i hm_pc_bytes256(__m256i x)
-{
-    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
-                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-    const __m256i low = _mm256_set1_epi8(0x0f);
-    __m256i lo = _mm256_and_si256(x, low);
-    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
-    return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
-}
 
 /* Distances of query q to lanes 0-3 (*d0) and 4-7 (*d1) of a block, one per
  * 64-bit lane (high 32 bits zero).  Byte counts are summed over up to 31
@@ -738,9 +689,9 @@ HM_INLINE HM_AVX2 void hm_vdist256(const uint64_t *blk, const uint64_t *q, const
     int w, c = 0;
     for (w = 0; w < W; w++) {
         __m256i qv = _mm256_set1_epi64x((long long)q[w]);
-        s0 = _mm256_add_epi8(s0, hm_pc_bytes256(_mm256_xor_si256(
+        s0 = _mm256_add_epi8(s0, pc_bytes256(_mm256_xor_si256(
             _mm256_loadu_si256((const __m256i *)(blk + w * HM_BLOCK)), qv)));
-        s1 = _mm256_add_epi8(s1, hm_pc_bytes256(_mm256_xor_si256(
+        s1 = _mm256_add_epi8(s1, pc_bytes256(_mm256_xor_si256(
             _mm256_loadu_si256((const __m256i *)(blk + w * HM_BLOCK + 4)), qv)));
         if (++c == 31 || w == W - 1) {
             a0 = _mm256_add_epi64(a0, _mm256_sad_epu8(s0, zero));
@@ -846,16 +797,16 @@ static void hm_topk(int path, const uint64_t *db, int64_t n, int W, int n_bits, 
                     int64_t cap, uint64_t *bufs, int32_t *cnts, int64_t *sts)
 {
 #ifdef HM_X86
-    if (path == HM_PATH_AVX512) {
+    if (path == PC_PATH_AVX512) {
         hm_topk_avx512(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts);
         return;
     }
-    if (path == HM_PATH_AVX2) {
+    if (path == PC_PATH_AVX2) {
         hm_topk_avx2(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts);
         return;
     }
 #endif
-    if (path == HM_PATH_POPCNT || path == HM_PATH_AVX2)
+    if (path == PC_PATH_POPCNT || path == PC_PATH_AVX2)
         hm_topk_popcnt(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts);
     else
         hm_topk_portable(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts);
@@ -866,12 +817,12 @@ static void hm_range(int path, const uint64_t *db, int64_t n, int W, const uint6
                      int radius, int64_t *counts, uint64_t *out_keys)
 {
 #ifdef HM_X86
-    if (path == HM_PATH_AVX512) {
+    if (path == PC_PATH_AVX512) {
         hm_range_avx512(db, n, W, Q, b_lo, b_hi, q_lo, q_hi, radius, counts, out_keys);
         return;
     }
 #endif
-    if (path == HM_PATH_POPCNT || path == HM_PATH_AVX2)
+    if (path == PC_PATH_POPCNT || path == PC_PATH_AVX2)
         hm_range_popcnt(db, n, W, Q, b_lo, b_hi, q_lo, q_hi, radius, counts, out_keys);
     else
         hm_range_portable(db, n, W, Q, b_lo, b_hi, q_lo, q_hi, radius, counts, out_keys);
@@ -881,12 +832,12 @@ static void hm_hist(int path, const uint64_t *db, int64_t n, int W, int n_bits, 
                     int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int64_t *hist)
 {
 #ifdef HM_X86
-    if (path == HM_PATH_AVX512) {
+    if (path == PC_PATH_AVX512) {
         hm_hist_avx512(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, hist);
         return;
     }
 #endif
-    if (path == HM_PATH_POPCNT || path == HM_PATH_AVX2)
+    if (path == PC_PATH_POPCNT || path == PC_PATH_AVX2)
         hm_hist_popcnt(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, hist);
     else
         hm_hist_portable(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, hist);
@@ -896,12 +847,12 @@ static void hm_dist(int path, const uint64_t *db, int64_t n, int W, const uint64
                     int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int32_t *out)
 {
 #ifdef HM_X86
-    if (path == HM_PATH_AVX512) {
+    if (path == PC_PATH_AVX512) {
         hm_dist_avx512(db, n, W, Q, b_lo, b_hi, q_lo, q_hi, out);
         return;
     }
 #endif
-    if (path == HM_PATH_POPCNT || path == HM_PATH_AVX2)
+    if (path == PC_PATH_POPCNT || path == PC_PATH_AVX2)
         hm_dist_popcnt(db, n, W, Q, b_lo, b_hi, q_lo, q_hi, out);
     else
         hm_dist_portable(db, n, W, Q, b_lo, b_hi, q_lo, q_hi, out);

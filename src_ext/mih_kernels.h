@@ -139,7 +139,7 @@ HM_INLINE int mh_visit(const mh_tables *T, const uint64_t *q, int64_t id, int a,
     int w, j, d = 0;
     for (w = 0; w < W; w++) {
         x[w] = blk[w * HM_BLOCK] ^ q[w];
-        d += hw ? __builtin_popcountll(x[w]) : hm_pc_swar(x[w]);
+        d += pc_popcount64(x[w], hw);
     }
     /* Reached before iff an earlier step probes one of its substrings. */
     for (j = 0; j < T->m; j++) {
@@ -148,7 +148,7 @@ HM_INLINE int mh_visit(const mh_tables *T, const uint64_t *q, int64_t id, int a,
         if (j == i || lim < 0)
             continue;
         for (w = 0; w < W; w++)
-            dj += hw ? __builtin_popcountll(x[w] & mk[w]) : hm_pc_swar(x[w] & mk[w]);
+            dj += pc_popcount64(x[w] & mk[w], hw);
         if (dj <= lim)
             return -1;
     }
@@ -365,7 +365,7 @@ MH_INSTANCES(portable, , 0)
 static int64_t mh_knn(int path, const mh_tables *T, const uint64_t *q, int n_bits, int64_t k,
                       int64_t budget, int64_t *cnt, int32_t *od, int64_t *oi)
 {
-    if (path >= HM_PATH_POPCNT)
+    if (path >= PC_PATH_POPCNT)
         return mh_knn_popcnt(T, q, n_bits, k, budget, cnt, od, oi);
     return mh_knn_portable(T, q, n_bits, k, budget, cnt, od, oi);
 }
@@ -373,7 +373,7 @@ static int64_t mh_knn(int path, const mh_tables *T, const uint64_t *q, int n_bit
 static int64_t mh_range(int path, const mh_tables *T, const uint64_t *q, int radius,
                         int64_t budget, uint64_t **out, int64_t *out_len)
 {
-    if (path >= HM_PATH_POPCNT)
+    if (path >= PC_PATH_POPCNT)
         return mh_range_popcnt(T, q, radius, budget, out, out_len);
     return mh_range_portable(T, q, radius, budget, out, out_len);
 }
