@@ -37,21 +37,25 @@ cdef extern from "hamming_kernels.h" nogil:
     int HM_BLOCK
     int HM_ST_SIZE
     int HM_ST_THR
-    void hm_topk(int path, const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
-                 int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
-                 int64_t cap, uint64_t *bufs, int32_t *cnts, int64_t *sts)
+    ctypedef struct hm_ops:
+        void (*topk)(const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
+                     int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
+                     int64_t cap, uint64_t *bufs, int32_t *cnts, int64_t *sts) noexcept nogil
+        void (*range)(const uint64_t *db, int64_t n, int W, const uint64_t *Q,
+                      int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
+                      int radius, int64_t *counts, uint64_t *out_keys) noexcept nogil
+        void (*hist)(const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
+                     int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
+                     int64_t *hist) noexcept nogil
+        void (*dist)(const uint64_t *db, int64_t n, int W, const uint64_t *Q,
+                     int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
+                     int32_t *out) noexcept nogil
+    const hm_ops *hm_ops_for(int path)
     void hm_topk_finalize(const uint64_t *bufs, const int32_t *cnts, const int64_t *sts,
                           int64_t S, int64_t nq, int64_t j, int64_t cap, int64_t k,
                           int n_bits, int64_t *pos, int32_t *out_d, int64_t *out_i)
-    void hm_range(int path, const uint64_t *db, int64_t n, int W, const uint64_t *Q,
-                  int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
-                  int radius, int64_t *counts, uint64_t *out_keys)
     void hm_range_sort(const uint64_t *keys, int64_t cnt, int radius, int64_t *cnt_buf,
                        int32_t *out_d, int64_t *out_i)
-    void hm_hist(int path, const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
-                 int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int64_t *hist)
-    void hm_dist(int path, const uint64_t *db, int64_t n, int W, const uint64_t *Q,
-                 int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int32_t *out)
 
 BLOCK = HM_BLOCK
 # Queries per register tile of the AVX-512 kernel: query groups are cut at
@@ -222,14 +226,14 @@ def topk(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n_bits
     cdef int64_t[:, ::1] pos = pos_arr
     cdef int32_t[:, ::1] D = D_arr
     cdef int64_t[:, ::1] I = I_arr
-    cdef int path = _path
+    cdef const hm_ops *ops = hm_ops_for(_path)
     cdef int64_t t, j
     cdef _Task task
     with nogil:
         for t in prange(cS * T.groups, num_threads=T.n_threads, schedule="dynamic"):
             task = _task(&T, t)
             if not task.empty:
-                hm_topk(path, &db[0], n, <int>W, n_bits, &Q[0, 0], task.b_lo, task.b_hi,
+                ops.topk(&db[0], n, <int>W, n_bits, &Q[0, 0], task.b_lo, task.b_hi,
                         task.q_lo, task.q_hi, cap, &bufs[task.part, 0, 0],
                         &cnts[task.part, 0, 0], &sts[task.part, 0, 0])
                 if cS == 1:
@@ -261,7 +265,7 @@ def range_search(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, in
     cdef int64_t cS = T.parts
     counts_arr = np.zeros((cS, nq), dtype=np.int64)
     cdef int64_t[:, ::1] counts = counts_arr
-    cdef int path = _path
+    cdef const hm_ops *ops = hm_ops_for(_path)
     cdef int64_t t, j
     cdef _Task task
     # Pass 1: count hits per (part, query).
@@ -269,7 +273,7 @@ def range_search(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, in
         for t in prange(cS * T.groups, num_threads=T.n_threads, schedule="dynamic"):
             task = _task(&T, t)
             if not task.empty:
-                hm_range(path, &db[0], n, <int>W, &Q[0, 0], task.b_lo, task.b_hi, task.q_lo,
+                ops.range(&db[0], n, <int>W, &Q[0, 0], task.b_lo, task.b_hi, task.q_lo,
                          task.q_hi, radius, &counts[task.part, 0], NULL)
     lims_arr = np.zeros(nq + 1, dtype=np.int64)
     np.cumsum(counts_arr.sum(axis=0), out=lims_arr[1:])
@@ -294,7 +298,7 @@ def range_search(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, in
         for t in prange(cS * T.groups, num_threads=T.n_threads, schedule="dynamic"):
             task = _task(&T, t)
             if not task.empty:
-                hm_range(path, &db[0], n, <int>W, &Q[0, 0], task.b_lo, task.b_hi, task.q_lo,
+                ops.range(&db[0], n, <int>W, &Q[0, 0], task.b_lo, task.b_hi, task.q_lo,
                          task.q_hi, radius, &cursors[task.part, 0], &keys[0])
         for j in prange(nq, num_threads=T.n_threads, schedule="dynamic"):
             if lims[j + 1] > lims[j]:
@@ -314,14 +318,14 @@ def histogram(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n
     cdef int64_t cS = T.parts
     hist_arr = np.zeros((cS, nq, n_bits + 1), dtype=np.int64)
     cdef int64_t[:, :, ::1] hist = hist_arr
-    cdef int path = _path
+    cdef const hm_ops *ops = hm_ops_for(_path)
     cdef int64_t t
     cdef _Task task
     with nogil:
         for t in prange(cS * T.groups, num_threads=T.n_threads, schedule="dynamic"):
             task = _task(&T, t)
             if not task.empty:
-                hm_hist(path, &db[0], n, <int>W, n_bits, &Q[0, 0], task.b_lo, task.b_hi,
+                ops.hist(&db[0], n, <int>W, n_bits, &Q[0, 0], task.b_lo, task.b_hi,
                         task.q_lo, task.q_hi, &hist[task.part, 0, 0])
     return hist_arr.sum(axis=0) if cS > 1 else hist_arr[0]
 
@@ -335,14 +339,14 @@ def distances(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n
         return out_arr
     cdef _Tasks T = _tasks(nq, nb, W, n_threads)
     cdef int32_t[:, ::1] out = out_arr
-    cdef int path = _path
+    cdef const hm_ops *ops = hm_ops_for(_path)
     cdef int64_t t
     cdef _Task task
     with nogil:
         for t in prange(T.parts * T.groups, num_threads=T.n_threads, schedule="dynamic"):
             task = _task(&T, t)
             if not task.empty:
-                hm_dist(path, &db[0], n, <int>W, &Q[0, 0], task.b_lo, task.b_hi, task.q_lo,
+                ops.dist(&db[0], n, <int>W, &Q[0, 0], task.b_lo, task.b_hi, task.q_lo,
                         task.q_hi, &out[0, 0])
     return out_arr
 
