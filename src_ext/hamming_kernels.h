@@ -607,4 +607,76 @@ static const hm_ops *hm_ops_for(int path)
     return by_path[path];
 }
 
+/* ------------------------------------------------------------------ */
+/* One call's work, run task by task.                                   */
+/* ------------------------------------------------------------------ */
+/*
+ * flexcmh_fast._hamming cuts a call into tasks = (database part, group of
+ * queries) and runs them in parallel; a task owns its outputs (per part
+ * for top-k state, range counts and histograms), so there are no races.
+ */
+#define HM_OP_TOPK 0
+#define HM_OP_RANGE 1
+#define HM_OP_HIST 2
+#define HM_OP_DIST 3
+
+typedef struct {
+    int op; /* HM_OP_* */
+    const hm_ops *ops;
+    const uint64_t *db;
+    int64_t n, nq;
+    int W, n_bits;
+    const uint64_t *Q;
+    /* top-k: selection state of part s at bufs + s * nq * 2 * cap, cnts +
+     * s * nq * (n_bits + 2), sts + s * nq * HM_ST_SIZE; with one part the
+     * task also writes its queries' results (finalize, pos: n_bits + 2
+     * scratch per thread) */
+    int64_t cap, k;
+    uint64_t *bufs;
+    int32_t *cnts;
+    int64_t *sts, *pos;
+    int finalize;
+    int32_t *out_d;
+    int64_t *out_i;
+    /* radius search: counts (keys == NULL) or write cursors of part s at
+     * counts + s * nq */
+    int radius;
+    int64_t *counts;
+    uint64_t *keys;
+    /* histograms of part s at hist + s * nq * (n_bits + 1) */
+    int64_t *hist;
+    /* distance matrix (nq, n) */
+    int32_t *dist;
+} hm_job;
+
+static void hm_job_run(const hm_job *J, int64_t part, int64_t b_lo, int64_t b_hi,
+                       int64_t q_lo, int64_t q_hi, int tid)
+{
+    const int64_t nq = J->nq;
+    int64_t j;
+    switch (J->op) {
+    case HM_OP_TOPK:
+        J->ops->topk(J->db, J->n, J->W, J->n_bits, J->Q, b_lo, b_hi, q_lo, q_hi, J->cap,
+                     J->bufs + part * nq * 2 * J->cap,
+                     J->cnts + part * nq * (int64_t)(J->n_bits + 2),
+                     J->sts + part * nq * HM_ST_SIZE);
+        if (J->finalize)
+            for (j = q_lo; j < q_hi; j++)
+                hm_topk_finalize(J->bufs, J->cnts, J->sts, 1, nq, j, J->cap, J->k, J->n_bits,
+                                 J->pos + tid * (int64_t)(J->n_bits + 2), J->out_d, J->out_i);
+        break;
+    case HM_OP_RANGE:
+        J->ops->range(J->db, J->n, J->W, J->Q, b_lo, b_hi, q_lo, q_hi, J->radius,
+                      J->counts + part * nq, J->keys);
+        break;
+    case HM_OP_HIST:
+        J->ops->hist(J->db, J->n, J->W, J->n_bits, J->Q, b_lo, b_hi, q_lo, q_hi,
+                     J->hist + part * nq * (int64_t)(J->n_bits + 1));
+        break;
+    default:
+        J->ops->dist(J->db, J->n, J->W, J->Q, b_lo, b_hi, q_lo, q_hi, J->dist);
+        break;
+    }
+}
+
 #endif /* FLEXCMH_HAMMING_KERNELS_H */
