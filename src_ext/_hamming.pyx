@@ -72,8 +72,8 @@ cdef extern from "hamming_kernels.h" nogil:
                        int32_t *out_d, int64_t *out_i)
 
 BLOCK = HM_BLOCK
-# Queries per register tile of the AVX-512 kernel: query groups are cut at
-# multiples of it so no tile is split between tasks.
+# Queries per register tile of the AVX-512 and AVX2 kernels (HM_QT, HM_QT2):
+# query groups are cut at multiples of it so no tile is split between tasks.
 cdef int64_t _QT = 8
 
 # Paths are ordered: a CPU supporting one supports every lower one (see
