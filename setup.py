@@ -1,8 +1,8 @@
 """Build script for the Cython Hamming-search extension.
 
-The wheel is portable: no host-tuned -march flag.  The fast popcount paths
-(AVX-512 VPOPCNTDQ, POPCNT) are selected at run time inside the C kernel
-(see ``src_ext/hamming_kernels.h``).
+The wheel is portable: no host-tuned -march flag.  The popcount paths
+(AVX-512 VPOPCNTDQ, AVX2, POPCNT, portable) are compiled per function with
+target attributes and selected at run time (see ``src_ext/popcount.h``).
 """
 import glob
 import os
@@ -22,6 +22,9 @@ extensions = [
     Extension(
         f"flexcmh_fast.{os.path.splitext(os.path.basename(pyx))[0]}",
         sources=[pyx],
+        # The kernels are headers: rebuild when any of them changes.
+        depends=sorted(glob.glob(os.path.join("src_ext", "*.h"))
+                       + glob.glob(os.path.join("src_ext", "*.inc"))),
         include_dirs=[np.get_include(), "src_ext"],
         extra_compile_args=["-O3"] + openmp_compile,
         extra_link_args=openmp_link,

@@ -11,7 +11,7 @@ per query and must agree on those queries.
 
 The previous engine (the row-major pass with a scalar histogram, still
 used for codes longer than 128 bits or more than 64 labels, selectable as
-``variant="avx512vpopcntdq"``) is timed on the same queries when the CPU
+``fast_pass=False``) is timed on the same queries when the CPU
 runs the fast pass, and the ratio previous / fast is printed as well.
 
 Run (from the repository root, extension built or package installed)::
@@ -88,14 +88,14 @@ def test_map_ours(benchmark, data, ties):
 def test_map_previous_engine(benchmark, data, ties):
     """Same queries through the previous (row-major, scalar histogram) pass."""
     from flexcmh_fast import _ranking
-    if _ranking.popcount_variant() != "avx512gfni":
+    if not _ranking.fast_pass_available():
         pytest.skip("the fast pass does not run on this CPU")
     n_bits, db, queries, ql, dl = data
     q_lab, db_lab, db_ids = metrics._label_inputs(ql, dl, len(ql), len(dl))
     args = (metrics._as_words(queries), metrics._as_words(db), q_lab, db_lab, db_ids, n_bits,
             ties == "stable", True, 0, np.zeros(0, dtype=np.int64), False, os.cpu_count())
     ap = benchmark.pedantic(_ranking.rank_stats, args=args,
-                            kwargs={"variant": "avx512vpopcntdq"}, rounds=1, iterations=1)[0]
+                            kwargs={"fast_pass": False}, rounds=1, iterations=1)[0]
     per_query = benchmark.stats.stats.min / N_QUERIES
     RESULTS[(n_bits, ties + "_previous")] = per_query
     np.testing.assert_array_equal(ap, metrics.average_precision(queries, db, ql, dl,

@@ -3,6 +3,11 @@ numpy reference, in one run, on the performance anchors of DESIGN.md §7:
 1,000,000 uniformly random codes, 1,000 queries, k = 100, 64 and 128 bits
 (the linear scan, ``method="linear"``).
 
+``test_popcount_bound`` builds ``bench/popcount_bound.c`` (needs a C
+compiler with OpenMP) and times the bare popcount-of-XOR sum over the same
+number of (query, code) pairs on the selected popcount path: the ratio scan
+/ bound says how close the scan is to the popcount throughput.
+
 ``test_mih`` times multi-index hashing (``method="mih"`` and ``"auto"``)
 against the scan on clustered codes (1M x 64 bits, k = 100; 10M x 64 bits,
 k = 10) and on uniformly random codes (64 and 128 bits, k = 100).  Clustered
@@ -23,6 +28,8 @@ OpenMP default).  The numpy reference is single-threaded and timed once.
 """
 import os
 import platform
+import shutil
+import subprocess
 import time
 
 import sys
@@ -130,6 +137,33 @@ def test_results_agree(n_bits):
         np.testing.assert_array_equal(ours[0], fa[0])
 
 
+@pytest.fixture(scope="module")
+def popcount_bound_program(tmp_path_factory):
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if compiler is None:
+        pytest.skip("no C compiler")
+    root = Path(__file__).resolve().parent
+    exe = tmp_path_factory.mktemp("bound") / "popcount_bound"
+    build = subprocess.run([compiler, "-O3", "-fopenmp", f"-I{root.parent / 'src_ext'}",
+                            str(root / "popcount_bound.c"), "-o", str(exe)],
+                           capture_output=True, text=True)
+    if build.returncode != 0:
+        pytest.skip(f"popcount_bound.c does not build: {build.stderr[-300:]}")
+    return exe
+
+
+@pytest.mark.parametrize("n_bits", BITS)
+def test_popcount_bound(popcount_bound_program, n_bits):
+    """Bare popcount-of-XOR sum over N_DB x N_QUERIES pairs, all cores."""
+    path = _hamming.cpu_popcount_path()
+    if path == "portable":
+        pytest.skip("no popcount instruction to bound with")
+    out = subprocess.run([str(popcount_bound_program), path, str(n_bits), str(N_DB),
+                          str(N_QUERIES)], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, OMP_NUM_THREADS=str(available_cores())))
+    RESULTS[(n_bits, "bound")] = float(out.stdout.split()[1])
+
+
 # (name, n_codes, n_bits, k, kind); kind "clustered" or "random".
 MIH_CASES = [
     ("clustered-1M-64", N_DB, 64, 100, "clustered"),
@@ -190,6 +224,9 @@ def summary_lines():
             t = RESULTS.get((n_bits, other))
             if t is not None:
                 row += f" | {other} {t:.3f} s ({N_DB * N_QUERIES / t / 1e9:.2f} G/s), x{t / ours:.1f}"
+        bound = RESULTS.get((n_bits, "bound"))
+        if bound is not None:
+            row += f" | popcount bound {bound:.3f} s, scan / bound {ours / bound:.2f}"
         lines.append(row)
     if lines:
         lines.insert(0, f"Hamming search, {N_DB} codes x {N_QUERIES} queries, k={K}; "

@@ -9,12 +9,14 @@ Low-level layer behind :class:`flexcmh_fast.HammingIndex`; the kernels are in
   ``ceil(n / 8) * W * 8`` words, codes past ``n`` zero;
 * ``Q``: uint64 matrix (n_queries, W), padding bits zero.
 
-Work is split into tasks = (database part) x (group of queries); each task
-owns its output rows, so there are no races; the partial top-k selections
-of the database parts are merged afterwards (stable by id).
+Work is split into tasks = (database part) x (group of queries), run by one
+parallel loop (``_run`` over ``hm_job_run`` of the header); each task owns
+its output rows, so there are no races; the partial top-k selections of the
+database parts are merged afterwards (stable by id).
 
-Popcount path: chosen at import from the CPU features (AVX-512 VPOPCNTDQ,
-else AVX2, else POPCNT, else a portable bit trick).  ``set_popcount_path`` or the
+Popcount path (``popcount.h``, shared with ``_ranking``): chosen at import
+from the CPU features (AVX-512 VPOPCNTDQ, else AVX2, else POPCNT, else a
+portable bit trick).  ``set_popcount_path`` or the
 environment variable ``FLEXCMH_FAST_POPCOUNT`` (read at import) force
 another path that the CPU supports, e.g. ``"portable"`` for testing.
 """
@@ -25,44 +27,61 @@ import numpy as np
 
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free
+from libc.string cimport memset
 from cython.parallel cimport prange, threadid
 
+cdef extern from "popcount.h" nogil:
+    enum: PC_N_PATHS
+    const char *pc_path_names[PC_N_PATHS]
+    int pc_cpu_best_path()
+
 cdef extern from "hamming_kernels.h" nogil:
-    int HM_PATH_PORTABLE
-    int HM_PATH_POPCNT
-    int HM_PATH_AVX2
-    int HM_PATH_AVX512
     int HM_BLOCK
-    int hm_cpu_best_path()
     int HM_ST_SIZE
     int HM_ST_THR
-    void hm_topk(int path, const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
-                 int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
-                 int64_t cap, uint64_t *bufs, int32_t *cnts, int64_t *sts)
+    ctypedef struct hm_ops:
+        pass
+    const hm_ops *hm_ops_for(int path)
+    int HM_OP_TOPK, HM_OP_RANGE, HM_OP_HIST, HM_OP_DIST
+    ctypedef struct hm_job:
+        int op
+        const hm_ops *ops
+        const uint64_t *db
+        int64_t n, nq
+        int W, n_bits
+        const uint64_t *Q
+        int64_t cap, k
+        uint64_t *bufs
+        int32_t *cnts
+        int64_t *sts
+        int64_t *pos
+        bint finalize
+        int32_t *out_d
+        int64_t *out_i
+        int radius
+        int64_t *counts
+        uint64_t *keys
+        int64_t *hist
+        int32_t *dist
+    void hm_job_run(const hm_job *J, int64_t part, int64_t b_lo, int64_t b_hi,
+                    int64_t q_lo, int64_t q_hi, int tid)
     void hm_topk_finalize(const uint64_t *bufs, const int32_t *cnts, const int64_t *sts,
                           int64_t S, int64_t nq, int64_t j, int64_t cap, int64_t k,
                           int n_bits, int64_t *pos, int32_t *out_d, int64_t *out_i)
-    void hm_range(int path, const uint64_t *db, int64_t n, int W, const uint64_t *Q,
-                  int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
-                  int radius, int64_t *counts, uint64_t *out_keys)
     void hm_range_sort(const uint64_t *keys, int64_t cnt, int radius, int64_t *cnt_buf,
                        int32_t *out_d, int64_t *out_i)
-    void hm_hist(int path, const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
-                 int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int64_t *hist)
-    void hm_dist(int path, const uint64_t *db, int64_t n, int W, const uint64_t *Q,
-                 int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int32_t *out)
 
 BLOCK = HM_BLOCK
-# Queries per register tile of the AVX-512 kernel: query groups are cut at
-# multiples of it so no tile is split between tasks.
+# Queries per register tile of the AVX-512 and AVX2 kernels (HM_QT, HM_QT2):
+# query groups are cut at multiples of it so no tile is split between tasks.
 cdef int64_t _QT = 8
 
-# Paths are ordered: a CPU supporting one supports every lower one.
-_NAMES = {HM_PATH_AVX512: "avx512-vpopcntdq", HM_PATH_AVX2: "avx2", HM_PATH_POPCNT: "popcnt",
-          HM_PATH_PORTABLE: "portable"}
+# Paths are ordered: a CPU supporting one supports every lower one (see
+# popcount.h, whose path numbers and names these are).
+_NAMES = {p: pc_path_names[p].decode() for p in range(PC_N_PATHS)}
 _CODES = {name: code for code, name in _NAMES.items()}
 
-cdef int _best_path = hm_cpu_best_path()
+cdef int _best_path = pc_cpu_best_path()
 cdef int _path = _best_path
 
 
@@ -72,16 +91,22 @@ def available_popcount_paths():
 
 
 def cpu_popcount_path():
-    """Name of the popcount path in use.
+    """Name of the popcount path in use, by this module and by ``_ranking``.
 
     Returns
     -------
     str
         ``"avx512-vpopcntdq"`` (AVX-512 vector popcount), ``"avx2"`` (AVX2
-        table popcount for top-k, POPCNT elsewhere), ``"popcnt"`` (scalar
-        POPCNT instruction) or ``"portable"`` (bit-trick fallback).
+        nibble-table popcount), ``"popcnt"`` (scalar POPCNT instruction) or
+        ``"portable"`` (bit-trick fallback).
     """
     return _NAMES[_path]
+
+
+def _path_code():
+    """Number of the path in use (``PC_PATH_*`` of popcount.h), which
+    ``_ranking`` reads so both extensions follow one selection."""
+    return _path
 
 
 def set_popcount_path(name):
@@ -92,6 +117,8 @@ def set_popcount_path(name):
     name : {"auto", "avx512-vpopcntdq", "avx2", "popcnt", "portable"}
         ``"auto"`` picks the fastest path the CPU supports.  Results are
         identical on every path; forcing a slower one is meant for tests.
+        The selection applies to the search kernels and to the ranking
+        statistics of :mod:`flexcmh_fast.metrics` alike.
 
     Raises
     ------
@@ -186,6 +213,32 @@ cdef inline _Task _task(const _Tasks *T, int64_t t) noexcept nogil:
     return task
 
 
+cdef hm_job _job(int op, const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q,
+                 int n_bits):
+    """A job of one call on the selected popcount path (other fields zero)."""
+    cdef hm_job J
+    memset(&J, 0, sizeof(J))
+    J.op = op
+    J.ops = hm_ops_for(_path)
+    J.db = &db[0]
+    J.n = n
+    J.nq = Q.shape[0]
+    J.W = <int>Q.shape[1]
+    J.n_bits = n_bits
+    J.Q = &Q[0, 0]
+    return J
+
+
+cdef void _run(const _Tasks *T, const hm_job *J) noexcept nogil:
+    """Run every (database part, query group) task of a call in parallel."""
+    cdef int64_t t
+    cdef _Task task
+    for t in prange(T.parts * T.groups, num_threads=T.n_threads, schedule="dynamic"):
+        task = _task(T, t)
+        if not task.empty:
+            hm_job_run(J, task.part, task.b_lo, task.b_hi, task.q_lo, task.q_hi, threadid())
+
+
 def topk(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n_bits,
          int64_t k, int n_threads):
     """Exact k nearest codes: (distances int32 (nq, k), ids int64 (nq, k)).
@@ -213,22 +266,16 @@ def topk(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n_bits
     cdef int64_t[:, ::1] pos = pos_arr
     cdef int32_t[:, ::1] D = D_arr
     cdef int64_t[:, ::1] I = I_arr
-    cdef int path = _path
-    cdef int64_t t, j
-    cdef _Task task
+    cdef hm_job J = _job(HM_OP_TOPK, db, n, Q, n_bits)
+    J.cap, J.k = cap, k
+    J.bufs, J.cnts, J.sts, J.pos = &bufs[0, 0, 0], &cnts[0, 0, 0], &sts[0, 0, 0], &pos[0, 0]
+    J.out_d, J.out_i = &D[0, 0], &I[0, 0]
+    # One part: a task owns its queries entirely and finalises them itself,
+    # saving a second parallel region.
+    J.finalize = cS == 1
+    cdef int64_t j
     with nogil:
-        for t in prange(cS * T.groups, num_threads=T.n_threads, schedule="dynamic"):
-            task = _task(&T, t)
-            if not task.empty:
-                hm_topk(path, &db[0], n, <int>W, n_bits, &Q[0, 0], task.b_lo, task.b_hi,
-                        task.q_lo, task.q_hi, cap, &bufs[task.part, 0, 0],
-                        &cnts[task.part, 0, 0], &sts[task.part, 0, 0])
-                if cS == 1:
-                    # The task owns these queries entirely: finalise them here,
-                    # saving a second parallel region.
-                    for j in range(task.q_lo, task.q_hi):
-                        hm_topk_finalize(&bufs[0, 0, 0], &cnts[0, 0, 0], &sts[0, 0, 0], 1, nq,
-                                         j, cap, k, n_bits, &pos[threadid(), 0], &D[0, 0], &I[0, 0])
+        _run(&T, &J)
         if cS > 1:
             for j in prange(nq, num_threads=T.n_threads, schedule="static"):
                 hm_topk_finalize(&bufs[0, 0, 0], &cnts[0, 0, 0], &sts[0, 0, 0], cS, nq, j, cap,
@@ -252,16 +299,12 @@ def range_search(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, in
     cdef int64_t cS = T.parts
     counts_arr = np.zeros((cS, nq), dtype=np.int64)
     cdef int64_t[:, ::1] counts = counts_arr
-    cdef int path = _path
-    cdef int64_t t, j
-    cdef _Task task
+    cdef hm_job J = _job(HM_OP_RANGE, db, n, Q, n_bits)
+    J.radius = radius
+    J.counts = &counts[0, 0]
     # Pass 1: count hits per (part, query).
     with nogil:
-        for t in prange(cS * T.groups, num_threads=T.n_threads, schedule="dynamic"):
-            task = _task(&T, t)
-            if not task.empty:
-                hm_range(path, &db[0], n, <int>W, &Q[0, 0], task.b_lo, task.b_hi, task.q_lo,
-                         task.q_hi, radius, &counts[task.part, 0], NULL)
+        _run(&T, &J)
     lims_arr = np.zeros(nq + 1, dtype=np.int64)
     np.cumsum(counts_arr.sum(axis=0), out=lims_arr[1:])
     cdef int64_t total = lims_arr[nq]
@@ -280,13 +323,12 @@ def range_search(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, in
     cdef int64_t[::1] I = I_arr
     cnt_arr = np.empty((T.n_threads, radius + 2), dtype=np.int64)
     cdef int64_t[:, ::1] cnt = cnt_arr
+    J.counts = &cursors[0, 0]
+    J.keys = &keys[0]
+    cdef int64_t j
     # Pass 2: write hits in id order; pass 3: stable counting sort by distance.
     with nogil:
-        for t in prange(cS * T.groups, num_threads=T.n_threads, schedule="dynamic"):
-            task = _task(&T, t)
-            if not task.empty:
-                hm_range(path, &db[0], n, <int>W, &Q[0, 0], task.b_lo, task.b_hi, task.q_lo,
-                         task.q_hi, radius, &cursors[task.part, 0], &keys[0])
+        _run(&T, &J)
         for j in prange(nq, num_threads=T.n_threads, schedule="dynamic"):
             if lims[j + 1] > lims[j]:
                 hm_range_sort(&keys[lims[j]], lims[j + 1] - lims[j], radius,
@@ -305,15 +347,10 @@ def histogram(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n
     cdef int64_t cS = T.parts
     hist_arr = np.zeros((cS, nq, n_bits + 1), dtype=np.int64)
     cdef int64_t[:, :, ::1] hist = hist_arr
-    cdef int path = _path
-    cdef int64_t t
-    cdef _Task task
+    cdef hm_job J = _job(HM_OP_HIST, db, n, Q, n_bits)
+    J.hist = &hist[0, 0, 0]
     with nogil:
-        for t in prange(cS * T.groups, num_threads=T.n_threads, schedule="dynamic"):
-            task = _task(&T, t)
-            if not task.empty:
-                hm_hist(path, &db[0], n, <int>W, n_bits, &Q[0, 0], task.b_lo, task.b_hi,
-                        task.q_lo, task.q_hi, &hist[task.part, 0, 0])
+        _run(&T, &J)
     return hist_arr.sum(axis=0) if cS > 1 else hist_arr[0]
 
 
@@ -326,15 +363,10 @@ def distances(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n
         return out_arr
     cdef _Tasks T = _tasks(nq, nb, W, n_threads)
     cdef int32_t[:, ::1] out = out_arr
-    cdef int path = _path
-    cdef int64_t t
-    cdef _Task task
+    cdef hm_job J = _job(HM_OP_DIST, db, n, Q, 0)
+    J.dist = &out[0, 0]
     with nogil:
-        for t in prange(T.parts * T.groups, num_threads=T.n_threads, schedule="dynamic"):
-            task = _task(&T, t)
-            if not task.empty:
-                hm_dist(path, &db[0], n, <int>W, &Q[0, 0], task.b_lo, task.b_hi, task.q_lo,
-                        task.q_hi, &out[0, 0])
+        _run(&T, &J)
     return out_arr
 
 

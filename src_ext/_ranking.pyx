@@ -5,15 +5,25 @@ Low-level engine behind :mod:`flexcmh_fast.metrics`; inputs are validated
 there.  Codes and label masks arrive as C-contiguous uint64 word matrices
 (bit order inside a word is irrelevant to Hamming distance and to the
 "shares a label" test, as long as both sides use the same layout).
+
+The popcount path is the one selected in :mod:`flexcmh_fast._hamming`
+(``cpu_popcount_path()``, ``set_popcount_path()``, environment variable
+``FLEXCMH_FAST_POPCOUNT``), read at every call.
 """
 import numpy as np
 
 from cython.parallel cimport prange, threadid
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
+from flexcmh_fast import _hamming
+
+cdef extern from "popcount.h" nogil:
+    int PC_PATH_AVX512
+    int pc_cpu_has_avx512_bytes()
+
 
 cdef extern from "ranking_kernels.h" nogil:
-    # Opaque to Cython: only passed from rk_select_pass1 into rk_params.
+    # Opaque to Cython: only passed from rk_pass1_for_path into rk_params.
     ctypedef void *rk_pass1_fn
     ctypedef struct rk_params:
         int n_bits
@@ -37,11 +47,8 @@ cdef extern from "ranking_kernels.h" nogil:
         int rel_range
         int64_t n_blocks
 
-    rk_pass1_fn rk_select_pass1()
-    rk_pass1_fn rk_pass1_by_name(const char *name)
-    const char *rk_pass1_variant()
+    rk_pass1_fn rk_pass1_for_path(int path)
     rk_pass1_fn rk_pass1_fast
-    int rk_fast_supported()
     void rk_fast_init_tables()
     enum: RK_FAST_SCRATCH_U64
     enum: RK_FAST_MAX_BITS
@@ -57,18 +64,15 @@ cdef extern from "ranking_kernels.h" nogil:
 # Lookup tables of the fast pass (written once, read-only afterwards).
 rk_fast_init_tables()
 
-FAST_VARIANT = "avx512gfni"
+_FAST_CPU = bool(pc_cpu_has_avx512_bytes())
 
 
-def popcount_variant():
-    """Name of the distance-pass variant chosen for this CPU at run time:
-    ``"avx512gfni"`` (the fast pass; used for codes of at most 128 bits
-    with class ids or at most 64 labels, other inputs get
-    ``"avx512vpopcntdq"``), ``"avx512vpopcntdq"``, ``"popcnt"`` or
-    ``"default"``."""
-    if rk_fast_supported():
-        return FAST_VARIANT
-    return rk_pass1_variant().decode()
+def fast_pass_available():
+    """Whether the fast pass runs: the selected popcount path is
+    ``"avx512-vpopcntdq"`` and the CPU also has AVX-512 VBMI, VBMI2, BITALG
+    and GFNI.  It is then used for codes of at most 128 bits with class ids
+    or at most 64 labels; other inputs take the path's generic pass."""
+    return _FAST_CPU and _hamming._path_code() == PC_PATH_AVX512
 
 
 def _fast_fits(int n_bits, bint use_ids, Py_ssize_t n_label_words):
@@ -114,7 +118,7 @@ def harmonic_numbers(Py_ssize_t n):
 def rank_stats(const uint64_t[:, ::1] q_words, const uint64_t[:, ::1] db_words,
                const uint64_t[:, ::1] q_labels, const uint64_t[:, ::1] db_labels,
                const uint32_t[::1] db_ids, int n_bits, bint stable, bint want_ap, int64_t top_k,
-               const int64_t[::1] ks, bint want_hist, int n_threads, variant=None):
+               const int64_t[::1] ks, bint want_hist, int n_threads, fast_pass=None):
     """Per-query AP, relevant count, precision@ks and distance histograms.
 
     Parameters
@@ -141,10 +145,11 @@ def rank_stats(const uint64_t[:, ::1] q_words, const uint64_t[:, ::1] db_words,
         Return the per-query histograms of all / relevant items per distance.
     n_threads : int
         OpenMP threads (parallel over queries).
-    variant : str, optional
-        Force a distance-pass variant (``"default"``, ``"popcnt"``,
-        ``"avx512vpopcntdq"``, ``"avx512gfni"``) instead of the run-time
-        choice; for tests.
+    fast_pass : bool, optional
+        ``None``: the fast pass when it is available and fits the input,
+        else the generic pass of the selected popcount path.  ``False``:
+        always the generic pass (for comparisons); ``True``: the fast pass
+        or a ValueError.
 
     Returns
     -------
@@ -222,23 +227,20 @@ def rank_stats(const uint64_t[:, ::1] q_words, const uint64_t[:, ::1] db_words,
     p.lab_pad = NULL
     p.n_blocks = (n_db + 63) // 64
     fits = _fast_fits(n_bits, use_ids, q_labels.shape[1]) and n_db > 0
-    if variant is None:
-        use_fast = fits and rk_fast_supported()
-        if not use_fast:
-            p.pass1 = rk_select_pass1()
-    elif variant == FAST_VARIANT:
-        if not rk_fast_supported():
-            raise ValueError(f"variant {variant!r} is not supported by this CPU")
+    if fast_pass is None:
+        use_fast = fits and fast_pass_available()
+    elif fast_pass:
+        if not fast_pass_available():
+            raise ValueError("The fast pass needs the 'avx512-vpopcntdq' popcount path and AVX-512 "
+                             f"VBMI/VBMI2/BITALG/GFNI; path {_hamming.cpu_popcount_path()!r} is "
+                             "selected on this CPU.")
         if not fits:
-            raise ValueError(f"variant {variant!r} needs n_bits <= {RK_FAST_MAX_BITS} and "
-                             "class ids or at most 64 labels")
+            raise ValueError(f"The fast pass needs n_bits <= {RK_FAST_MAX_BITS} and class ids or "
+                             f"at most 64 labels. Got n_bits={n_bits}.")
         use_fast = True
     else:
         use_fast = False
-        name = str(variant).encode()
-        p.pass1 = rk_pass1_by_name(name)
-        if p.pass1 == NULL:
-            raise ValueError(f"variant {variant!r} is unknown or not supported by this CPU")
+    p.pass1 = rk_pass1_for_path(_hamming._path_code())
     cdef uint64_t[::1] wm_v, lab_v
     cdef uint32_t[::1] ids_v
     cdef uint8_t[::1] ids8_v

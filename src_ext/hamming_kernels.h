@@ -16,15 +16,19 @@
  * its distance is strictly below the current k-th distance (the running
  * threshold), and ties are broken by the smaller id exactly.
  *
- * Popcount paths, chosen at run time (never compiled for the build host's CPU):
- *   HM_PATH_AVX512   AVX-512F + VPOPCNTDQ intrinsics in functions compiled
- *                    with __attribute__((target(...))),
- *   HM_PATH_AVX2     top-k with AVX2 nibble-table popcount (VPSHUFB +
- *                    VPSADBW) in target("avx2,popcnt") functions; the other
- *                    operations use the POPCNT loops on this path,
- *   HM_PATH_POPCNT   scalar loops compiled with target("popcnt"),
- *   HM_PATH_PORTABLE scalar loops with a bit-trick popcount (no special
- *                    instruction; on non-x86 the compiler builtin).
+ * The operations (top-k and radius search, histogram, full distances) are
+ * written once, in hamming_scan.inc, over a few per-path primitives (the
+ * distances of one block to one query; a group test "may some code of
+ * these blocks be below the threshold?" for a tile of queries) and
+ * instantiated for each popcount path of popcount.h with the path's target
+ * attribute:
+ *   avx512   XOR + VPOPCNTQ on 8 codes a vector,
+ *   avx2     group test on codes transposed to bytes (a byte position of 16
+ *            codes per 128-bit lane) with per-query nibble tables, so the
+ *            XOR disappears and 32 distances accumulate in one vector of
+ *            bytes; block distances by VPSHUFB nibble popcount + VPSADBW,
+ *   popcnt   scalar POPCNT, portable   scalar bit trick.
+ * hm_ops_for(path) gives the path's entry points.
  */
 #ifndef FLEXCMH_HAMMING_KERNELS_H
 #define FLEXCMH_HAMMING_KERNELS_H
@@ -33,9 +37,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include "popcount.h"
+
+#ifdef PC_X86
 #define HM_X86 1
-#include <immintrin.h>
 #endif
 
 #define HM_BLOCK 8
@@ -51,28 +56,7 @@
 #define HM_KEY_SHIFT 51
 #define HM_ID_MASK ((UINT64_C(1) << HM_KEY_SHIFT) - 1)
 
-#define HM_PATH_PORTABLE 0
-#define HM_PATH_POPCNT 1
-#define HM_PATH_AVX2 2
-#define HM_PATH_AVX512 3
-
-#define HM_INLINE static inline __attribute__((always_inline))
-
-/* Best path this CPU (and OS, for the AVX-512 register state) supports. */
-static int hm_cpu_best_path(void)
-{
-#ifdef HM_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq"))
-        return HM_PATH_AVX512;
-    /* Every AVX2 CPU has POPCNT; the AVX2 path relies on both. */
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt"))
-        return HM_PATH_AVX2;
-    if (__builtin_cpu_supports("popcnt"))
-        return HM_PATH_POPCNT;
-#endif
-    return HM_PATH_PORTABLE;
-}
+#define HM_INLINE PC_INLINE
 
 /* Blocks per cache chunk: every query tile re-reads the chunk, so keep it
  * well inside L2 (256 KiB), and a multiple of the AVX-512 group size. */
@@ -88,6 +72,12 @@ static inline int hm_lanes(int64_t b, int64_t n)
 {
     int64_t r = n - b * HM_BLOCK;
     return r >= HM_BLOCK ? HM_BLOCK : (int)r;
+}
+
+/* Bit l set for every valid lane l of block b. */
+static inline unsigned hm_lane_mask(int64_t b, int64_t n)
+{
+    return (1u << hm_lanes(b, n)) - 1u;
 }
 
 /* ------------------------------------------------------------------ */
@@ -237,208 +227,120 @@ static void hm_range_sort(const uint64_t *keys, int64_t cnt, int radius, int64_t
 }
 
 /* ------------------------------------------------------------------ */
-/* Scalar paths (POPCNT instruction or portable bit trick).             */
+/* Entry points of one popcount path (see hamming_scan.inc).            */
 /* ------------------------------------------------------------------ */
+typedef struct {
+    void (*topk)(const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
+                 int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
+                 int64_t cap, uint64_t *bufs, int32_t *cnts, int64_t *sts);
+    void (*range)(const uint64_t *db, int64_t n, int W, const uint64_t *Q,
+                  int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
+                  int radius, int64_t *counts, uint64_t *out_keys);
+    void (*hist)(const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
+                 int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int64_t *hist);
+    void (*dist)(const uint64_t *db, int64_t n, int W, const uint64_t *Q,
+                 int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int32_t *out);
+} hm_ops;
 
-HM_INLINE int hm_pc_swar(uint64_t x)
-{
-#ifdef HM_X86
-    /* Without -mpopcnt the builtin would call a libgcc routine; the
-     * classic SWAR count is branch-free and as fast. */
-    x = x - ((x >> 1) & UINT64_C(0x5555555555555555));
-    x = (x & UINT64_C(0x3333333333333333)) + ((x >> 2) & UINT64_C(0x3333333333333333));
-    x = (x + (x >> 4)) & UINT64_C(0x0f0f0f0f0f0f0f0f);
-    return (int)((x * UINT64_C(0x0101010101010101)) >> 56);
-#else
-    return __builtin_popcountll(x);
-#endif
-}
-
-/* hw != 0 only when inlined into a target("popcnt") function, where the
- * builtin expands to the POPCNT instruction. */
-HM_INLINE int hm_sdist(const uint64_t *blk, int lane, const uint64_t *q, int W, const int hw)
-{
-    int d = 0, w;
-    for (w = 0; w < W; w++) {
-        uint64_t x = blk[w * HM_BLOCK + lane] ^ q[w];
-        d += hw ? __builtin_popcountll(x) : hm_pc_swar(x);
-    }
-    return d;
-}
-
-HM_INLINE void hm_topk_scalar(const uint64_t *db, int64_t n, const int W, int n_bits,
-                              const uint64_t *Q, int64_t b_lo, int64_t b_hi,
-                              int64_t q_lo, int64_t q_hi, int64_t cap,
-                              uint64_t *bufs, int32_t *cnts, int64_t *sts, const int hw)
-{
-    int64_t CH = hm_chunk_blocks(W), cb, ce, j, b;
-    for (cb = b_lo; cb < b_hi; cb += CH) {
-        ce = cb + CH < b_hi ? cb + CH : b_hi;
-        for (j = q_lo; j < q_hi; j++) {
-            const uint64_t *q = Q + j * W;
-            uint64_t *buf = bufs + j * 2 * cap;
-            int32_t *cnt = cnts + j * (int64_t)(n_bits + 2);
-            int64_t *st = sts + j * HM_ST_SIZE;
-            int thr = (int)st[HM_ST_THR];
-            for (b = cb; b < ce; b++) {
-                const uint64_t *blk = db + b * W * HM_BLOCK;
-                int nl = hm_lanes(b, n), l;
-                if (nl == HM_BLOCK) { /* constant trip count: fully unrolled */
-                    for (l = 0; l < HM_BLOCK; l++) {
-                        int d = hm_sdist(blk, l, q, W, hw);
-                        if (d < thr)
-                            thr = hm_sel_push(buf, cnt, st, cap, d, b * HM_BLOCK + l);
-                    }
-                } else {
-                    for (l = 0; l < nl; l++) {
-                        int d = hm_sdist(blk, l, q, W, hw);
-                        if (d < thr)
-                            thr = hm_sel_push(buf, cnt, st, cap, d, b * HM_BLOCK + l);
-                    }
-                }
-            }
-        }
-    }
-}
-
-HM_INLINE void hm_range_scalar(const uint64_t *db, int64_t n, int W, const uint64_t *Q,
-                               int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
-                               int radius, int64_t *counts, uint64_t *out_keys, const int hw)
-{
-    /* out_keys == NULL: count hits into counts[j]; else write hits at
-     * out_keys[counts[j]++] (counts holds the write cursors). */
-    int64_t CH = hm_chunk_blocks(W), cb, ce, j, b;
-    for (cb = b_lo; cb < b_hi; cb += CH) {
-        ce = cb + CH < b_hi ? cb + CH : b_hi;
-        for (j = q_lo; j < q_hi; j++) {
-            const uint64_t *q = Q + j * W;
-            int64_t c = counts[j];
-            for (b = cb; b < ce; b++) {
-                const uint64_t *blk = db + b * W * HM_BLOCK;
-                int nl = hm_lanes(b, n), l;
-                for (l = 0; l < nl; l++) {
-                    int d = hm_sdist(blk, l, q, W, hw);
-                    if (d <= radius) {
-                        if (out_keys)
-                            out_keys[c] = ((uint64_t)d << HM_KEY_SHIFT) | (uint64_t)(b * HM_BLOCK + l);
-                        c++;
-                    }
-                }
-            }
-            counts[j] = c;
-        }
-    }
-}
-
-HM_INLINE void hm_hist_scalar(const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
-                              int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
-                              int64_t *hist, const int hw)
-{
-    int64_t CH = hm_chunk_blocks(W), cb, ce, j, b;
-    for (cb = b_lo; cb < b_hi; cb += CH) {
-        ce = cb + CH < b_hi ? cb + CH : b_hi;
-        for (j = q_lo; j < q_hi; j++) {
-            const uint64_t *q = Q + j * W;
-            int64_t *hj = hist + j * (int64_t)(n_bits + 1);
-            for (b = cb; b < ce; b++) {
-                const uint64_t *blk = db + b * W * HM_BLOCK;
-                int nl = hm_lanes(b, n), l;
-                for (l = 0; l < nl; l++)
-                    hj[hm_sdist(blk, l, q, W, hw)]++;
-            }
-        }
-    }
-}
-
-HM_INLINE void hm_dist_scalar(const uint64_t *db, int64_t n, int W, const uint64_t *Q,
-                              int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
-                              int32_t *out, const int hw)
-{
-    int64_t CH = hm_chunk_blocks(W), cb, ce, j, b;
-    for (cb = b_lo; cb < b_hi; cb += CH) {
-        ce = cb + CH < b_hi ? cb + CH : b_hi;
-        for (j = q_lo; j < q_hi; j++) {
-            const uint64_t *q = Q + j * W;
-            int32_t *oj = out + j * n;
-            for (b = cb; b < ce; b++) {
-                const uint64_t *blk = db + b * W * HM_BLOCK;
-                int nl = hm_lanes(b, n), l;
-                for (l = 0; l < nl; l++)
-                    oj[b * HM_BLOCK + l] = hm_sdist(blk, l, q, W, hw);
-            }
-        }
-    }
-}
-
-#ifdef HM_X86
-#define HM_TARGET_POPCNT __attribute__((target("popcnt")))
-#else
-#define HM_TARGET_POPCNT
-#endif
-
-static HM_TARGET_POPCNT void hm_topk_popcnt(const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
-                                            int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
-                                            int64_t cap, uint64_t *bufs, int32_t *cnts, int64_t *sts)
-{
-    /* Known W lets the compiler unroll the word loop. */
-    switch (W) {
-    case 1: hm_topk_scalar(db, n, 1, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts, 1); break;
-    case 2: hm_topk_scalar(db, n, 2, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts, 1); break;
-    default: hm_topk_scalar(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts, 1); break;
-    }
-}
-static void hm_topk_portable(const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
-                             int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
-                             int64_t cap, uint64_t *bufs, int32_t *cnts, int64_t *sts)
-{
-    switch (W) {
-    case 1: hm_topk_scalar(db, n, 1, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts, 0); break;
-    case 2: hm_topk_scalar(db, n, 2, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts, 0); break;
-    default: hm_topk_scalar(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts, 0); break;
-    }
-}
-static HM_TARGET_POPCNT void hm_range_popcnt(const uint64_t *db, int64_t n, int W, const uint64_t *Q,
-                                             int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
-                                             int radius, int64_t *counts, uint64_t *out_keys)
-{
-    hm_range_scalar(db, n, W, Q, b_lo, b_hi, q_lo, q_hi, radius, counts, out_keys, 1);
-}
-static void hm_range_portable(const uint64_t *db, int64_t n, int W, const uint64_t *Q,
-                              int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
-                              int radius, int64_t *counts, uint64_t *out_keys)
-{
-    hm_range_scalar(db, n, W, Q, b_lo, b_hi, q_lo, q_hi, radius, counts, out_keys, 0);
-}
-static HM_TARGET_POPCNT void hm_hist_popcnt(const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
-                                            int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int64_t *hist)
-{
-    hm_hist_scalar(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, hist, 1);
-}
-static void hm_hist_portable(const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
-                             int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int64_t *hist)
-{
-    hm_hist_scalar(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, hist, 0);
-}
-static HM_TARGET_POPCNT void hm_dist_popcnt(const uint64_t *db, int64_t n, int W, const uint64_t *Q,
-                                            int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int32_t *out)
-{
-    hm_dist_scalar(db, n, W, Q, b_lo, b_hi, q_lo, q_hi, out, 1);
-}
-static void hm_dist_portable(const uint64_t *db, int64_t n, int W, const uint64_t *Q,
-                             int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int32_t *out)
-{
-    hm_dist_scalar(db, n, W, Q, b_lo, b_hi, q_lo, q_hi, out, 0);
-}
+/* Paths without per-tile state in their group test. */
+typedef struct {
+    int unused;
+} hm_ctx_none;
+#define hm_ctx_init_none(ctx, Q, j0, TQ, W) ((void)(ctx))
 
 /* ------------------------------------------------------------------ */
-/* AVX-512 VPOPCNTDQ path.                                              */
+/* Scalar primitives (POPCNT instruction or portable bit trick).         */
 /* ------------------------------------------------------------------ */
+typedef struct {
+    int32_t d[HM_BLOCK];
+} hm_dv_scalar;
+
+HM_INLINE hm_dv_scalar hm_bdist_scalar(const uint64_t *blk, const uint64_t *q, const int W,
+                                       const int hw)
+{
+    hm_dv_scalar r;
+    int w, l;
+    for (l = 0; l < HM_BLOCK; l++)
+        r.d[l] = 0;
+    for (w = 0; w < W; w++)
+        for (l = 0; l < HM_BLOCK; l++)
+            r.d[l] += pc_popcount64(blk[w * HM_BLOCK + l] ^ q[w], hw);
+    return r;
+}
+
+HM_INLINE unsigned hm_dv_below_scalar(hm_dv_scalar d, int t)
+{
+    unsigned m = 0;
+    int l;
+    for (l = 0; l < HM_BLOCK; l++)
+        m |= (unsigned)(d.d[l] < t) << l;
+    return m;
+}
+
+HM_INLINE void hm_dv_store_scalar(hm_dv_scalar d, int32_t *out)
+{
+    memcpy(out, d.d, sizeof(d.d));
+}
+
+HM_INLINE hm_dv_scalar hm_dv_ones_scalar(void)
+{
+    hm_dv_scalar r;
+    int l;
+    for (l = 0; l < HM_BLOCK; l++)
+        r.d[l] = INT32_MAX;
+    return r;
+}
+
+HM_INLINE hm_dv_scalar hm_dv_min_scalar(hm_dv_scalar a, hm_dv_scalar b)
+{
+    int l;
+    for (l = 0; l < HM_BLOCK; l++)
+        a.d[l] = b.d[l] < a.d[l] ? b.d[l] : a.d[l];
+    return a;
+}
+
+#define HM_TQ 1
+#define HM_TARGET
+#define HM_ISA portable
+#define hm_dv_portable hm_dv_scalar
+#define hm_ctx_portable hm_ctx_none
+#define hm_ctx_init_portable hm_ctx_init_none
+#define hm_bdist_portable(blk, q, W) hm_bdist_scalar(blk, q, W, 0)
+#define hm_dv_below_portable hm_dv_below_scalar
+#define hm_dv_store_portable hm_dv_store_scalar
+#define hm_dv_ones_portable hm_dv_ones_scalar
+#define hm_dv_min_portable hm_dv_min_scalar
+#define hm_group_test_portable(ctx, db, W, Q, j0, TQ, g, ge, thr) \
+    hm_group_min_test_portable(db, W, Q, j0, TQ, g, ge, thr)
+#include "hamming_scan.inc"
+#undef HM_ISA
+#undef HM_TARGET
+
+#define HM_TARGET PC_TARGET_POPCNT
+#define HM_ISA popcnt
+#define hm_dv_popcnt hm_dv_scalar
+#define hm_ctx_popcnt hm_ctx_none
+#define hm_ctx_init_popcnt hm_ctx_init_none
+#define hm_bdist_popcnt(blk, q, W) hm_bdist_scalar(blk, q, W, 1)
+#define hm_dv_below_popcnt hm_dv_below_scalar
+#define hm_dv_store_popcnt hm_dv_store_scalar
+#define hm_dv_ones_popcnt hm_dv_ones_scalar
+#define hm_dv_min_popcnt hm_dv_min_scalar
+#define hm_group_test_popcnt(ctx, db, W, Q, j0, TQ, g, ge, thr) \
+    hm_group_min_test_popcnt(db, W, Q, j0, TQ, g, ge, thr)
+#include "hamming_scan.inc"
+#undef HM_ISA
+#undef HM_TARGET
+#undef HM_TQ
+
 #ifdef HM_X86
+/* ------------------------------------------------------------------ */
+/* AVX-512 VPOPCNTDQ primitives: one vector = word w of a block.         */
+/* ------------------------------------------------------------------ */
+#define HM_AVX512 PC_TARGET_AVX512
+typedef __m512i hm_dv_avx512;
 
-#define HM_AVX512 __attribute__((target("avx512f,avx512vpopcntdq")))
-
-/* Distances of query q to the 8 codes of block blk (one per 64-bit lane). */
-HM_INLINE HM_AVX512 __m512i hm_vdist(const uint64_t *blk, const uint64_t *q, const int W)
+HM_INLINE HM_AVX512 __m512i hm_bdist_avx512(const uint64_t *blk, const uint64_t *q, const int W)
 {
     __m512i acc = _mm512_popcnt_epi64(
         _mm512_xor_si512(_mm512_loadu_si512((const void *)blk), _mm512_set1_epi64((long long)q[0])));
@@ -449,462 +351,332 @@ HM_INLINE HM_AVX512 __m512i hm_vdist(const uint64_t *blk, const uint64_t *q, con
     return acc;
 }
 
-static inline __mmask8 hm_lane_mask(int64_t b, int64_t n)
+HM_INLINE HM_AVX512 unsigned hm_dv_below_avx512(__m512i d, int t)
 {
-    return (__mmask8)((1u << hm_lanes(b, n)) - 1u);
+    return _mm512_cmplt_epu64_mask(d, _mm512_set1_epi64(t));
 }
 
-/* Per query of a tile: lane-wise minimum distance over blocks [g, ge).
- * Only XOR + POPCNT (+ ADD) + MIN per query and block, no branches. */
-HM_INLINE HM_AVX512 void hm_group_min(const uint64_t *db, const int W, const uint64_t *Q,
-                                      int64_t j0, const int QT, int64_t g, int64_t ge, __m512i *m)
+HM_INLINE HM_AVX512 void hm_dv_store_avx512(__m512i d, int32_t *out)
 {
-    int64_t b;
-    int j;
-    for (j = 0; j < QT; j++)
-        m[j] = _mm512_set1_epi64(-1);
-    if (ge - g == HM_G) {
-        for (b = 0; b < HM_G; b++) {
-            const uint64_t *blk = db + (g + b) * W * HM_BLOCK;
-            for (j = 0; j < QT; j++)
-                m[j] = _mm512_min_epu64(m[j], hm_vdist(blk, Q + (j0 + j) * W, W));
-        }
-    } else {
-        for (b = g; b < ge; b++) {
-            const uint64_t *blk = db + b * W * HM_BLOCK;
-            for (j = 0; j < QT; j++)
-                m[j] = _mm512_min_epu64(m[j], hm_vdist(blk, Q + (j0 + j) * W, W));
-        }
-    }
+    _mm256_storeu_si256((__m256i *)out, _mm512_cvtepi64_epi32(d));
 }
 
-/* Re-examine blocks [g, ge) for one query whose group minimum beat the
- * threshold: push every code below the (shrinking) threshold. */
-static HM_AVX512 __attribute__((noinline)) int hm_topk_rescan(
-    const uint64_t *db, int64_t n, int W, const uint64_t *q, int64_t g, int64_t ge,
-    int64_t cap, uint64_t *buf, int32_t *cnt, int64_t *st, int thr)
+HM_INLINE HM_AVX512 __m512i hm_dv_ones_avx512(void)
 {
-    int64_t b;
-    uint64_t tmp[HM_BLOCK];
-    for (b = g; b < ge; b++) {
-        __m512i acc = hm_vdist(db + b * W * HM_BLOCK, q, W);
-        __mmask8 m = _mm512_cmplt_epu64_mask(acc, _mm512_set1_epi64(thr)) & hm_lane_mask(b, n);
-        if (!m)
-            continue;
-        _mm512_storeu_si512((void *)tmp, acc);
-        while (m) {
-            int l = __builtin_ctz(m);
-            m &= (__mmask8)(m - 1);
-            if ((int)tmp[l] < thr)
-                thr = hm_sel_push(buf, cnt, st, cap, (int)tmp[l], b * HM_BLOCK + l);
-        }
-    }
-    return thr;
+    return _mm512_set1_epi64(-1);
 }
 
-/*
- * One tile of QT queries over blocks [cb, ce): per group of HM_G blocks only
- * XOR + POPCNT + MIN per query and block; a compare against the running
- * k-th distance per group decides whether the group must be re-examined
- * (rare once cap candidates are found), which keeps the inner loop
- * branch-free.
- */
-HM_INLINE HM_AVX512 void hm_topk_tile(const uint64_t *db, int64_t n, const int W, int n_bits,
-                                      const uint64_t *Q, int64_t j0, const int QT,
-                                      int64_t cb, int64_t ce, int64_t cap,
-                                      uint64_t *bufs, int32_t *cnts, int64_t *sts)
+HM_INLINE HM_AVX512 __m512i hm_dv_min_avx512(__m512i a, __m512i b)
 {
-    int thr[HM_QT];
-    __m512i T[HM_QT];
-    int64_t g, ge;
-    int j;
-    for (j = 0; j < QT; j++) {
-        thr[j] = (int)sts[(j0 + j) * HM_ST_SIZE + HM_ST_THR];
-        T[j] = _mm512_set1_epi64(thr[j]);
-    }
-    for (g = cb; g < ce; g += HM_G) {
-        __m512i m[HM_QT];
-        ge = g + HM_G < ce ? g + HM_G : ce;
-        hm_group_min(db, W, Q, j0, QT, g, ge, m);
-        for (j = 0; j < QT; j++) {
-            if (_mm512_cmplt_epu64_mask(m[j], T[j])) {
-                thr[j] = hm_topk_rescan(db, n, W, Q + (j0 + j) * W, g, ge, cap,
-                                        bufs + (j0 + j) * 2 * cap,
-                                        cnts + (j0 + j) * (int64_t)(n_bits + 2),
-                                        sts + (j0 + j) * HM_ST_SIZE, thr[j]);
-                T[j] = _mm512_set1_epi64(thr[j]);
-            }
-        }
-    }
+    return _mm512_min_epu64(a, b);
 }
 
-HM_INLINE HM_AVX512 void hm_topk_avx512_w(const uint64_t *db, int64_t n, const int W, int n_bits,
-                                          const uint64_t *Q, int64_t b_lo, int64_t b_hi,
-                                          int64_t q_lo, int64_t q_hi, int64_t cap,
-                                          uint64_t *bufs, int32_t *cnts, int64_t *sts)
-{
-    int64_t CH = hm_chunk_blocks(W), cb, ce, j;
-    for (cb = b_lo; cb < b_hi; cb += CH) {
-        ce = cb + CH < b_hi ? cb + CH : b_hi;
-        for (j = q_lo; j + HM_QT <= q_hi; j += HM_QT)
-            hm_topk_tile(db, n, W, n_bits, Q, j, HM_QT, cb, ce, cap, bufs, cnts, sts);
-        for (; j < q_hi; j++)
-            hm_topk_tile(db, n, W, n_bits, Q, j, 1, cb, ce, cap, bufs, cnts, sts);
-    }
-}
+#define HM_TQ HM_QT
+#define HM_TARGET HM_AVX512
+#define HM_ISA avx512
+#define hm_ctx_avx512 hm_ctx_none
+#define hm_ctx_init_avx512 hm_ctx_init_none
+#define hm_group_test_avx512(ctx, db, W, Q, j0, TQ, g, ge, thr) \
+    hm_group_min_test_avx512(db, W, Q, j0, TQ, g, ge, thr)
+#include "hamming_scan.inc"
+#undef HM_ISA
+#undef HM_TARGET
+#undef HM_TQ
 
-/* Specialise the hot loop for the common code lengths (W known at compile
- * time lets the compiler unroll the word loop and keep queries in registers). */
-static HM_AVX512 void hm_topk_avx512(const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
-                                     int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
-                                     int64_t cap, uint64_t *bufs, int32_t *cnts, int64_t *sts)
-{
-    switch (W) {
-    case 1: hm_topk_avx512_w(db, n, 1, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts); break;
-    case 2: hm_topk_avx512_w(db, n, 2, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts); break;
-    case 3: hm_topk_avx512_w(db, n, 3, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts); break;
-    case 4: hm_topk_avx512_w(db, n, 4, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts); break;
-    default: hm_topk_avx512_w(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts); break;
-    }
-}
-
-/* Count (out_keys == NULL) or write the hits of one query in blocks [g, ge). */
-static HM_AVX512 __attribute__((noinline)) int64_t hm_range_rescan(
-    const uint64_t *db, int64_t n, int W, const uint64_t *q, int64_t g, int64_t ge,
-    int radius, int64_t c, uint64_t *out_keys)
-{
-    const __m512i T = _mm512_set1_epi64((long long)radius + 1);
-    uint64_t tmp[HM_BLOCK];
-    int64_t b;
-    for (b = g; b < ge; b++) {
-        __m512i acc = hm_vdist(db + b * W * HM_BLOCK, q, W);
-        __mmask8 m = _mm512_cmplt_epu64_mask(acc, T) & hm_lane_mask(b, n);
-        if (!out_keys) {
-            c += __builtin_popcount((unsigned)m);
-            continue;
-        }
-        if (!m)
-            continue;
-        _mm512_storeu_si512((void *)tmp, acc);
-        while (m) {
-            int l = __builtin_ctz(m);
-            m &= (__mmask8)(m - 1);
-            out_keys[c++] = (tmp[l] << HM_KEY_SHIFT) | (uint64_t)(b * HM_BLOCK + l);
-        }
-    }
-    return c;
-}
-
-/* Radius search as the top-k tile: groups whose minimum exceeds the radius
- * are skipped after the branch-free pass. */
-HM_INLINE HM_AVX512 void hm_range_avx512_w(const uint64_t *db, int64_t n, const int W, const uint64_t *Q,
-                                           int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
-                                           int radius, int64_t *counts, uint64_t *out_keys)
-{
-    int64_t CH = hm_chunk_blocks(W), cb, ce, j0, g, ge;
-    const __m512i T = _mm512_set1_epi64((long long)radius + 1);
-    int j, QT;
-    for (cb = b_lo; cb < b_hi; cb += CH) {
-        ce = cb + CH < b_hi ? cb + CH : b_hi;
-        for (j0 = q_lo; j0 < q_hi; j0 += QT) {
-            __m512i m[HM_QT];
-            QT = q_hi - j0 >= HM_QT ? HM_QT : 1;
-            for (g = cb; g < ce; g += HM_G) {
-                ge = g + HM_G < ce ? g + HM_G : ce;
-                if (QT == HM_QT)
-                    hm_group_min(db, W, Q, j0, HM_QT, g, ge, m);
-                else
-                    hm_group_min(db, W, Q, j0, 1, g, ge, m);
-                for (j = 0; j < QT; j++)
-                    if (_mm512_cmplt_epu64_mask(m[j], T))
-                        counts[j0 + j] = hm_range_rescan(db, n, W, Q + (j0 + j) * W, g, ge, radius,
-                                                         counts[j0 + j], out_keys);
-            }
-        }
-    }
-}
-
-static HM_AVX512 void hm_range_avx512(const uint64_t *db, int64_t n, int W, const uint64_t *Q,
-                                      int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
-                                      int radius, int64_t *counts, uint64_t *out_keys)
-{
-    switch (W) {
-    case 1: hm_range_avx512_w(db, n, 1, Q, b_lo, b_hi, q_lo, q_hi, radius, counts, out_keys); break;
-    case 2: hm_range_avx512_w(db, n, 2, Q, b_lo, b_hi, q_lo, q_hi, radius, counts, out_keys); break;
-    case 3: hm_range_avx512_w(db, n, 3, Q, b_lo, b_hi, q_lo, q_hi, radius, counts, out_keys); break;
-    case 4: hm_range_avx512_w(db, n, 4, Q, b_lo, b_hi, q_lo, q_hi, radius, counts, out_keys); break;
-    default: hm_range_avx512_w(db, n, W, Q, b_lo, b_hi, q_lo, q_hi, radius, counts, out_keys); break;
-    }
-}
-
-static HM_AVX512 void hm_hist_avx512(const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
-                                     int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int64_t *hist)
-{
-    int64_t CH = hm_chunk_blocks(W), cb, ce, j, b;
-    int64_t nh = (int64_t)n_bits + 1;
-    uint64_t tmp[HM_BLOCK];
-    /* One sub-histogram per lane: the 8 increments of a block never hit the
-     * same counter, so they do not wait on each other's store.  Only worth
-     * zeroing per (chunk, query) when the histogram is small next to the
-     * chunk, i.e. for short codes. */
-    uint32_t *sub = W <= 4 ? (uint32_t *)malloc(sizeof(uint32_t) * HM_BLOCK * nh) : NULL;
-    for (cb = b_lo; cb < b_hi; cb += CH) {
-        ce = cb + CH < b_hi ? cb + CH : b_hi;
-        for (j = q_lo; j < q_hi; j++) {
-            const uint64_t *q = Q + j * W;
-            int64_t *hj = hist + j * nh;
-            int l, d;
-            if (sub) {
-                memset(sub, 0, sizeof(uint32_t) * HM_BLOCK * nh);
-                for (b = cb; b < ce; b++) {
-                    int nl = hm_lanes(b, n);
-                    _mm512_storeu_si512((void *)tmp, hm_vdist(db + b * W * HM_BLOCK, q, W));
-                    if (nl == HM_BLOCK) {
-                        for (l = 0; l < HM_BLOCK; l++)
-                            sub[l * nh + tmp[l]]++;
-                    } else {
-                        for (l = 0; l < nl; l++)
-                            sub[l * nh + tmp[l]]++;
-                    }
-                }
-                for (l = 0; l < HM_BLOCK; l++)
-                    for (d = 0; d < nh; d++)
-                        hj[d] += sub[l * nh + d];
-            } else {
-                for (b = cb; b < ce; b++) {
-                    int nl = hm_lanes(b, n);
-                    _mm512_storeu_si512((void *)tmp, hm_vdist(db + b * W * HM_BLOCK, q, W));
-                    for (l = 0; l < nl; l++)
-                        hj[tmp[l]]++;
-                }
-            }
-        }
-    }
-    free(sub);
-}
-
-static HM_AVX512 void hm_dist_avx512(const uint64_t *db, int64_t n, int W, const uint64_t *Q,
-                                     int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int32_t *out)
-{
-    int64_t CH = hm_chunk_blocks(W), cb, ce, j, b;
-    int32_t tmp[HM_BLOCK];
-    for (cb = b_lo; cb < b_hi; cb += CH) {
-        ce = cb + CH < b_hi ? cb + CH : b_hi;
-        for (j = q_lo; j < q_hi; j++) {
-            const uint64_t *q = Q + j * W;
-            int32_t *oj = out + j * n;
-            for (b = cb; b < ce; b++) {
-                __m256i d32 = _mm512_cvtepi64_epi32(hm_vdist(db + b * W * HM_BLOCK, q, W));
-                int nl = hm_lanes(b, n), l;
-                if (nl == HM_BLOCK) {
-                    _mm256_storeu_si256((__m256i *)(oj + b * HM_BLOCK), d32);
-                } else {
-                    _mm256_storeu_si256((__m256i *)tmp, d32);
-                    for (l = 0; l < nl; l++)
-                        oj[b * HM_BLOCK + l] = tmp[l];
-                }
-            }
-        }
-    }
-}
-#endif /* HM_X86 */
-
-#ifdef HM_X86
 /* ------------------------------------------------------------------ */
-/* AVX2 path (top-k only): 4 codes per 256-bit vector.                   */
+/* AVX2 primitives.                                                      */
 /* ------------------------------------------------------------------ */
-#define HM_AVX2 __attribute__((target("avx2,popcnt")))
-#define HM_QT2 4 /* queries per tile: AVX2 has only 16 vector registers */
+#define HM_AVX2 PC_TARGET_AVX2
+/* Queries per tile: the per-query nibble tables stay in L1, the byte
+ * transposition of the codes is shared by all of them. */
+#define HM_QT2 8
+/* Longest code (in words) for the byte group test: distances accumulate in
+ * saturating bytes, exact below 255. */
+#define HM_BYTES_MAX_W 4
 
-/* Per-byte popcount by two 16-entry table lookups (Mula's method). */
-HM_INLINE HM_AVX2 __m256i hm_pc_bytes256(__m256i x)
-{
-    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
-                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-    const __m256i low = _mm256_set1_epi8(0x0f);
-    __m256i lo = _mm256_and_si256(x, low);
-    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
-    return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
-}
+/* Distances of lanes 0-3 (lo) and 4-7 (hi), one per 64-bit lane. */
+typedef struct {
+    __m256i lo, hi;
+} hm_dv_avx2;
 
-/* Distances of query q to lanes 0-3 (*d0) and 4-7 (*d1) of a block, one per
- * 64-bit lane (high 32 bits zero).  Byte counts are summed over up to 31
- * words (31 * 8 < 256) before the horizontal VPSADBW. */
-HM_INLINE HM_AVX2 void hm_vdist256(const uint64_t *blk, const uint64_t *q, const int W,
-                                    __m256i *d0, __m256i *d1)
+/* Byte counts are summed over up to 31 words (31 * 8 < 256) before the
+ * horizontal VPSADBW. */
+HM_INLINE HM_AVX2 hm_dv_avx2 hm_bdist_avx2(const uint64_t *blk, const uint64_t *q, const int W)
 {
     const __m256i zero = _mm256_setzero_si256();
-    __m256i a0 = zero, a1 = zero, s0 = zero, s1 = zero;
+    __m256i s0 = zero, s1 = zero;
+    hm_dv_avx2 r;
     int w, c = 0;
+    r.lo = r.hi = zero;
     for (w = 0; w < W; w++) {
         __m256i qv = _mm256_set1_epi64x((long long)q[w]);
-        s0 = _mm256_add_epi8(s0, hm_pc_bytes256(_mm256_xor_si256(
+        s0 = _mm256_add_epi8(s0, pc_bytes256(_mm256_xor_si256(
             _mm256_loadu_si256((const __m256i *)(blk + w * HM_BLOCK)), qv)));
-        s1 = _mm256_add_epi8(s1, hm_pc_bytes256(_mm256_xor_si256(
+        s1 = _mm256_add_epi8(s1, pc_bytes256(_mm256_xor_si256(
             _mm256_loadu_si256((const __m256i *)(blk + w * HM_BLOCK + 4)), qv)));
         if (++c == 31 || w == W - 1) {
-            a0 = _mm256_add_epi64(a0, _mm256_sad_epu8(s0, zero));
-            a1 = _mm256_add_epi64(a1, _mm256_sad_epu8(s1, zero));
+            r.lo = _mm256_add_epi64(r.lo, _mm256_sad_epu8(s0, zero));
+            r.hi = _mm256_add_epi64(r.hi, _mm256_sad_epu8(s1, zero));
             s0 = s1 = zero;
             c = 0;
         }
     }
-    *d0 = a0;
-    *d1 = a1;
+    return r;
 }
 
-/* Scalar re-examination of blocks [g, ge) for one query (rare). */
-static HM_TARGET_POPCNT __attribute__((noinline)) int hm_topk_rescan_scalar(
-    const uint64_t *db, int64_t n, int W, const uint64_t *q, int64_t g, int64_t ge,
-    int64_t cap, uint64_t *buf, int32_t *cnt, int64_t *st, int thr)
+HM_INLINE HM_AVX2 unsigned hm_dv_below_avx2(hm_dv_avx2 d, int t)
 {
-    int64_t b;
-    for (b = g; b < ge; b++) {
-        const uint64_t *blk = db + b * W * HM_BLOCK;
-        int nl = hm_lanes(b, n), l;
-        for (l = 0; l < nl; l++) {
-            int d = hm_sdist(blk, l, q, W, 1);
-            if (d < thr)
-                thr = hm_sel_push(buf, cnt, st, cap, d, b * HM_BLOCK + l);
-        }
+    const __m256i T = _mm256_set1_epi64x(t);
+    unsigned lo = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(T, d.lo)));
+    unsigned hi = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(T, d.hi)));
+    return lo | hi << 4;
+}
+
+/* Lane-wise minimum; the high halves of the 64-bit lanes are zero (but
+ * in the initial all-ones value), so a 32-bit unsigned minimum does. */
+HM_INLINE HM_AVX2 hm_dv_avx2 hm_dv_ones_avx2(void)
+{
+    hm_dv_avx2 r;
+    r.lo = r.hi = _mm256_set1_epi64x(-1);
+    return r;
+}
+
+HM_INLINE HM_AVX2 hm_dv_avx2 hm_dv_min_avx2(hm_dv_avx2 a, hm_dv_avx2 b)
+{
+    a.lo = _mm256_min_epu32(a.lo, b.lo);
+    a.hi = _mm256_min_epu32(a.hi, b.hi);
+    return a;
+}
+
+HM_INLINE HM_AVX2 void hm_dv_store_avx2(hm_dv_avx2 d, int32_t *out)
+{
+    /* 32-bit element 2i <- lane i, 2i + 1 <- lane 4 + i; then in order. */
+    __m256i x = _mm256_blend_epi32(d.lo, _mm256_slli_epi64(d.hi, 32), 0xAA);
+    x = _mm256_permutevar8x32_epi32(x, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+    _mm256_storeu_si256((__m256i *)out, x);
+}
+
+/*
+ * Per-tile state of the byte group test: for query j of the tile, word w
+ * and byte position p of the word, the tables
+ *   tab[((w * 8 + p) * HM_QT2 + j) * 2 + h][v] = popcount(v ^ nibble h of
+ *   byte p of q[w])   (h = 0: low nibble, 1: high nibble; v in 0..15),
+ * so that a VPSHUFB of a vector of code nibbles at position p gives their
+ * distances to the query's nibble directly (no XOR).
+ */
+typedef struct {
+    __m256i tab[HM_BYTES_MAX_W * 8 * HM_QT2 * 2];
+} hm_ctx_avx2;
+
+HM_INLINE HM_AVX2 void hm_ctx_init_avx2(hm_ctx_avx2 *ctx, const uint64_t *Q, int64_t j0,
+                                        const int TQ, const int W)
+{
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i iota = _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                          0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    int w, p, j;
+    if (W > HM_BYTES_MAX_W)
+        return;
+    for (w = 0; w < W; w++)
+        for (p = 0; p < 8; p++)
+            for (j = 0; j < TQ; j++) {
+                unsigned byte = (unsigned)(Q[(j0 + j) * W + w] >> (8 * p)) & 0xffu;
+                __m256i *t = ctx->tab + ((w * 8 + p) * HM_QT2 + j) * 2;
+                t[0] = _mm256_shuffle_epi8(lut, _mm256_xor_si256(iota, _mm256_set1_epi8((char)(byte & 15))));
+                t[1] = _mm256_shuffle_epi8(lut, _mm256_xor_si256(iota, _mm256_set1_epi8((char)(byte >> 4))));
+            }
+}
+
+/*
+ * Word w of the 32 codes of blocks blk[0..3] (4 blocks of 8), transposed so
+ * that out[p] holds byte p of 16 codes in each 128-bit lane (the same 32
+ * codes, in the same order, for every p and w).  Four levels of in-lane
+ * unpacks; the interleave of the first level puts positions 0-3 of each
+ * code in the low half of a 16-bit-element vector, which the next levels
+ * split.
+ */
+HM_INLINE HM_AVX2 void hm_bytes_transpose(const uint64_t *const *blk, int w, __m256i *out)
+{
+    __m256i x[8], y[8], z[8], u[8];
+    int k;
+    for (k = 0; k < 4; k++) {
+        x[2 * k] = _mm256_loadu_si256((const __m256i *)(blk[k] + w * HM_BLOCK));
+        x[2 * k + 1] = _mm256_loadu_si256((const __m256i *)(blk[k] + w * HM_BLOCK + 4));
     }
-    return thr;
+    /* y: 16-bit element p = byte p of two codes */
+    for (k = 0; k < 4; k++) {
+        y[2 * k] = _mm256_unpacklo_epi8(x[2 * k], x[2 * k + 1]);
+        y[2 * k + 1] = _mm256_unpackhi_epi8(x[2 * k], x[2 * k + 1]);
+    }
+    /* z[2k]: 32-bit element e = byte e (0-3) of 4 codes; z[2k+1]: bytes 4-7 */
+    for (k = 0; k < 4; k++) {
+        z[2 * k] = _mm256_unpacklo_epi16(y[2 * k], y[2 * k + 1]);
+        z[2 * k + 1] = _mm256_unpackhi_epi16(y[2 * k], y[2 * k + 1]);
+    }
+    /* u: 64-bit element f = one byte of 8 codes: u[0] bytes 0,1; u[1] 2,3;
+     * u[2] 4,5; u[3] 6,7 (codes of z[0..3]); u[4..7] the same for z[4..7] */
+    for (k = 0; k < 2; k++) {
+        u[4 * k] = _mm256_unpacklo_epi32(z[4 * k], z[4 * k + 2]);
+        u[4 * k + 1] = _mm256_unpackhi_epi32(z[4 * k], z[4 * k + 2]);
+        u[4 * k + 2] = _mm256_unpacklo_epi32(z[4 * k + 1], z[4 * k + 3]);
+        u[4 * k + 3] = _mm256_unpackhi_epi32(z[4 * k + 1], z[4 * k + 3]);
+    }
+    for (k = 0; k < 4; k++) {
+        out[2 * k] = _mm256_unpacklo_epi64(u[k], u[4 + k]);
+        out[2 * k + 1] = _mm256_unpackhi_epi64(u[k], u[4 + k]);
+    }
 }
 
-/* Same structure as the AVX-512 tile: branch-free group minimum per query
- * (32-bit unsigned min on lanes whose high halves are zero), one threshold
- * test per query and group on the low halves only. */
-HM_INLINE HM_AVX2 void hm_topk_tile256(const uint64_t *db, int64_t n, const int W, int n_bits,
-                                        const uint64_t *Q, int64_t j0, const int QT,
-                                        int64_t cb, int64_t ce, int64_t cap,
-                                        uint64_t *bufs, int32_t *cnts, int64_t *sts)
+/* Byte group test (W <= HM_BYTES_MAX_W): per 4 blocks and query, 16
+ * VPSHUFB + 16 saturating byte adds per word give the distances of 32
+ * codes; their running minimum is compared with the threshold once per
+ * group.  A group of fewer than 4k blocks repeats its last block (a
+ * duplicate code does not change a minimum). */
+HM_INLINE HM_AVX2 unsigned hm_group_test_bytes(const hm_ctx_avx2 *ctx, const uint64_t *db,
+                                               const int W, int64_t g, int64_t ge,
+                                               const int TQ, const int *thr)
 {
-    int thr[HM_QT2];
-    int64_t g, ge, b;
-    int j;
-    for (j = 0; j < QT; j++)
-        thr[j] = (int)sts[(j0 + j) * HM_ST_SIZE + HM_ST_THR];
-    for (g = cb; g < ce; g += HM_G) {
-        __m256i m[HM_QT2];
-        ge = g + HM_G < ce ? g + HM_G : ce;
-        for (j = 0; j < QT; j++)
-            m[j] = _mm256_set1_epi32(-1);
-        for (b = g; b < ge; b++) {
-            const uint64_t *blk = db + b * W * HM_BLOCK;
-            for (j = 0; j < QT; j++) {
-                __m256i d0, d1;
-                hm_vdist256(blk, Q + (j0 + j) * W, W, &d0, &d1);
-                m[j] = _mm256_min_epu32(m[j], _mm256_min_epu32(d0, d1));
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    __m256i m[HM_QT2];
+    unsigned pass = 0;
+    int64_t b0;
+    int j, w, p, k;
+    for (j = 0; j < TQ; j++)
+        m[j] = _mm256_set1_epi8(-1);
+    for (b0 = g; b0 < ge; b0 += 4) {
+        const uint64_t *blk[4];
+        __m256i acc[HM_QT2];
+        for (k = 0; k < 4; k++)
+            blk[k] = db + (b0 + k < ge ? b0 + k : ge - 1) * W * HM_BLOCK;
+        for (j = 0; j < TQ; j++)
+            acc[j] = _mm256_setzero_si256();
+        for (w = 0; w < W; w++) {
+            __m256i bytes[8];
+            hm_bytes_transpose(blk, w, bytes);
+            for (p = 0; p < 8; p++) {
+                const __m256i lo = _mm256_and_si256(bytes[p], low);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bytes[p], 4), low);
+                const __m256i *t = ctx->tab + (w * 8 + p) * HM_QT2 * 2;
+                for (j = 0; j < TQ; j++) {
+                    acc[j] = _mm256_adds_epu8(acc[j], _mm256_shuffle_epi8(t[2 * j], lo));
+                    acc[j] = _mm256_adds_epu8(acc[j], _mm256_shuffle_epi8(t[2 * j + 1], hi));
+                }
             }
         }
-        for (j = 0; j < QT; j++) {
-            __m256i lt = _mm256_cmpgt_epi32(_mm256_set1_epi32(thr[j]), m[j]);
-            /* bytes 0-3 of every 64-bit lane = the low 32-bit half */
-            if (_mm256_movemask_epi8(lt) & 0x0F0F0F0F)
-                thr[j] = hm_topk_rescan_scalar(db, n, W, Q + (j0 + j) * W, g, ge, cap,
-                                               bufs + (j0 + j) * 2 * cap,
-                                               cnts + (j0 + j) * (int64_t)(n_bits + 2),
-                                               sts + (j0 + j) * HM_ST_SIZE, thr[j]);
+        for (j = 0; j < TQ; j++)
+            m[j] = _mm256_min_epu8(m[j], acc[j]);
+    }
+    for (j = 0; j < TQ; j++) {
+        if (thr[j] > 255) {
+            pass |= 1u << j;
+        } else if (thr[j] > 0) {
+            /* some byte <= thr - 1 */
+            const __m256i t = _mm256_set1_epi8((char)(thr[j] - 1));
+            if (_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_min_epu8(m[j], t), m[j])))
+                pass |= 1u << j;
         }
     }
+    return pass;
 }
 
-HM_INLINE HM_AVX2 void hm_topk_avx2_w(const uint64_t *db, int64_t n, const int W, int n_bits,
-                                       const uint64_t *Q, int64_t b_lo, int64_t b_hi,
-                                       int64_t q_lo, int64_t q_hi, int64_t cap,
-                                       uint64_t *bufs, int32_t *cnts, int64_t *sts)
-{
-    int64_t CH = hm_chunk_blocks(W), cb, ce, j;
-    for (cb = b_lo; cb < b_hi; cb += CH) {
-        ce = cb + CH < b_hi ? cb + CH : b_hi;
-        for (j = q_lo; j + HM_QT2 <= q_hi; j += HM_QT2)
-            hm_topk_tile256(db, n, W, n_bits, Q, j, HM_QT2, cb, ce, cap, bufs, cnts, sts);
-        for (; j < q_hi; j++)
-            hm_topk_tile256(db, n, W, n_bits, Q, j, 1, cb, ce, cap, bufs, cnts, sts);
-    }
-}
+/* Longer codes: the group test from block distances (VPSADBW). */
+#define hm_group_test_avx2(ctx, db, W, Q, j0, TQ, g, ge, thr)                   \
+    ((W) <= HM_BYTES_MAX_W ? hm_group_test_bytes(ctx, db, W, g, ge, TQ, thr)   \
+                           : hm_group_min_test_avx2(db, W, Q, j0, TQ, g, ge, thr))
 
-static HM_AVX2 void hm_topk_avx2(const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
-                                 int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
-                                 int64_t cap, uint64_t *bufs, int32_t *cnts, int64_t *sts)
+#define HM_TQ HM_QT2
+#define HM_TARGET HM_AVX2
+#define HM_ISA avx2
+#include "hamming_scan.inc"
+#undef HM_ISA
+#undef HM_TARGET
+#undef HM_TQ
+#endif /* HM_X86 */
+
+/* Entry points of a popcount path (one the CPU supports). */
+static const hm_ops *hm_ops_for(int path)
 {
-    switch (W) {
-    case 1: hm_topk_avx2_w(db, n, 1, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts); break;
-    case 2: hm_topk_avx2_w(db, n, 2, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts); break;
-    case 4: hm_topk_avx2_w(db, n, 4, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts); break;
-    default: hm_topk_avx2_w(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts); break;
-    }
+#ifdef HM_X86
+    static const hm_ops *const by_path[PC_N_PATHS] = {&hm_ops_portable, &hm_ops_popcnt,
+                                                      &hm_ops_avx2, &hm_ops_avx512};
+#else
+    static const hm_ops *const by_path[PC_N_PATHS] = {&hm_ops_portable, &hm_ops_popcnt,
+                                                      &hm_ops_popcnt, &hm_ops_popcnt};
+#endif
+    return by_path[path];
 }
-#endif /* HM_X86 (AVX2) */
 
 /* ------------------------------------------------------------------ */
-/* Dispatch on the selected path (checked against the CPU by the caller). */
+/* One call's work, run task by task.                                   */
 /* ------------------------------------------------------------------ */
+/*
+ * flexcmh_fast._hamming cuts a call into tasks = (database part, group of
+ * queries) and runs them in parallel; a task owns its outputs (per part
+ * for top-k state, range counts and histograms), so there are no races.
+ */
+#define HM_OP_TOPK 0
+#define HM_OP_RANGE 1
+#define HM_OP_HIST 2
+#define HM_OP_DIST 3
 
-static void hm_topk(int path, const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
-                    int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
-                    int64_t cap, uint64_t *bufs, int32_t *cnts, int64_t *sts)
-{
-#ifdef HM_X86
-    if (path == HM_PATH_AVX512) {
-        hm_topk_avx512(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts);
-        return;
-    }
-    if (path == HM_PATH_AVX2) {
-        hm_topk_avx2(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts);
-        return;
-    }
-#endif
-    if (path == HM_PATH_POPCNT || path == HM_PATH_AVX2)
-        hm_topk_popcnt(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts);
-    else
-        hm_topk_portable(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, cap, bufs, cnts, sts);
-}
+typedef struct {
+    int op; /* HM_OP_* */
+    const hm_ops *ops;
+    const uint64_t *db;
+    int64_t n, nq;
+    int W, n_bits;
+    const uint64_t *Q;
+    /* top-k: selection state of part s at bufs + s * nq * 2 * cap, cnts +
+     * s * nq * (n_bits + 2), sts + s * nq * HM_ST_SIZE; with one part the
+     * task also writes its queries' results (finalize, pos: n_bits + 2
+     * scratch per thread) */
+    int64_t cap, k;
+    uint64_t *bufs;
+    int32_t *cnts;
+    int64_t *sts, *pos;
+    int finalize;
+    int32_t *out_d;
+    int64_t *out_i;
+    /* radius search: counts (keys == NULL) or write cursors of part s at
+     * counts + s * nq */
+    int radius;
+    int64_t *counts;
+    uint64_t *keys;
+    /* histograms of part s at hist + s * nq * (n_bits + 1) */
+    int64_t *hist;
+    /* distance matrix (nq, n) */
+    int32_t *dist;
+} hm_job;
 
-static void hm_range(int path, const uint64_t *db, int64_t n, int W, const uint64_t *Q,
-                     int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi,
-                     int radius, int64_t *counts, uint64_t *out_keys)
+static void hm_job_run(const hm_job *J, int64_t part, int64_t b_lo, int64_t b_hi,
+                       int64_t q_lo, int64_t q_hi, int tid)
 {
-#ifdef HM_X86
-    if (path == HM_PATH_AVX512) {
-        hm_range_avx512(db, n, W, Q, b_lo, b_hi, q_lo, q_hi, radius, counts, out_keys);
-        return;
+    const int64_t nq = J->nq;
+    int64_t j;
+    switch (J->op) {
+    case HM_OP_TOPK:
+        J->ops->topk(J->db, J->n, J->W, J->n_bits, J->Q, b_lo, b_hi, q_lo, q_hi, J->cap,
+                     J->bufs + part * nq * 2 * J->cap,
+                     J->cnts + part * nq * (int64_t)(J->n_bits + 2),
+                     J->sts + part * nq * HM_ST_SIZE);
+        if (J->finalize)
+            for (j = q_lo; j < q_hi; j++)
+                hm_topk_finalize(J->bufs, J->cnts, J->sts, 1, nq, j, J->cap, J->k, J->n_bits,
+                                 J->pos + tid * (int64_t)(J->n_bits + 2), J->out_d, J->out_i);
+        break;
+    case HM_OP_RANGE:
+        J->ops->range(J->db, J->n, J->W, J->Q, b_lo, b_hi, q_lo, q_hi, J->radius,
+                      J->counts + part * nq, J->keys);
+        break;
+    case HM_OP_HIST:
+        J->ops->hist(J->db, J->n, J->W, J->n_bits, J->Q, b_lo, b_hi, q_lo, q_hi,
+                     J->hist + part * nq * (int64_t)(J->n_bits + 1));
+        break;
+    default:
+        J->ops->dist(J->db, J->n, J->W, J->Q, b_lo, b_hi, q_lo, q_hi, J->dist);
+        break;
     }
-#endif
-    if (path == HM_PATH_POPCNT || path == HM_PATH_AVX2)
-        hm_range_popcnt(db, n, W, Q, b_lo, b_hi, q_lo, q_hi, radius, counts, out_keys);
-    else
-        hm_range_portable(db, n, W, Q, b_lo, b_hi, q_lo, q_hi, radius, counts, out_keys);
-}
-
-static void hm_hist(int path, const uint64_t *db, int64_t n, int W, int n_bits, const uint64_t *Q,
-                    int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int64_t *hist)
-{
-#ifdef HM_X86
-    if (path == HM_PATH_AVX512) {
-        hm_hist_avx512(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, hist);
-        return;
-    }
-#endif
-    if (path == HM_PATH_POPCNT || path == HM_PATH_AVX2)
-        hm_hist_popcnt(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, hist);
-    else
-        hm_hist_portable(db, n, W, n_bits, Q, b_lo, b_hi, q_lo, q_hi, hist);
-}
-
-static void hm_dist(int path, const uint64_t *db, int64_t n, int W, const uint64_t *Q,
-                    int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int32_t *out)
-{
-#ifdef HM_X86
-    if (path == HM_PATH_AVX512) {
-        hm_dist_avx512(db, n, W, Q, b_lo, b_hi, q_lo, q_hi, out);
-        return;
-    }
-#endif
-    if (path == HM_PATH_POPCNT || path == HM_PATH_AVX2)
-        hm_dist_popcnt(db, n, W, Q, b_lo, b_hi, q_lo, q_hi, out);
-    else
-        hm_dist_portable(db, n, W, Q, b_lo, b_hi, q_lo, q_hi, out);
 }
 
 #endif /* FLEXCMH_HAMMING_KERNELS_H */

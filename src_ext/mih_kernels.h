@@ -139,7 +139,7 @@ HM_INLINE int mh_visit(const mh_tables *T, const uint64_t *q, int64_t id, int a,
     int w, j, d = 0;
     for (w = 0; w < W; w++) {
         x[w] = blk[w * HM_BLOCK] ^ q[w];
-        d += hw ? __builtin_popcountll(x[w]) : hm_pc_swar(x[w]);
+        d += pc_popcount64(x[w], hw);
     }
     /* Reached before iff an earlier step probes one of its substrings. */
     for (j = 0; j < T->m; j++) {
@@ -148,95 +148,146 @@ HM_INLINE int mh_visit(const mh_tables *T, const uint64_t *q, int64_t id, int a,
         if (j == i || lim < 0)
             continue;
         for (w = 0; w < W; w++)
-            dj += hw ? __builtin_popcountll(x[w] & mk[w]) : hm_pc_swar(x[w] & mk[w]);
+            dj += pc_popcount64(x[w] & mk[w], hw);
         if (dj <= lim)
             return -1;
     }
     return d;
 }
 
+/* Candidates collected for one query: the k-NN selection (knn) or the
+ * radius-search hits, as keys (distance << 51 | id) in buf. */
+typedef struct {
+    uint64_t *buf;
+    int64_t blen, bcap;
+    int64_t k, live; /* k-NN: result size, buffered keys at distance <= thr */
+    int64_t *cnt;    /* k-NN: codes seen at each distance */
+    int thr;         /* k-NN: smallest distance with k seen codes at or below */
+    int radius;      /* radius search */
+} mh_sink;
+
+/* Drop the buffered k-NN keys above the threshold. */
+static void mh_sink_prune(mh_sink *s)
+{
+    int64_t u, kept = 0;
+    for (u = 0; u < s->blen; u++)
+        if ((int)(s->buf[u] >> HM_KEY_SHIFT) <= s->thr)
+            s->buf[kept++] = s->buf[u];
+    s->blen = kept;
+}
+
+/* Take a candidate at distance dd; returns 0, or -2 when out of memory.
+ *
+ * k-NN selection as in hamming_kernels.h, for candidates in any id order:
+ * cnt counts the codes seen at each distance and thr is the smallest
+ * distance with k seen codes at or below it, so only codes at distance
+ * <= thr can still be in the result; they are kept in buf (ties at thr
+ * included, their ids decide at the end) and the others are dropped as thr
+ * falls. */
+HM_INLINE int mh_take(mh_sink *s, int dd, int64_t id, const int knn)
+{
+    if (knn) {
+        s->cnt[dd]++;
+        if (dd > s->thr)
+            return 0;
+    } else if (dd > s->radius) {
+        return 0;
+    }
+    if (s->blen == s->bcap) {
+        int64_t ncap = s->bcap ? 2 * s->bcap : 64;
+        if (knn)
+            mh_sink_prune(s);
+        /* Grow unless pruning freed more than half of the buffer. */
+        if (!knn || s->bcap == 0 || s->blen * 2 > s->bcap) {
+            uint64_t *nb = (uint64_t *)realloc(s->buf, sizeof(uint64_t) * ncap);
+            if (!nb)
+                return -2;
+            s->buf = nb;
+            s->bcap = ncap;
+        }
+    }
+    s->buf[s->blen++] = ((uint64_t)dd << HM_KEY_SHIFT) | (uint64_t)id;
+    if (knn) {
+        s->live++;
+        while (s->thr > 0 && s->live - s->cnt[s->thr] >= s->k) {
+            s->live -= s->cnt[s->thr];
+            s->thr--;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Step (a, i): probe the buckets of every value at distance exactly a from
+ * the query's substring i (qs) and hand the codes not reached by an earlier
+ * step to mh_take.  Returns the work done so far, -1 when it exceeds
+ * budget, -2 when out of memory.
+ */
+HM_INLINE int64_t mh_step(const mh_tables *T, const uint64_t *q, uint32_t qs, int a, int i,
+                          int64_t work, int64_t budget, mh_sink *s, const int W, const int hw,
+                          const int knn)
+{
+    int len = T->len[i];
+    const uint32_t *off = T->offs + T->base[i];
+    const uint32_t *ids = T->ids + (int64_t)i * T->n;
+    uint64_t mask = (UINT64_C(1) << a) - 1, end = UINT64_C(1) << len;
+    if (a > len)
+        return work;
+    for (; mask < end; mask = a ? mh_next_comb(mask) : end) {
+        int64_t v = (int64_t)(qs ^ (uint32_t)mask);
+        uint32_t p, pe = off[v + 1];
+        work += 1 + (pe - off[v]);
+        mh_prefetch_bucket(T, ids, off[v], pe);
+        for (p = off[v]; p < pe; p++) {
+            int64_t id = ids[p];
+            int dd;
+            if (p + MH_PREFETCH < pe)
+                mh_prefetch_bucket(T, ids, p + MH_PREFETCH, p + MH_PREFETCH + 1);
+            dd = mh_visit(T, q, id, a, i, W, hw);
+            if (dd >= 0 && mh_take(s, dd, id, knn))
+                return -2;
+        }
+        if (work > budget)
+            return -1;
+    }
+    return work;
+}
+
+/* Substrings of the query and the longest substring length. */
+static inline int mh_query_subs(const mh_tables *T, const uint64_t *q, uint32_t *qs)
+{
+    int i, max_len = 0;
+    for (i = 0; i < T->m; i++) {
+        qs[i] = mh_sub(q, T->lo[i], T->len[i], T->gap_off[i], T->gap_len[i]);
+        if (T->len[i] > max_len)
+            max_len = T->len[i];
+    }
+    return max_len;
+}
+
 /*
  * Exact k nearest codes of query q (1 <= k <= n).  cnt needs n_bits + 1
  * entries.  Writes k sorted (distance, id) into out_d / out_i and returns
  * the work done, -1 when the work exceeds budget, -2 when out of memory.
- *
- * Selection as in hamming_kernels.h, for candidates in any id order: cnt
- * counts the codes seen at each distance and thr is the smallest distance
- * with k seen codes at or below it, so only codes at distance <= thr can
- * still be in the result; they are kept in buf (ties at thr included,
- * their ids decide at the end) and the others are dropped as thr falls.
  */
 HM_INLINE int64_t mh_knn_impl(const mh_tables *T, const uint64_t *q, int n_bits, int64_t k,
                               int64_t budget, int64_t *cnt, int32_t *out_d, int64_t *out_i,
                               const int W, const int hw)
 {
-    int m = T->m, i, a, max_len = 0, d, thr = n_bits, R = -1;
+    int m = T->m, i, a, d, R = -1, max_len;
     uint32_t qs[MH_MAX_M];
-    int64_t work = 0, blen = 0, bcap = 2 * k + 64, seen_le = 0, live = 0, t;
-    uint64_t *buf = (uint64_t *)malloc(sizeof(uint64_t) * bcap);
-    if (!buf)
-        return -2;
-    for (i = 0; i < m; i++) {
-        qs[i] = mh_sub(q, T->lo[i], T->len[i], T->gap_off[i], T->gap_len[i]);
-        if (T->len[i] > max_len)
-            max_len = T->len[i];
-    }
+    int64_t work = 0, seen_le = 0, t;
+    mh_sink s = {NULL, 0, 0, k, 0, cnt, n_bits, 0};
+    max_len = mh_query_subs(T, q, qs);
     for (d = 0; d <= n_bits; d++)
         cnt[d] = 0;
     for (a = 0; a <= max_len; a++) {
         for (i = 0; i < m; i++) {
-            int len = T->len[i];
-            const uint32_t *off = T->offs + T->base[i];
-            const uint32_t *ids = T->ids + (int64_t)i * T->n;
             int newR = m * a + i;
-            if (a <= len) {
-                uint64_t mask = (UINT64_C(1) << a) - 1, end = UINT64_C(1) << len;
-                for (; mask < end; mask = a ? mh_next_comb(mask) : end) {
-                    int64_t v = (int64_t)(qs[i] ^ (uint32_t)mask);
-                    uint32_t p, pe = off[v + 1];
-                    work += 1 + (pe - off[v]);
-                    mh_prefetch_bucket(T, ids, off[v], pe);
-                    for (p = off[v]; p < pe; p++) {
-                        int64_t id = ids[p];
-                        int dd;
-                        if (p + MH_PREFETCH < pe)
-                            mh_prefetch_bucket(T, ids, p + MH_PREFETCH, p + MH_PREFETCH + 1);
-                        dd = mh_visit(T, q, id, a, i, W, hw);
-                        if (dd < 0)
-                            continue;
-                        cnt[dd]++;
-                        if (dd > thr)
-                            continue;
-                        if (blen == bcap) {
-                            int64_t u, kept = 0;
-                            for (u = 0; u < blen; u++)
-                                if ((int)(buf[u] >> HM_KEY_SHIFT) <= thr)
-                                    buf[kept++] = buf[u];
-                            blen = kept;
-                            if (blen > bcap / 2) {
-                                uint64_t *nb = (uint64_t *)realloc(buf, sizeof(uint64_t) * 2 * bcap);
-                                if (!nb) {
-                                    free(buf);
-                                    return -2;
-                                }
-                                buf = nb;
-                                bcap *= 2;
-                            }
-                        }
-                        buf[blen++] = ((uint64_t)dd << HM_KEY_SHIFT) | (uint64_t)id;
-                        live++;
-                        while (thr > 0 && live - cnt[thr] >= k) {
-                            live -= cnt[thr];
-                            thr--;
-                        }
-                    }
-                    if (work > budget) {
-                        free(buf);
-                        return -1;
-                    }
-                    if (a == 0)
-                        break;
-                }
+            work = mh_step(T, q, qs[i], a, i, work, budget, &s, W, hw, 1);
+            if (work < 0) {
+                free(s.buf);
+                return work;
             }
             /* Codes seen within the new guaranteed radius. */
             for (d = R + 1; d <= newR && d <= n_bits; d++)
@@ -247,19 +298,13 @@ HM_INLINE int64_t mh_knn_impl(const mh_tables *T, const uint64_t *q, int n_bits,
         }
     }
 done:
-    {
-        int64_t u, kept = 0;
-        for (u = 0; u < blen; u++)
-            if ((int)(buf[u] >> HM_KEY_SHIFT) <= thr)
-                buf[kept++] = buf[u];
-        blen = kept;
-    }
-    mh_sort(buf, blen);
+    mh_sink_prune(&s);
+    mh_sort(s.buf, s.blen);
     for (t = 0; t < k; t++) {
-        out_d[t] = (int32_t)(buf[t] >> HM_KEY_SHIFT);
-        out_i[t] = (int64_t)(buf[t] & HM_ID_MASK);
+        out_d[t] = (int32_t)(s.buf[t] >> HM_KEY_SHIFT);
+        out_i[t] = (int64_t)(s.buf[t] & HM_ID_MASK);
     }
-    free(buf);
+    free(s.buf);
     return work;
 }
 
@@ -272,100 +317,68 @@ HM_INLINE int64_t mh_range_impl(const mh_tables *T, const uint64_t *q, int radiu
                                 int64_t budget, uint64_t **out, int64_t *out_len,
                                 const int W, const int hw)
 {
-    int m = T->m, i, a, max_len = 0;
+    int m = T->m, i, a, max_len;
     uint32_t qs[MH_MAX_M];
-    int64_t work = 0, blen = 0, bcap = 0;
-    uint64_t *buf = NULL;
+    int64_t work = 0;
+    mh_sink s = {NULL, 0, 0, 0, 0, NULL, 0, radius};
     *out = NULL;
     *out_len = 0;
-    for (i = 0; i < m; i++) {
-        qs[i] = mh_sub(q, T->lo[i], T->len[i], T->gap_off[i], T->gap_len[i]);
-        if (T->len[i] > max_len)
-            max_len = T->len[i];
-    }
+    max_len = mh_query_subs(T, q, qs);
     for (a = 0; a <= max_len; a++) {
         for (i = 0; i < m; i++) {
-            int len = T->len[i];
-            const uint32_t *off = T->offs + T->base[i];
-            const uint32_t *ids = T->ids + (int64_t)i * T->n;
-            if (a <= len) {
-                uint64_t mask = (UINT64_C(1) << a) - 1, end = UINT64_C(1) << len;
-                for (; mask < end; mask = a ? mh_next_comb(mask) : end) {
-                    int64_t v = (int64_t)(qs[i] ^ (uint32_t)mask);
-                    uint32_t p, pe = off[v + 1];
-                    work += 1 + (pe - off[v]);
-                    mh_prefetch_bucket(T, ids, off[v], pe);
-                    for (p = off[v]; p < pe; p++) {
-                        int64_t id = ids[p];
-                        int dd;
-                        if (p + MH_PREFETCH < pe)
-                            mh_prefetch_bucket(T, ids, p + MH_PREFETCH, p + MH_PREFETCH + 1);
-                        dd = mh_visit(T, q, id, a, i, W, hw);
-                        if (dd < 0 || dd > radius)
-                            continue;
-                        if (blen == bcap) {
-                            int64_t ncap = bcap ? 2 * bcap : 64;
-                            uint64_t *nb = (uint64_t *)realloc(buf, sizeof(uint64_t) * ncap);
-                            if (!nb) {
-                                free(buf);
-                                return -2;
-                            }
-                            buf = nb;
-                            bcap = ncap;
-                        }
-                        buf[blen++] = ((uint64_t)dd << HM_KEY_SHIFT) | (uint64_t)id;
-                    }
-                    if (work > budget) {
-                        free(buf);
-                        return -1;
-                    }
-                    if (a == 0)
-                        break;
-                }
+            work = mh_step(T, q, qs[i], a, i, work, budget, &s, W, hw, 0);
+            if (work < 0) {
+                free(s.buf);
+                return work;
             }
             if (m * a + i >= radius)
                 goto done;
         }
     }
 done:
-    mh_sort(buf, blen);
-    *out = buf;
-    *out_len = blen;
+    mh_sort(s.buf, s.blen);
+    *out = s.buf;
+    *out_len = s.blen;
     return work;
 }
 
-/* Instances: POPCNT instruction (x86 with popcnt) or the portable count,
- * with the word count fixed for 1, 2 and 4 words. */
-#define MH_INSTANCES(SUFFIX, ATTR, HW)                                                        \
-    static ATTR int64_t mh_knn_##SUFFIX(const mh_tables *T, const uint64_t *q, int n_bits,    \
-                                        int64_t k, int64_t budget, int64_t *cnt,              \
-                                        int32_t *od, int64_t *oi)                             \
-    {                                                                                         \
-        switch (T->W) {                                                                       \
-        case 1: return mh_knn_impl(T, q, n_bits, k, budget, cnt, od, oi, 1, HW);        \
-        case 2: return mh_knn_impl(T, q, n_bits, k, budget, cnt, od, oi, 2, HW);        \
-        case 4: return mh_knn_impl(T, q, n_bits, k, budget, cnt, od, oi, 4, HW);        \
-        default: return mh_knn_impl(T, q, n_bits, k, budget, cnt, od, oi, T->W, HW);    \
-        }                                                                                     \
-    }                                                                                         \
-    static ATTR int64_t mh_range_##SUFFIX(const mh_tables *T, const uint64_t *q, int radius,  \
-                                          int64_t budget, uint64_t **out, int64_t *out_len)   \
-    {                                                                                         \
-        switch (T->W) {                                                                       \
-        case 1: return mh_range_impl(T, q, radius, budget, out, out_len, 1, HW);             \
-        case 2: return mh_range_impl(T, q, radius, budget, out, out_len, 2, HW);             \
-        case 4: return mh_range_impl(T, q, radius, budget, out, out_len, 4, HW);             \
-        default: return mh_range_impl(T, q, radius, budget, out, out_len, T->W, HW);         \
-        }                                                                                     \
-    }
+/* Instances: POPCNT instruction (x86 with popcnt) or the portable count. */
+static PC_TARGET_POPCNT int64_t mh_knn_popcnt(const mh_tables *T, const uint64_t *q, int n_bits,
+                                              int64_t k, int64_t budget, int64_t *cnt,
+                                              int32_t *od, int64_t *oi)
+{
+    int64_t r;
+    PC_WITH_W(T->W, r = mh_knn_impl(T, q, n_bits, k, budget, cnt, od, oi, PC_W, 1));
+    return r;
+}
+static int64_t mh_knn_portable(const mh_tables *T, const uint64_t *q, int n_bits, int64_t k,
+                               int64_t budget, int64_t *cnt, int32_t *od, int64_t *oi)
+{
+    int64_t r;
+    PC_WITH_W(T->W, r = mh_knn_impl(T, q, n_bits, k, budget, cnt, od, oi, PC_W, 0));
+    return r;
+}
+static PC_TARGET_POPCNT int64_t mh_range_popcnt(const mh_tables *T, const uint64_t *q, int radius,
+                                                int64_t budget, uint64_t **out, int64_t *out_len)
+{
+    int64_t r;
+    PC_WITH_W(T->W, r = mh_range_impl(T, q, radius, budget, out, out_len, PC_W, 1));
+    return r;
+}
+static int64_t mh_range_portable(const mh_tables *T, const uint64_t *q, int radius,
+                                 int64_t budget, uint64_t **out, int64_t *out_len)
+{
+    int64_t r;
+    PC_WITH_W(T->W, r = mh_range_impl(T, q, radius, budget, out, out_len, PC_W, 0));
+    return r;
+}
 
-MH_INSTANCES(popcnt, HM_TARGET_POPCNT, 1)
-MH_INSTANCES(portable, , 0)
-
+/* Hashing visits scattered single codes: every path from POPCNT up runs
+ * the POPCNT instance. */
 static int64_t mh_knn(int path, const mh_tables *T, const uint64_t *q, int n_bits, int64_t k,
                       int64_t budget, int64_t *cnt, int32_t *od, int64_t *oi)
 {
-    if (path >= HM_PATH_POPCNT)
+    if (path >= PC_PATH_POPCNT)
         return mh_knn_popcnt(T, q, n_bits, k, budget, cnt, od, oi);
     return mh_knn_portable(T, q, n_bits, k, budget, cnt, od, oi);
 }
@@ -373,7 +386,7 @@ static int64_t mh_knn(int path, const mh_tables *T, const uint64_t *q, int n_bit
 static int64_t mh_range(int path, const mh_tables *T, const uint64_t *q, int radius,
                         int64_t budget, uint64_t **out, int64_t *out_len)
 {
-    if (path >= HM_PATH_POPCNT)
+    if (path >= PC_PATH_POPCNT)
         return mh_range_popcnt(T, q, radius, budget, out, out_len);
     return mh_range_portable(T, q, radius, budget, out, out_len);
 }

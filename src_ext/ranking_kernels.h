@@ -32,12 +32,11 @@
  * histograms, scalar work only per relevant item); it produces the same
  * histograms and records, so rk_finish is shared.
  *
- * Portability: the distance pass is compiled three times - AVX-512
- * VPOPCNTDQ, POPCNT and portable - with the GCC/Clang target attribute, and
- * the variant for the running CPU is picked at run time with
- * __builtin_cpu_supports (GCC 12's target_clones cannot dispatch on the
- * AVX-512 sub-features).  No host-tuned -march flag is needed; other compilers and
- * CPUs get the portable version (__builtin_popcountll is correct everywhere).
+ * Portability: the distance pass is one inline function over the popcount
+ * layer of popcount.h, compiled once per popcount path (AVX-512 VPOPCNTDQ,
+ * AVX2, POPCNT, portable) with the path's target attribute; the caller
+ * passes the path selected in flexcmh_fast._hamming (rk_pass1_for_path),
+ * so both extensions run the same path.  No host-tuned -march flag.
  */
 #ifndef FLEXCMH_RANKING_KERNELS_H
 #define FLEXCMH_RANKING_KERNELS_H
@@ -47,15 +46,13 @@
 #include <string.h>
 #include <math.h>
 
-#if defined(__GNUC__) && defined(__x86_64__)
+#include "popcount.h"
+
+#if defined(PC_X86) && defined(__x86_64__)
 #define RK_X86_DISPATCH 1
 #endif
 
-#if defined(__GNUC__)
-#define RK_INLINE static inline __attribute__((always_inline))
-#else
-#define RK_INLINE static inline
-#endif
+#define RK_INLINE PC_INLINE
 
 /* Items handled per block: the block's (distance, relevant) values are
  * computed in a vectorisable loop, then histogrammed by a scalar loop. */
@@ -83,7 +80,7 @@ struct rk_params_s {
     const int64_t *ks;     /* sorted, unique cut-offs for precision@k, each in [1, n_db] */
     int n_ks;
     const double *harmonic; /* harmonic[i] = 1 + 1/2 + ... + 1/i, i in [0, n_db] */
-    rk_pass1_fn pass1;     /* from rk_select_pass1(), chosen once per call */
+    rk_pass1_fn pass1;     /* rk_pass1_for_path() or rk_pass1_fast, once per call */
     /* Fast pass only (rk_pass1_fast), else NULL / 0: */
     const uint64_t *db_wm; /* codes in word-major blocks of 64, zero padded */
     const uint32_t *ids_pad;   /* class ids padded to n_blocks * 64, or NULL */
@@ -95,67 +92,42 @@ struct rk_params_s {
     int64_t n_blocks;      /* ceil(n_db / 64) */
 };
 
-/* Distance + relevance of items [start, start + n) into buf[0..n). */
-RK_INLINE void rk_block_generic(const rk_params *p, const uint64_t *q, const uint64_t *ql,
-                                int64_t start, int64_t n, uint16_t *buf)
+/* How an item's relevance is decided (a compile-time constant of rk_block). */
+#define RK_REL_IDS 0    /* single-label: equal 32-bit class ids */
+#define RK_REL_LABEL 1  /* one label word: shared bit */
+#define RK_REL_LABELS 2 /* n_label_words label words: shared bit */
+
+/* Distance + relevance of items [start, start + n) into buf[0..n), as
+ * (distance << 1 | relevant).  Inlined with W, rel and hw constant, the loop
+ * unrolls and vectorises (VPOPCNTQ on the AVX-512 path).  Class ids read 4
+ * bytes per database item instead of a one-hot mask of any width. */
+RK_INLINE void rk_block(const rk_params *p, const uint64_t *q, const uint64_t *ql,
+                        int64_t start, int64_t n, uint16_t *buf, const int W, const int rel,
+                        const int hw)
 {
-    const int W = p->n_words, L = p->n_label_words;
+    const int L = p->n_label_words;
     const uint64_t *db = p->db + start * W;
-    const uint64_t *dl = p->db_labels + start * L;
+    const uint64_t *dl = rel == RK_REL_IDS ? NULL : p->db_labels + start * L;
+    const uint32_t *ids = rel == RK_REL_IDS ? p->db_ids + start : NULL;
+    /* Loaded once: buf cannot alias them, but the vectoriser must know. */
+    const uint32_t q_id = (uint32_t)ql[0];
+    const uint64_t q_label = ql[0];
     for (int64_t j = 0; j < n; j++) {
-        int d = 0;
-        for (int w = 0; w < W; w++)
-            d += __builtin_popcountll(q[w] ^ db[j * W + w]);
-        uint64_t any = 0;
-        for (int l = 0; l < L; l++)
-            any |= ql[l] & dl[j * L + l];
-        buf[j] = (uint16_t)((d << 1) | (any != 0));
+        const int d = pc_dist_row(q, db + j * W, W, hw);
+        int relevant;
+        if (rel == RK_REL_IDS) {
+            relevant = ids[j] == q_id;
+        } else if (rel == RK_REL_LABEL) {
+            relevant = (q_label & dl[j]) != 0;
+        } else {
+            uint64_t any = 0;
+            for (int l = 0; l < L; l++)
+                any |= ql[l] & dl[j * L + l];
+            relevant = any != 0;
+        }
+        buf[j] = (uint16_t)((d << 1) | relevant);
     }
 }
-
-/* Specialisations with compile-time code width and a single label word, so
- * the compiler unrolls and vectorises (vpopcntq on AVX-512 VPOPCNTDQ). */
-#define RK_BLOCK_FIXED(WW)                                                        \
-RK_INLINE void rk_block_w##WW(const rk_params *p, const uint64_t *q,               \
-                              const uint64_t *ql, int64_t start, int64_t n,        \
-                              uint16_t *buf)                                       \
-{                                                                                 \
-    const uint64_t *db = p->db + start * (WW);                                    \
-    const uint64_t *dl = p->db_labels + start;                                    \
-    const uint64_t lab = ql[0];                                                   \
-    for (int64_t j = 0; j < n; j++) {                                             \
-        int d = 0;                                                                \
-        for (int w = 0; w < (WW); w++)                                            \
-            d += __builtin_popcountll(q[w] ^ db[j * (WW) + w]);                   \
-        buf[j] = (uint16_t)((d << 1) | ((lab & dl[j]) != 0));                     \
-    }                                                                             \
-}
-RK_BLOCK_FIXED(1)
-RK_BLOCK_FIXED(2)
-RK_BLOCK_FIXED(4)
-
-/* Single-label data: relevance is equality of 32-bit class ids, which reads
- * 4 bytes per database item instead of a one-hot mask of any width. */
-#define RK_BLOCK_IDS(WW, NAME)                                                    \
-RK_INLINE void rk_block_ids_##NAME(const rk_params *p, const uint64_t *q,          \
-                                   const uint64_t *ql, int64_t start, int64_t n,   \
-                                   uint16_t *buf)                                  \
-{                                                                                 \
-    const int W = (WW) > 0 ? (WW) : p->n_words;                                   \
-    const uint64_t *db = p->db + start * W;                                       \
-    const uint32_t *ids = p->db_ids + start;                                      \
-    const uint32_t lab = (uint32_t)ql[0];                                         \
-    for (int64_t j = 0; j < n; j++) {                                             \
-        int d = 0;                                                                \
-        for (int w = 0; w < W; w++)                                               \
-            d += __builtin_popcountll(q[w] ^ db[j * W + w]);                      \
-        buf[j] = (uint16_t)((d << 1) | (ids[j] == lab));                          \
-    }                                                                             \
-}
-RK_BLOCK_IDS(1, w1)
-RK_BLOCK_IDS(2, w2)
-RK_BLOCK_IDS(4, w4)
-RK_BLOCK_IDS(0, generic)
 
 /* Queries processed together by one thread: every block of database codes
  * is read from memory once and used for RK_TQ queries while it sits in L1. */
@@ -169,154 +141,121 @@ RK_BLOCK_IDS(0, generic)
  * rec + t * rec_stride receives one record per relevant item, in database
  * order: (a << 16) | d, with d its distance and a the number of items at
  * distance d with a smaller index; n_recs[t] is the number of records.
- * buf is scratch of RK_BLOCK uint16.  The body is instantiated once per
- * target ISA (RK_PASS1_BODY) and the best variant is chosen at run time. */
-#define RK_PASS1_BODY                                                             \
-{                                                                                 \
-    const int HB = 2 * (p->n_bits + 1);                                           \
-    for (int t = 0; t < nt; t++) {                                                \
-        memset(work + t * work_stride, 0, sizeof(int64_t) * 4 * HB);              \
-        if (p->stable) {                                                          \
-            /* cnt[d] = (items seen at distance d) << 16 | d: the record of   \
-             * the next item at d, ready to store (saves a shift and an or). */ \
-            uint64_t *cnt = (uint64_t *)(work + t * work_stride);                 \
-            for (int d = 0; d <= p->n_bits; d++)                                  \
-                cnt[d] = (uint64_t)d;                                             \
-        }                                                                         \
-        n_recs[t] = 0;                                                            \
-    }                                                                             \
-    for (int64_t start = 0; start < p->n_db; start += RK_BLOCK) {                 \
-        int64_t n = p->n_db - start < RK_BLOCK ? p->n_db - start : RK_BLOCK;      \
-        uint16_t *b = buf;                                                        \
-        for (int t = 0; t < nt; t++) {                                            \
-            const uint64_t *qt = q + (int64_t)t * p->n_words;                     \
-            const uint64_t *qlt = ql + (int64_t)t * p->n_label_words;             \
-            int64_t *hist4 = work + t * work_stride;                              \
-            if (p->db_ids != NULL) {                                              \
-                if (p->n_words == 1)                                              \
-                    rk_block_ids_w1(p, qt, qlt, start, n, b);                     \
-                else if (p->n_words == 2)                                         \
-                    rk_block_ids_w2(p, qt, qlt, start, n, b);                     \
-                else if (p->n_words == 4)                                         \
-                    rk_block_ids_w4(p, qt, qlt, start, n, b);                     \
-                else                                                              \
-                    rk_block_ids_generic(p, qt, qlt, start, n, b);                \
-            } else if (p->n_label_words == 1 && p->n_words == 1)                  \
-                rk_block_w1(p, qt, qlt, start, n, b);                             \
-            else if (p->n_label_words == 1 && p->n_words == 2)                    \
-                rk_block_w2(p, qt, qlt, start, n, b);                             \
-            else if (p->n_label_words == 1 && p->n_words == 4)                    \
-                rk_block_w4(p, qt, qlt, start, n, b);                             \
-            else                                                                  \
-                rk_block_generic(p, qt, qlt, start, n, b);                        \
-            if (p->stable) {                                                      \
-                /* cnt[d] >> 16 is the running count of items at distance d, \
-                 * i.e. the number before item j.  The record cnt[d] is       \
-                 * written for every item and kept only when the item is      \
-                 * relevant (n_rec advances by v & 1): no branch. */          \
-                uint64_t *cnt = (uint64_t *)hist4;                                \
-                uint64_t *rec = recs + t * rec_stride;                            \
-                int64_t n_rec = n_recs[t];                                        \
-                for (int64_t j = 0; j < n; j++) {                                 \
-                    const int v = b[j];                                           \
-                    const uint64_t c = cnt[v >> 1];                               \
-                    rec[n_rec] = c;                                               \
-                    cnt[v >> 1] = c + 65536;                                      \
-                    n_rec += v & 1;                                               \
-                }                                                                 \
-                n_recs[t] = n_rec;                                                \
-            } else {                                                              \
-                int64_t j = 0;                                                    \
-                for (; j + 4 <= n; j += 4) {                                      \
-                    hist4[b[j]]++;                                                \
-                    hist4[HB + b[j + 1]]++;                                       \
-                    hist4[2 * HB + b[j + 2]]++;                                   \
-                    hist4[3 * HB + b[j + 3]]++;                                   \
-                }                                                                 \
-                for (; j < n; j++)                                                \
-                    hist4[b[j]]++;                                                \
-            }                                                                     \
-        }                                                                         \
-    }                                                                             \
-    for (int t = 0; t < nt; t++) {                                                \
-        int64_t *hist4 = work + t * work_stride;                                  \
-        int64_t *hist = hist4 + 4 * HB;                                           \
-        if (p->stable) {                                                          \
-            /* Relevant counts per distance from the records (O(R)). */          \
-            const uint64_t *rec = recs + t * rec_stride;                          \
-            const uint64_t *cnt = (const uint64_t *)hist4;                        \
-            int64_t *relc = hist4 + HB;                                           \
-            for (int64_t r = 0; r < n_recs[t]; r++)                               \
-                relc[rec[r] & 0xFFFF]++;                                          \
-            for (int d = 0; d <= p->n_bits; d++) {                                \
-                hist[2 * d] = (int64_t)(cnt[d] >> 16) - relc[d];                  \
-                hist[2 * d + 1] = relc[d];                                        \
-            }                                                                     \
-        } else {                                                                  \
-            for (int v = 0; v < HB; v++)                                          \
-                hist[v] = hist4[v] + hist4[HB + v] + hist4[2 * HB + v]            \
-                          + hist4[3 * HB + v];                                    \
-        }                                                                         \
-    }                                                                             \
-}
-
+ * buf is scratch of RK_BLOCK uint16.  rk_pass1_impl is instantiated once
+ * per popcount path (hw: the POPCNT instruction may be used) and the caller
+ * picks the instance of the selected path. */
 #define RK_PASS1_ARGS const rk_params *p, int nt, const uint64_t *q, const uint64_t *ql, \
                       uint16_t *buf, int64_t *work, int64_t work_stride,             \
                       uint64_t *recs, int64_t rec_stride, int64_t *n_recs
 
-/* Portable version: correct everywhere (__builtin_popcountll falls back to
- * a table / bit-trick sequence without the POPCNT instruction). */
-static void rk_pass1_default(RK_PASS1_ARGS) RK_PASS1_BODY
+RK_INLINE void rk_pass1_impl(RK_PASS1_ARGS, const int hw)
+{
+    const int HB = 2 * (p->n_bits + 1);
+    for (int t = 0; t < nt; t++) {
+        memset(work + t * work_stride, 0, sizeof(int64_t) * 4 * HB);
+        if (p->stable) {
+            /* cnt[d] = (items seen at distance d) << 16 | d: the record of
+             * the next item at d, ready to store (saves a shift and an or). */
+            uint64_t *cnt = (uint64_t *)(work + t * work_stride);
+            for (int d = 0; d <= p->n_bits; d++)
+                cnt[d] = (uint64_t)d;
+        }
+        n_recs[t] = 0;
+    }
+    for (int64_t start = 0; start < p->n_db; start += RK_BLOCK) {
+        int64_t n = p->n_db - start < RK_BLOCK ? p->n_db - start : RK_BLOCK;
+        uint16_t *b = buf;
+        for (int t = 0; t < nt; t++) {
+            const uint64_t *qt = q + (int64_t)t * p->n_words;
+            const uint64_t *qlt = ql + (int64_t)t * p->n_label_words;
+            int64_t *hist4 = work + t * work_stride;
+            if (p->db_ids != NULL)
+                PC_WITH_W(p->n_words, rk_block(p, qt, qlt, start, n, b, PC_W, RK_REL_IDS, hw));
+            else if (p->n_label_words == 1)
+                PC_WITH_W(p->n_words, rk_block(p, qt, qlt, start, n, b, PC_W, RK_REL_LABEL, hw));
+            else
+                PC_WITH_W(p->n_words, rk_block(p, qt, qlt, start, n, b, PC_W, RK_REL_LABELS, hw));
+            if (p->stable) {
+                /* cnt[d] >> 16 is the running count of items at distance d,
+                 * i.e. the number before item j.  The record cnt[d] is
+                 * written for every item and kept only when the item is
+                 * relevant (n_rec advances by v & 1): no branch. */
+                uint64_t *cnt = (uint64_t *)hist4;
+                uint64_t *rec = recs + t * rec_stride;
+                int64_t n_rec = n_recs[t];
+                for (int64_t j = 0; j < n; j++) {
+                    const int v = b[j];
+                    const uint64_t c = cnt[v >> 1];
+                    rec[n_rec] = c;
+                    cnt[v >> 1] = c + 65536;
+                    n_rec += v & 1;
+                }
+                n_recs[t] = n_rec;
+            } else {
+                int64_t j = 0;
+                for (; j + 4 <= n; j += 4) {
+                    hist4[b[j]]++;
+                    hist4[HB + b[j + 1]]++;
+                    hist4[2 * HB + b[j + 2]]++;
+                    hist4[3 * HB + b[j + 3]]++;
+                }
+                for (; j < n; j++)
+                    hist4[b[j]]++;
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++) {
+        int64_t *hist4 = work + t * work_stride;
+        int64_t *hist = hist4 + 4 * HB;
+        if (p->stable) {
+            /* Relevant counts per distance from the records (O(R)). */
+            const uint64_t *rec = recs + t * rec_stride;
+            const uint64_t *cnt = (const uint64_t *)hist4;
+            int64_t *relc = hist4 + HB;
+            for (int64_t r = 0; r < n_recs[t]; r++)
+                relc[rec[r] & 0xFFFF]++;
+            for (int d = 0; d <= p->n_bits; d++) {
+                hist[2 * d] = (int64_t)(cnt[d] >> 16) - relc[d];
+                hist[2 * d + 1] = relc[d];
+            }
+        } else {
+            for (int v = 0; v < HB; v++)
+                hist[v] = hist4[v] + hist4[HB + v] + hist4[2 * HB + v]
+                          + hist4[3 * HB + v];
+        }
+    }
+}
 
+/* One instance per popcount path (popcount.h), indexed by PC_PATH_*. */
+static void rk_pass1_portable(RK_PASS1_ARGS)
+{
+    rk_pass1_impl(p, nt, q, ql, buf, work, work_stride, recs, rec_stride, n_recs, 0);
+}
+static PC_TARGET_POPCNT void rk_pass1_popcnt(RK_PASS1_ARGS)
+{
+    rk_pass1_impl(p, nt, q, ql, buf, work, work_stride, recs, rec_stride, n_recs, 1);
+}
 #ifdef RK_X86_DISPATCH
-/* GCC 12 cannot dispatch target_clones on AVX-512 sub-features, so the
- * variants are compiled with the target attribute and chosen with
- * __builtin_cpu_supports (function multiversioning by hand). */
-__attribute__((target("avx512vpopcntdq,avx512vl,avx512bw,avx512f,popcnt")))
-static void rk_pass1_vpopcnt(RK_PASS1_ARGS) RK_PASS1_BODY
-
-__attribute__((target("popcnt")))
-static void rk_pass1_popcnt(RK_PASS1_ARGS) RK_PASS1_BODY
-
-static rk_pass1_fn rk_select_pass1(void)
+static PC_TARGET_AVX2 void rk_pass1_avx2(RK_PASS1_ARGS)
 {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512vpopcntdq") && __builtin_cpu_supports("avx512vl")
-        && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512f"))
-        return rk_pass1_vpopcnt;
-    if (__builtin_cpu_supports("popcnt"))
-        return rk_pass1_popcnt;
-    return rk_pass1_default;
+    rk_pass1_impl(p, nt, q, ql, buf, work, work_stride, recs, rec_stride, n_recs, 1);
 }
-
-/* Name of the variant picked on this CPU (reported by the Python module). */
-static const char *rk_pass1_variant(void)
+static PC_TARGET_AVX512 void rk_pass1_avx512(RK_PASS1_ARGS)
 {
-    rk_pass1_fn f = rk_select_pass1();
-    return f == rk_pass1_vpopcnt ? "avx512vpopcntdq" : f == rk_pass1_popcnt ? "popcnt" : "default";
+    rk_pass1_impl(p, nt, q, ql, buf, work, work_stride, recs, rec_stride, n_recs, 1);
 }
-
-/* A variant by name (tests run every variant the CPU supports); NULL when
- * unknown or not supported here. */
-static rk_pass1_fn rk_pass1_by_name(const char *name)
-{
-    __builtin_cpu_init();
-    if (strcmp(name, "default") == 0)
-        return rk_pass1_default;
-    if (strcmp(name, "popcnt") == 0)
-        return __builtin_cpu_supports("popcnt") ? rk_pass1_popcnt : NULL;
-    if (strcmp(name, "avx512vpopcntdq") == 0)
-        return rk_select_pass1() == rk_pass1_vpopcnt ? rk_pass1_vpopcnt : NULL;
-    return NULL;
-}
+static const rk_pass1_fn rk_pass1_by_path[PC_N_PATHS] = {rk_pass1_portable, rk_pass1_popcnt,
+                                                         rk_pass1_avx2, rk_pass1_avx512};
 #else
-static rk_pass1_fn rk_select_pass1(void) { return rk_pass1_default; }
-static const char *rk_pass1_variant(void) { return "default"; }
-static rk_pass1_fn rk_pass1_by_name(const char *name)
-{
-    return strcmp(name, "default") == 0 ? rk_pass1_default : NULL;
-}
+static const rk_pass1_fn rk_pass1_by_path[PC_N_PATHS] = {rk_pass1_portable, rk_pass1_popcnt,
+                                                         rk_pass1_popcnt, rk_pass1_popcnt};
 #endif
+
+/* The distance pass of a popcount path (one the CPU supports). */
+static rk_pass1_fn rk_pass1_for_path(int path)
+{
+    return rk_pass1_by_path[path];
+}
 
 /* ------------------------------------------------------------------ */
 /* Fast pass: AVX-512 VPOPCNTDQ + VBMI + GFNI, word-major database.     */
@@ -702,24 +641,12 @@ static RK_FAST_TARGET void rk_pass1_fast(RK_PASS1_ARGS)
     }
 }
 
-/* Whether this CPU runs the fast pass. */
-static int rk_fast_supported(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
-        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vpopcntdq")
-        && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vbmi2")
-        && __builtin_cpu_supports("avx512bitalg")
-        && __builtin_cpu_supports("gfni")
-        && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
-}
 #else
 /* Other compilers / CPUs: the fast pass is never selected
- * (rk_fast_supported() is 0); these keep the module's symbols defined. */
+ * (pc_cpu_has_avx512_bytes() is 0); these keep the module's symbols defined. */
 static void rk_fast_init_tables(void) {}
-static void rk_pass1_fast(RK_PASS1_ARGS) { rk_pass1_default(p, nt, q, ql, buf, work, work_stride,
-                                                            recs, rec_stride, n_recs); }
-static int rk_fast_supported(void) { return 0; }
+static void rk_pass1_fast(RK_PASS1_ARGS) { rk_pass1_portable(p, nt, q, ql, buf, work, work_stride,
+                                                             recs, rec_stride, n_recs); }
 #endif
 
 /* Statistics of one query after pass 1 (work and rec as left by it).

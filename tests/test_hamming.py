@@ -113,8 +113,8 @@ def test_range_histogram_distances_match_numpy(n_bits, path):
         np.testing.assert_array_equal(np.diff(lims), n)
 
 
-@pytest.mark.parametrize("n_bits,n", [(64, 40_000), (1000, 5_000), (130, 3_001)])
-def test_crosses_cache_chunks_and_tiles(n_bits, n):
+@pytest.mark.parametrize("n_bits,n", [(64, 40_000), (1000, 5_000), (130, 3_001), (250, 2_999)])
+def test_crosses_cache_chunks_and_tiles(n_bits, n, path):
     """Databases larger than one cache chunk, query counts not a multiple of the tile."""
     rng = np.random.default_rng(7)
     db = random_codes(rng, n, n_bits)

@@ -1,5 +1,6 @@
 """flexcmh_fast.metrics against the plain references of reference_metrics.py."""
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import reference_metrics as ref  # noqa: E402
 
-from flexcmh_fast import metrics  # noqa: E402
+from flexcmh_fast import _hamming, metrics  # noqa: E402
 from flexcmh_fast._codes import pack_codes  # noqa: E402
 
 
@@ -309,35 +310,77 @@ def test_extreme_code_lengths(n_bits):
             ref.ap_aware(q, db, ql, dl, n_bits, top_k), atol=1e-12)
 
 
-VARIANTS = ["default", "popcnt", "avx512vpopcntdq", "avx512gfni"]
+@pytest.fixture(params=_hamming.available_popcount_paths())
+def popcount_path(request):
+    """Run the test on one popcount path (shared by _hamming and _ranking)."""
+    previous = _hamming.set_popcount_path(request.param)
+    yield request.param
+    _hamming.set_popcount_path(previous)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_every_popcount_variant(variant):
-    """The portable and POPCNT builds of the distance pass give the same
-    results as the one picked at run time (skipped where the CPU lacks it)."""
+def test_ranking_pass_on_every_popcount_path(popcount_path):
+    """The ranking pass of every popcount path the CPU supports (the fast
+    pass too, where it runs) equals the plain reference: AP, relevant counts
+    and distance histograms, both label kinds, 1 to 4 words and more."""
     from flexcmh_fast import _ranking
+    assert _hamming.cpu_popcount_path() == popcount_path
     rng = np.random.default_rng(21)
-    for n_bits, kind in ((64, "single"), (128, "multi"), (200, "single"), (24, "multi")):
-        q, db = random_codes(rng, 9, n_bits, 4), random_codes(rng, 3000, n_bits, 50)
-        ql, dl = random_labels(rng, 9, kind), random_labels(rng, 3000, kind)
-        q_lab, db_lab, db_ids = metrics._label_inputs(ql, dl, 9, 3000)
-        if variant == "avx512gfni" and not _ranking._fast_fits(n_bits, db_ids.size > 0,
-                                                               q_lab.shape[1]):
-            continue  # the fast pass handles <= 128 bits and <= 64 labels only
-        for stable in (True, False):
-            args = (metrics._as_words(q), metrics._as_words(db), q_lab, db_lab, db_ids, n_bits,
-                    stable, True, 0, np.array([1, 10], dtype=np.int64), True, 2)
-            try:
-                forced = _ranking.rank_stats(*args, variant=variant)
-            except ValueError as exc:
-                pytest.skip(str(exc))
-            auto = _ranking.rank_stats(*args)
-            for a, b in zip(forced, auto):
-                np.testing.assert_array_equal(a, b)
-    assert _ranking.popcount_variant() in VARIANTS
-    with pytest.raises(ValueError, match="variant"):
-        _ranking.rank_stats(*args, variant="sse9")
+    for n_bits, kind in ((64, "single"), (128, "multi"), (200, "single"), (24, "multi"),
+                         (256, "multi"), (1, "single")):
+        q, db = random_codes(rng, 9, n_bits, 4), random_codes(rng, 300, n_bits, 50)
+        ql, dl = random_labels(rng, 9, kind), random_labels(rng, 300, kind)
+        q_lab, db_lab, db_ids = metrics._label_inputs(ql, dl, 9, 300)
+        dist, rel = ref.hamming(q, db, n_bits), ref.relevance(ql, dl)
+        want_all = np.stack([np.bincount(d, minlength=n_bits + 1) for d in dist])
+        want_rel = np.stack([np.bincount(d[r], minlength=n_bits + 1) for d, r in zip(dist, rel)])
+        for fast_pass in (None, False):
+            for stable in (True, False):
+                args = (metrics._as_words(q), metrics._as_words(db), q_lab, db_lab, db_ids,
+                        n_bits, stable, True, 0, np.array([1, 10], dtype=np.int64), True, 2)
+                ap, n_rel, _, h_all, h_rel = _ranking.rank_stats(*args, fast_pass=fast_pass)
+                want_ap = (ref.ap_stable_index_order(q, db, ql, dl, n_bits) if stable
+                           else ref.ap_aware(q, db, ql, dl, n_bits))
+                np.testing.assert_allclose(ap, want_ap, rtol=0, atol=1e-12)
+                np.testing.assert_array_equal(n_rel, rel.sum(axis=1))
+                np.testing.assert_array_equal(h_all, want_all)
+                np.testing.assert_array_equal(h_rel, want_rel)
+
+
+def test_fast_pass_follows_the_selected_path():
+    """The fast pass is part of the AVX-512 path: forcing a lower path (as
+    FLEXCMH_FAST_POPCOUNT or set_popcount_path do) switches it off, and
+    forcing it there is a clear error."""
+    from flexcmh_fast import _ranking
+    rng = np.random.default_rng(3)
+    q, db = random_codes(rng, 3, 64), random_codes(rng, 50, 64)
+    q_lab, db_lab, db_ids = metrics._label_inputs(rng.integers(0, 3, 3), rng.integers(0, 3, 50),
+                                                  3, 50)
+    args = (metrics._as_words(q), metrics._as_words(db), q_lab, db_lab, db_ids, 64, True, True,
+            0, np.zeros(0, dtype=np.int64), False, 1)
+    previous = _hamming.set_popcount_path("portable")
+    try:
+        assert not _ranking.fast_pass_available()
+        with pytest.raises(ValueError, match="'portable' is selected"):
+            _ranking.rank_stats(*args, fast_pass=True)
+    finally:
+        _hamming.set_popcount_path(previous)
+
+
+def test_ranking_follows_the_environment_variable():
+    """FLEXCMH_FAST_POPCOUNT selects the path of both extensions at import."""
+    code = ("import numpy as np; from flexcmh_fast import _hamming, _ranking, metrics; "
+            "print(_hamming.cpu_popcount_path(), _ranking.fast_pass_available(), "
+            "metrics.mean_average_precision(np.arange(40, dtype=np.uint8).reshape(20, 2), "
+            "np.arange(40, dtype=np.uint8).reshape(20, 2)[::-1].copy(), np.arange(20) % 3, "
+            "np.arange(20) % 3, n_bits=16))")
+    env = dict(os.environ, FLEXCMH_FAST_POPCOUNT="portable")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    env.pop("FLEXCMH_FAST_POPCOUNT")
+    auto = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.split()
+    assert out[:2] == ["portable", "False"]
+    assert out[2] == auto[2]
 
 
 @pytest.mark.parametrize("n_bits", [1, 7, 8, 56, 63, 64, 65, 100, 127, 128])
@@ -347,7 +390,7 @@ def test_fast_pass_matches_portable_pass(n_bits):
     several chunks, a partial last block, every distance incl. n_bits (exact
     complements of the queries), both label kinds, stable and tie-aware."""
     from flexcmh_fast import _ranking
-    if not _ranking.popcount_variant() == "avx512gfni":
+    if not _ranking.fast_pass_available():
         pytest.skip("the CPU lacks AVX-512 VBMI / BITALG / VPOPCNTDQ or GFNI")
     rng = np.random.default_rng(n_bits)
     n_q, n_db = 11, 2 * 16 * 64 + 37
@@ -373,8 +416,12 @@ def test_fast_pass_matches_portable_pass(n_bits):
                 args = (metrics._as_words(q), metrics._as_words(db), q_lab, db_lab, db_ids,
                         n_bits, stable, True, top_k, np.array([1, 64, 1000], dtype=np.int64),
                         True, 2)
-                fast = _ranking.rank_stats(*args, variant="avx512gfni")
-                portable = _ranking.rank_stats(*args, variant="default")
+                fast = _ranking.rank_stats(*args, fast_pass=True)
+                previous = _hamming.set_popcount_path("portable")
+                try:
+                    portable = _ranking.rank_stats(*args)
+                finally:
+                    _hamming.set_popcount_path(previous)
                 for a, b in zip(fast, portable):
                     np.testing.assert_array_equal(a, b)
     # Inputs outside the fast pass are rejected when it is forced.
@@ -384,4 +431,4 @@ def test_fast_pass_matches_portable_pass(n_bits):
     with pytest.raises(ValueError, match="64 labels"):
         _ranking.rank_stats(metrics._as_words(q), metrics._as_words(db), q_lab, db_lab, db_ids,
                             n_bits, True, True, 0, np.zeros(0, dtype=np.int64), False, 1,
-                            variant="avx512gfni")
+                            fast_pass=True)
