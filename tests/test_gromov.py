@@ -6,7 +6,6 @@ from scipy.spatial.distance import cdist
 
 import flexcmh_fast as fc
 from flexcmh_fast.flexcmh import _matching as F
-from flexcmh_fast.flexcmh import _tuning as T
 from flexcmh_fast.flexcmh._gromov import entropic_gw, gw_loss, sinkhorn
 
 
@@ -137,93 +136,3 @@ def test_gw_on_sparse_input_equals_dense_and_saves(tmp_path):
     loaded = fc.load(path)
     assert loaded.match_score == "gw"
     np.testing.assert_array_equal(loaded.encode(X0, 0), dense.encode(X0, 0))
-
-
-def confident_pairs_loop(C, n_pairs):
-    """Plain reference of ``_matching.confident_pairs``."""
-    s1, s2 = C.shape
-    found = []
-    for i in range(s1):
-        j = max(range(s2), key=lambda jj: (C[i, jj], -jj))          # first largest
-        if max(range(s1), key=lambda ii: (C[ii, j], -ii)) != i:
-            continue
-        runner_up = max([C[i, jj] for jj in range(s2) if jj != j]
-                        + [C[ii, j] for ii in range(s1) if ii != i] + [0.0])
-        found.append((-(C[i, j] - runner_up), i, j))
-    found.sort()
-    return np.array([[i, j] for _, i, j in found[:max(n_pairs, 0)]], dtype=np.int64).reshape(-1, 2)
-
-
-@pytest.mark.parametrize("shape, n_pairs", [((9, 7), 3), ((7, 9), 100), ((1, 1), 1),
-                                            ((1, 5), 2), ((6, 1), 2), ((5, 5), 0), ((0, 4), 3)])
-def test_confident_pairs_match_a_loop(shape, n_pairs):
-    rng = np.random.default_rng(shape[0] * 10 + shape[1])
-    for C in (rng.random(shape),
-              rng.integers(0, 3, shape).astype(np.float64),   # ties everywhere
-              np.zeros(shape)):
-        got = F.confident_pairs(C, n_pairs)
-        assert got.dtype == np.int64 and got.shape[1] == 2
-        np.testing.assert_array_equal(got, confident_pairs_loop(C, n_pairs))
-
-
-def test_confident_pairs_recover_a_planted_correspondence():
-    """The finder the fit seeds its pairs with, on two modalities of
-    different dimensions without shared features: its confident pairs are
-    nearly all true partners, far more than the coupling's argmax overall."""
-    X0, X1, partner, _ = planted_correspondence(n=240, seed=6)
-    T_gw = entropic_gw(cdist(X0, X0), cdist(X1, X1), eps=2e-2)
-    seeds = F.confident_pairs(T_gw, 25)
-    assert len(seeds) == 25
-    assert np.unique(seeds[:, 0]).size == np.unique(seeds[:, 1]).size == 25
-    assert (partner[seeds[:, 0]] == seeds[:, 1]).mean() >= 0.9
-
-
-def recording_confident_pairs(monkeypatch):
-    """Record the seed pairs the fit's driver picks."""
-    from flexcmh_fast.flexcmh import _algorithm
-    picked = []
-
-    def record(coupling, n_pairs):
-        picked.append(F.confident_pairs(coupling, n_pairs))
-        return picked[-1]
-
-    monkeypatch.setattr(_algorithm, "confident_pairs", record)
-    return picked
-
-
-@pytest.mark.filterwarnings("ignore::flexcmh_fast.ConvergenceWarning")
-def test_unpaired_fit_seeds_gamma_with_confident_gw_pairs(monkeypatch):
-    """Without known pairs the fit takes the GW coupling's most confident
-    pairs as known pairs: they are nearly all true partners (modalities of
-    different dimensions, no shared features) and all of them are in Γ.
-    Same random_state: the same fit."""
-    X0, X1, partner, _ = planted_correspondence(n=240, seed=6)
-    picked = recording_confident_pairs(monkeypatch)
-    kw = dict(n_bits=8, n_clusters=4, preprocess="none", max_iter=10, random_state=0)
-    seeded = [fc.FlexCMH(**kw).fit([X0, X1], None) for _ in range(2)]
-    assert len(picked) == 2
-    np.testing.assert_array_equal(picked[0], picked[1])
-    # GW_SAMPLE >= 240: every row is sampled, so sample rows are global rows.
-    seeds = picked[0]
-    assert len(seeds) == T.GW_SEED_PAIRS
-    assert (partner[seeds[:, 0]] == seeds[:, 1]).mean() >= 0.9
-    g = seeded[0].correspondence_[(0, 1)]
-    assert {tuple(r) for r in seeds} <= {tuple(r) for r in g}
-    np.testing.assert_array_equal(g, seeded[1].correspondence_[(0, 1)])
-    for m in range(2):
-        np.testing.assert_array_equal(seeded[0].train_codes_[m], seeded[1].train_codes_[m])
-
-
-@pytest.mark.filterwarnings("ignore::flexcmh_fast.ConvergenceWarning")
-def test_known_pairs_switch_gw_seeding_off(monkeypatch):
-    """With a known pair between the modalities nothing is seeded, even
-    with match_score="gw"; nor with pairs="all"."""
-    X0, X1, partner, _ = planted_correspondence(n=240, seed=6)
-    picked = recording_confident_pairs(monkeypatch)
-    given = np.array([[0, partner[0]], [1, partner[1]]])
-    kw = dict(n_bits=8, n_clusters=4, preprocess="none", max_iter=3, random_state=0,
-              match_score="gw")
-    model = fc.FlexCMH(**kw).fit([X0, X1], given)
-    fc.FlexCMH(**kw).fit([X0, X1[partner]], "all")
-    assert picked == []
-    assert {tuple(r) for r in given} <= {tuple(r) for r in model.correspondence_[(0, 1)]}

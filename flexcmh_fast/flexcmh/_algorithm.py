@@ -37,8 +37,8 @@ from ._codes import ITQCode, code_class
 from ._encoder import fit_kernel_encoder, known_rows
 from ._kernels import match_scores
 from ._gromov import entropic_gw
-from ._matching import (NO_CORRESPONDENCE, choose_matching, confident_pairs, coupling_scores,
-                        is_fully_paired, matching_cost, profile_scale, sample_distances, scaled_sq_norms,
+from ._matching import (NO_CORRESPONDENCE, choose_matching, coupling_scores, is_fully_paired,
+                        matching_cost, profile_scale, sample_distances, scaled_sq_norms,
                         size_scores, uses_gw_score, uses_size_score)
 from ._start import kmeans, kmeans_subsample, z_from_stats, z_ridge
 
@@ -151,13 +151,10 @@ class FlexCMHFit:
         check_n_clusters(self.k, self.n)
         self.offsets = [np.concatenate([[0], np.cumsum(sizes[:, m])]).astype(np.int64)
                         for m in range(self.M)]
-        # The given pairs decide which scores the matching uses and which
-        # rows fit the kernel encoder; ``train_pairs`` (the pair term, Γ
-        # and the matching's votes) adds the GW seed pairs to them.
         self.pairs = pairs
-        self.train_pairs = pairs
         self.fully_paired = is_fully_paired(pairs, self.n)
-        self.set_train_pairs(pairs)
+        backend.run(P.set_pairs, self.fully_paired,
+                    per_part=local_pairs(pairs, self.offsets, sizes.shape[0]))
         self.labels_matching = params["matching"] == "labels"
         self.code_cls = code_class(params["code_scheme"])
         self.cluster_matching = np.tile(np.arange(self.k, dtype=np.int64), (self.M, 1))
@@ -181,11 +178,6 @@ class FlexCMHFit:
         Xr = [x for x, _ in got]
         X = sp.vstack(Xr, format="csr") if sp.issparse(Xr[0]) else np.vstack(Xr)
         return X, np.concatenate([s for _, s in got])
-
-    def set_train_pairs(self, pairs):
-        self.train_pairs = pairs
-        self.backend.run(P.set_pairs, self.fully_paired,
-                         per_part=local_pairs(pairs, self.offsets, self.backend.sizes.shape[0]))
 
     def solve_z(self, stats):
         self.z_ridge = [z_ridge(G) for _, G in stats]
@@ -214,7 +206,7 @@ class FlexCMHFit:
         Votes: known pairs, and with ``matching="labels"`` (FlexCMH(nC)) the
         label correspondence Γ too, which then stands in for the profiles."""
         votes_for = [m for m in range(1, self.M)
-                     if self.labels_matching or (0, m) in self.train_pairs]
+                     if self.labels_matching or (0, m) in self.pairs]
         masses, votes = self.backend.run(P.cluster_summaries, self.Z, votes_for,
                                          self.labels_matching, combine=True)
         counts = [c for c, _ in masses]
@@ -275,35 +267,6 @@ class FlexCMHFit:
             if m not in self.gw_couplings:
                 self.gw_couplings[m] = entropic_gw(self.gw_distances[0], self.gw_distances[m],
                                                    eps=T.GW_EPS, max_iter=T.GW_ITERS)
-
-    def seed_gw_pairs(self):
-        """Known pairs from the GW coupling where none are given.
-
-        For each modality m linked to modality 0 by no given pair whose
-        matching uses the GW score, the coupling's ``T.GW_SEED_PAIRS`` most
-        confident mutual best matches (:func:`confident_pairs`) become
-        known pairs of the fit: the pair term ties their indicators and they
-        vote in the cluster matching.  A pair must join rows of the same
-        partition (the pair term is computed per partition), so on Dask a
-        seed pair across partitions is left out.  Cost: that of the GW
-        coupling (:meth:`fit_gw`), which the matching needs anyway, plus
-        O(GW_SAMPLE^2)."""
-        seed_for = [m for m in range(1, self.M) if (0, m) not in self.pairs
-                    and uses_gw_score(self.p["match_score"], self.pairs, m)]
-        if self.fully_paired or self.labels_matching or not seed_for or T.GW_SEED_PAIRS <= 0:
-            return
-        self.fit_gw(seed_for)
-        pairs = dict(self.pairs)
-        for m in seed_for:
-            local = confident_pairs(self.gw_couplings[m], T.GW_SEED_PAIRS)
-            g = np.column_stack([self.gw_rows[0][local[:, 0]], self.gw_rows[m][local[:, 1]]])
-            block_a = np.searchsorted(self.offsets[0], g[:, 0], side="right")
-            block_b = np.searchsorted(self.offsets[m], g[:, 1], side="right")
-            g = g[block_a == block_b]
-            if g.size:
-                pairs[(0, m)] = np.ascontiguousarray(g, dtype=np.int64)
-        if len(pairs) > len(self.pairs):
-            self.set_train_pairs(pairs)
 
     def sample_clusters(self, m):
         """Current hard clusters of modality m's GW-sampled rows."""
@@ -397,7 +360,6 @@ class FlexCMHFit:
                 [r[self.offsets[m][q]:self.offsets[m][q + 1]] for m, r in enumerate(ranks)]
                 for q in range(self.backend.sizes.shape[0])])
         self.init_semi_nmf()
-        self.seed_gw_pairs()
         self.match_and_pair(not (self.fully_paired or self.labels_matching), False)
         terms, _ = self.update_codes(T.CODE_ITERS_LOOP)
         self.backend.traffic()

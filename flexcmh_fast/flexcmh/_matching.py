@@ -71,33 +71,6 @@ def coupling_scores(coupling, clusters_a, clusters_b, k):
     return 1.0 - W / top if top > 0 else np.zeros((k, k))
 
 
-def confident_pairs(coupling, n_pairs):
-    """The ``n_pairs`` most confident one-to-one matches of a coupling.
-
-    Candidates are the mutual best matches (row i's largest entry is in
-    column j and column j's largest is in row i; ties: the first); each is
-    ranked by its margin ``coupling[i, j]`` minus the larger of the
-    runner-ups in row i and in column j (a missing runner-up counts as 0),
-    largest first (ties: smaller i).  Returns int64 ``(P, 2)`` (row, column),
-    ``P <= n_pairs``."""
-    coupling = np.asarray(coupling, dtype=np.float64)
-    s1, s2 = coupling.shape
-    if n_pairs <= 0 or s1 == 0 or s2 == 0:
-        return np.empty((0, 2), dtype=np.int64)
-    best_col = coupling.argmax(axis=1)
-    best_row = coupling.argmax(axis=0)
-    rows = np.flatnonzero(best_row[best_col] == np.arange(s1))
-    cols = best_col[rows]
-    top = coupling[rows, cols]
-    second_in_row = (np.partition(coupling[rows], s2 - 2, axis=1)[:, s2 - 2]
-                     if s2 > 1 else np.zeros(rows.size))
-    second_in_col = (np.partition(coupling[:, cols], s1 - 2, axis=0)[s1 - 2]
-                     if s1 > 1 else np.zeros(rows.size))
-    margin = top - np.maximum(second_in_row, second_in_col)
-    order = np.argsort(-margin, kind="stable")[:n_pairs]
-    return np.column_stack([rows[order], cols[order]]).astype(np.int64)
-
-
 def profile_scale(counts, sums):
     """Per-cluster mean indicator of the members at their own cluster.
 

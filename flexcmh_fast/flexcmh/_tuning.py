@@ -55,8 +55,3 @@ REPAIR_TOL_FACTOR = 10.0
 GW_SAMPLE = 800
 GW_EPS = 2e-2
 GW_ITERS = 100
-# match_score="gw" without known pairs: the GW coupling's most confident
-# mutual best matches (at most this many per modality pair) are taken as
-# known pairs (tied by the pair term, voting in the matching).  Chosen on
-# Wiki validation splits (docs/flexcmh.md, "Completely unpaired data").
-GW_SEED_PAIRS = 25
