@@ -295,15 +295,54 @@ def test_kernel_encoder_model_indicators_and_codes():
         np.testing.assert_allclose(model.indicators(X, m), h_ref, rtol=1e-9, atol=1e-12)
         np.testing.assert_array_equal(model.encode(X, m, packed=False),
                                       model.code_.signs(model.indicators(X, m)))
-    # The encoder is fitted after training: H, Z and the learned codes do not
-    # depend on it.
+    # The encoder is fitted after training: Z and Γ do not depend on it.
     nnls = fc.train([X0, X1], None, n_bits=16, n_clusters=4, random_state=0, max_iter=5,
                     encoder="nnls")
     assert nnls.anchors_ is None
     for m in range(2):
-        np.testing.assert_array_equal(nnls.train_codes_[m], model.train_codes_[m])
         np.testing.assert_array_equal(nnls.centroids_[m], model.centroids_[m])
+    np.testing.assert_array_equal(nnls.correspondence_[(0, 1)], model.correspondence_[(0, 1)])
+    # The final code function is fitted on the encoded aligned rows (each
+    # modality-0 row with its first partner in Γ): its mean is theirs (the
+    # learned indicators' mean differs: the regression only approximates them).
+    g = np.asarray(model.correspondence_[(0, 1)])
+    first = np.unique(g[:, 0], return_index=True)[1]
+    pooled = np.vstack([model.indicators(X0[g[first, 0]], 0),
+                        model.indicators(X1[g[first, 1]], 1)])
+    np.testing.assert_allclose(model.code_.mu, pooled.mean(axis=0), rtol=1e-9, atol=1e-12)
 
+
+
+def test_final_code_fitted_on_sampled_encoded_rows(monkeypatch):
+    """More aligned rows than CODE_SAMPLE: the final code function is fitted
+    on the encoded indicators of CODE_SAMPLE aligned rows drawn at random."""
+    from flexcmh_fast.flexcmh import _partition as P
+
+    X0, X1, _, _ = planted(n_per=25, seed=15)
+    monkeypatch.setattr(T, "CODE_SAMPLE", 30)
+    seen = []
+    encode_aligned = P.encode_aligned
+
+    def spy(part, encoders, positions):
+        encode_aligned(part, encoders, positions)
+        seen.append((part.aligned_rows(positions), [Y.copy() for Y in part.encoded]))
+
+    monkeypatch.setattr(P, "encode_aligned", spy)
+    model = fc.train([X0, X1], "all", n_bits=8, n_clusters=4, random_state=0, max_iter=5,
+                     n_anchors=30)
+    assert len(seen) == 1
+    rows, encoded = seen[0]
+    assert [r.size for r in rows] == [30, 30] and np.unique(rows[0]).size == 30
+    for m, X in enumerate([X0, X1]):
+        np.testing.assert_allclose(encoded[m], model.indicators(X[rows[m]], m),
+                                   rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(model.code_.mu, np.vstack(encoded).mean(axis=0),
+                               rtol=1e-9, atol=1e-12)
+    # The nnls encoder keeps the code function of the learned indicators.
+    seen.clear()
+    fc.train([X0, X1], "all", n_bits=8, n_clusters=4, random_state=0, max_iter=5,
+             encoder="nnls")
+    assert not seen
 
 def test_save_load_roundtrip(tmp_path):
     X0, X1, _, _ = planted(n_per=30, seed=10)

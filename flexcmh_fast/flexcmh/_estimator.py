@@ -95,7 +95,10 @@ class FlexCMH(HashingEstimator):
         kernel ridge regression from RBF features (against ``n_anchors``
         training rows) to the learned training indicators of the samples with
         a known partner (every sample if too few have one); better validation
-        MAP on Wiki.
+        MAP on Wiki.  With ``"kernel"`` the final code function is fitted on
+        the encoded indicators of the aligned training rows (at most 20,000),
+        what ``encode`` applies it to (``docs/flexcmh.md``, "Final code
+        function").
     n_anchors : int >= 1, default=1000
         Anchors of the kernel encoder per modality (at most the rows it is
         fitted on).
@@ -133,7 +136,8 @@ class FlexCMH(HashingEstimator):
     centroids_ : list of ndarray (d_m, k)
         Learned centroids ``Z_m``, clusters aligned across modalities.
     code_ : ITQCode or KMeansCode
-        The code function of the indicator vectors.
+        The code function of the indicator vectors (``encoder="kernel"``:
+        fitted on the encoded indicators of the aligned training rows).
     codes_ : ndarray of uint8 (n, ceil(n_bits/8))
         Common code B of the training correspondence (one row per aligned
         object: a modality-0 sample with a partner in every modality).

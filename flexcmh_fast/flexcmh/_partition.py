@@ -22,7 +22,7 @@ from .._preprocess import data_stats as _data_stats
 from .._rbf import row_sq_norms
 from . import _kernels
 from . import _tuning as T
-from ._encoder import encoder_gram
+from ._encoder import encoder_gram, kernel_indicators
 from ._start import nearest_centres, start_indicators, xz, z_stats
 
 
@@ -85,6 +85,9 @@ class Partition:
         self.code = self.B = self.Ht = None
         self.code_bits = None
         self.itq_U = None
+        # Kernel-encoded indicators of aligned rows (encode_aligned): when
+        # set, the code function is fitted on them instead of on H.
+        self.encoded = None
 
     def assignment(self, m):
         """Hard clusters of modality m (cached until H_m changes)."""
@@ -213,6 +216,15 @@ class Partition:
     def aligned_rows(self, positions):
         rows = self.aligned()
         return rows if positions is None else [r[positions] for r in rows]
+
+    def code_inputs(self, positions):
+        """The rows the code function is fitted on, one matrix per modality
+        (row r = one aligned object): the learned indicators of the aligned
+        rows at ``positions`` (None: all), or, once :func:`encode_aligned`
+        has run, its encoded rows (``positions`` were applied there)."""
+        if self.encoded is not None:
+            return self.encoded
+        return [H[r] for H, r in zip(self.H, self.aligned_rows(positions))]
 
     def apply_code(self, code):
         """Per-modality codes ``Ht`` and common code B (Eq. 11) of the aligned
@@ -355,19 +367,26 @@ def relabel(part, perms, moments, rebuild=True):
 
 
 def code_moments(part, positions):
-    Ys = [H[r] for H, r in zip(part.H, part.aligned_rows(positions))]
+    Ys = part.code_inputs(positions)
     return (sum(Y.shape[0] for Y in Ys), np.add.reduce([Y.sum(axis=0) for Y in Ys]),
             np.add.reduce([Y.T @ Y for Y in Ys]))
 
 
 def aligned_indicators(part, positions):
-    return [H[r] for H, r in zip(part.H, part.aligned_rows(positions))]
+    return part.code_inputs(positions)
+
+
+def encode_aligned(part, encoders, positions):
+    """Encode the aligned rows at ``positions`` (None: all) of every modality
+    with its kernel encoder ``(anchors, sigma, weights)``; the code function
+    is then fitted on these (:meth:`Partition.code_inputs`)."""
+    part.encoded = [kernel_indicators(X[r], A, sigma, W) for X, r, (A, sigma, W)
+                    in zip(part.Xs, part.aligned_rows(positions), encoders)]
 
 
 def itq_project(part, mu, W, R, positions):
     """Keep ``U = sum_m (Y_m - mu) W`` on the partition for the rotation rounds."""
-    part.itq_U = np.add.reduce([(H[r] - mu) @ W
-                                for H, r in zip(part.H, part.aligned_rows(positions))])
+    part.itq_U = np.add.reduce([(Y - mu) @ W for Y in part.code_inputs(positions)])
     return itq_cross(part, R)
 
 
