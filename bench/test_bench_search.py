@@ -1,5 +1,5 @@
 """pytest-benchmark: HammingIndex.search against faiss IndexBinaryFlat and a
-numpy reference, in one run, on the performance anchors of DESIGN.md §7:
+numpy reference, in one run, on the project's performance anchors:
 1,000,000 uniformly random codes, 1,000 queries, k = 100, 64 and 128 bits
 (the linear scan, ``method="linear"``).
 

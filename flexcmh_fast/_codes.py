@@ -1,6 +1,6 @@
 """Packed binary codes: conversion between sign matrices and packed bytes.
 
-Layout (DESIGN.md §4): a code of ``n_bits`` bits takes ``ceil(n_bits / 8)``
+Layout: a code of ``n_bits`` bits takes ``ceil(n_bits / 8)``
 bytes, bit ``j`` of the code is bit ``7 - j % 8`` of byte ``j // 8`` (most
 significant bit first, ``np.packbits`` order), and padding bits are zero.
 """

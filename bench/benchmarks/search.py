@@ -2,7 +2,7 @@
 
 Data: uniformly random packed codes built in ``setup`` with a fixed seed;
 1,000,000 database codes and 1,000 queries unless the class says otherwise
-(the sizes of the performance anchors in DESIGN.md §7).  Every query uses
+(the project's performance anchors, ``docs/benchmarks.md``).  Every query uses
 all available cores (``n_threads=None``).  ``FaissIndexBinaryFlatSearch``
 times faiss on the same data for reference (skipped without faiss).
 """

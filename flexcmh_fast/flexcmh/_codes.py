@@ -22,7 +22,7 @@ unchanged to out-of-sample indicator vectors.
     rows, distributed as ``spread @ R`` is; the codes are not bit-identical
     to a full b x b rotation started from the same seed.
 ``"kmeans"``
-    The paper's repeated k-means (Sec. III-C, DESIGN.md §2 step 6): k-means
+    The paper's repeated k-means (Sec. III-C): k-means
     into b groups gives a one-hot code; the largest entry of every row is set
     to 0 and k-means is run again; rounds stop when the assignments no longer
     change; a code is the OR of the rounds' one-hot codes.  Codebooks are
