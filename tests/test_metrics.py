@@ -366,19 +366,21 @@ def test_fast_pass_follows_the_selected_path():
         _hamming.set_popcount_path(previous)
 
 
-def test_ranking_follows_the_environment_variable():
-    """FLEXCMH_FAST_POPCOUNT selects the path of both extensions at import."""
+def test_ranking_follows_the_environment_variable(tmp_path):
+    """FLEXCMH_FAST_POPCOUNT selects the path of both extensions at import.
+    (The subprocesses run outside the repository, where a source checkout
+    without built extensions would shadow the installed package.)"""
     code = ("import numpy as np; from flexcmh_fast import _hamming, _ranking, metrics; "
             "print(_hamming.cpu_popcount_path(), _ranking.fast_pass_available(), "
             "metrics.mean_average_precision(np.arange(40, dtype=np.uint8).reshape(20, 2), "
             "np.arange(40, dtype=np.uint8).reshape(20, 2)[::-1].copy(), np.arange(20) % 3, "
             "np.arange(20) % 3, n_bits=16))")
     env = dict(os.environ, FLEXCMH_FAST_POPCOUNT="portable")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout.split()
     env.pop("FLEXCMH_FAST_POPCOUNT")
-    auto = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=True).stdout.split()
+    auto = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, check=True).stdout.split()
     assert out[:2] == ["portable", "False"]
     assert out[2] == auto[2]
 
