@@ -1,7 +1,11 @@
 """Thread-count control for the Numba kernels and BLAS."""
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numba
+
+# Multiply-adds from which one dense product runs on every thread of the fit
+# although BLAS is otherwise held to one thread (``dense_product_threads``).
+LARGE_PRODUCT = 2e8
 
 
 @contextmanager
@@ -31,3 +35,21 @@ def thread_limits(n_threads, blas=None):
     with threadpool_limits(limits=n_threads if blas is None else blas, user_api="blas"), \
             numba_threads(n_threads):
         yield
+
+
+def dense_product_threads(multiply_adds):
+    """Context for one dense BLAS product of ``multiply_adds`` multiply-adds:
+    BLAS on the fit's threads (Numba's current count) when the product is
+    large, else unchanged.
+
+    FlexCMH holds BLAS to one thread (:func:`thread_limits`), which is right
+    for its many small products but leaves all but one core idle in the
+    products of the data with the centroids and indicators at scale
+    (NUS-WIDE-sized: ~7.5e9 multiply-adds each, seconds long); there the
+    cost of waking BLAS threads is negligible."""
+    threads = numba.get_num_threads()
+    if threads <= 1 or multiply_adds < LARGE_PRODUCT:
+        return nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads, user_api="blas")

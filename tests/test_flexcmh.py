@@ -2,6 +2,7 @@
 bad inputs; one Wiki check (marked ``wiki``)."""
 import os
 
+import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -591,3 +592,28 @@ def test_convergence_flag_and_warning():
     with pytest.warns(fc.ConvergenceWarning, match="max_iter=2 before converging"):
         short = fc.train([X0, X1], pairs, n_bits=16, random_state=0, max_iter=2)
     assert not short.converged_ and short.n_iter_ == 2
+
+
+def test_dense_product_threads_only_for_large_products():
+    """Large dense products run BLAS on the fit's threads although the fit
+    holds BLAS to one thread; small ones and CSR products keep the limit."""
+    from threadpoolctl import threadpool_info
+
+    from flexcmh_fast import _threads
+    from flexcmh_fast._threads import dense_product_threads, thread_limits
+
+    def blas_threads():
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    if not blas_threads():
+        pytest.skip("no BLAS library reported by threadpoolctl")
+    with thread_limits(2, blas=1):
+        if numba.get_num_threads() < 2:
+            pytest.skip("needs 2 Numba threads")
+        with dense_product_threads(_threads.LARGE_PRODUCT - 1):
+            assert blas_threads() == {1}
+        with dense_product_threads(_threads.LARGE_PRODUCT):
+            assert blas_threads() == {2}
+        assert blas_threads() == {1}
+    with thread_limits(1, blas=1), dense_product_threads(10 * _threads.LARGE_PRODUCT):
+        assert blas_threads() == {1}

@@ -4,20 +4,33 @@ ridge least-squares centroid update shared by the start and the loop.
 Dense and CSR data go through the same code: the data enter only through
 ``X @ Z`` and ``X^T @ H`` products (CSR stays sparse).
 """
+from contextlib import nullcontext
+
 import numpy as np
 import scipy.sparse as sp
 
+from .._threads import dense_product_threads
 from . import _tuning as T
+
+
+def _threads(X, k):
+    """BLAS threads of a product of X with k columns (CSR: scipy's own
+    single-threaded product, unchanged)."""
+    if sp.issparse(X):
+        return nullcontext()
+    return dense_product_threads(X.shape[0] * X.shape[1] * k)
 
 
 def xz(X, Z):
     """``X @ Z`` as a C-contiguous float64 array (CSR stays sparse)."""
-    return np.ascontiguousarray(X @ Z)
+    with _threads(X, Z.shape[1]):
+        return np.ascontiguousarray(X @ Z)
 
 
 def xth(X, H):
     """``X^T @ H`` (d, k); for CSR, scipy's transpose product (no densify)."""
-    return np.asarray(X.T @ H)
+    with _threads(X, H.shape[1]):
+        return np.asarray(X.T @ H)
 
 
 def z_stats(X, H):
