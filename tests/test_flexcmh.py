@@ -617,3 +617,26 @@ def test_dense_product_threads_only_for_large_products():
         assert blas_threads() == {1}
     with thread_limits(1, blas=1), dense_product_threads(10 * _threads.LARGE_PRODUCT):
         assert blas_threads() == {1}
+
+
+def test_code_sample_drawn_once(monkeypatch):
+    """More aligned rows than CODE_SAMPLE: every iteration's in-loop code
+    function is fitted on the same sampled rows (a new subset each iteration
+    moved the codes and kept the fit from converging)."""
+    from flexcmh_fast.flexcmh import _algorithm as A
+
+    X0, X1, _, _ = planted(n_per=25, seed=16)
+    monkeypatch.setattr(T, "CODE_SAMPLE", 30)
+    seen = []
+    code_sample = A.FlexCMHFit.code_sample
+
+    def spy(self):
+        positions = code_sample(self)
+        seen.append(np.concatenate(positions))
+        return positions
+
+    monkeypatch.setattr(A.FlexCMHFit, "code_sample", spy)
+    fc.train([X0, X1], "all", n_bits=8, n_clusters=4, random_state=0, max_iter=6, tol=0)
+    assert len(seen) >= 6 and seen[0].size == 30
+    for positions in seen[1:]:
+        np.testing.assert_array_equal(positions, seen[0])
