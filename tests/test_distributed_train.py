@@ -321,3 +321,19 @@ def test_scheduler_graph_does_not_grow_with_iterations(client, data):
     # iteration); the fit holds its 3 partitions, or none for a moment while
     # the scheduler releases a round's keys asynchronously.
     assert len(counts) == 6 and max(counts) <= 6, counts
+
+
+def test_code_sample_over_partitions_equals_single_machine(client, monkeypatch):
+    """More aligned rows than CODE_SAMPLE: the partitions take the same code
+    sample (priorities drawn on the client) as the single-machine fit."""
+    from flexcmh_fast.flexcmh import _tuning as T
+
+    monkeypatch.setattr(T, "CODE_SAMPLE", 120)
+    d = datasets.make_multimodal(400, n_classes=5, n_features=(16, 30),
+                                 kinds=("dense", "dense"), random_state=6)
+    Xs = d.modalities
+    dist = fd.train([to_dask(X, (150, 250)) for X in Xs], "all", n_bits=12, n_clusters=5,
+                    random_state=4, max_iter=8, client=client)
+    single = fc.train(Xs, "all", n_bits=12, n_clusters=5, random_state=4, max_iter=8,
+                      n_threads=1)
+    assert_same_fit(dist, single, [X[:50] for X in Xs])

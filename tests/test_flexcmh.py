@@ -316,7 +316,8 @@ def test_kernel_encoder_model_indicators_and_codes():
 
 def test_final_code_fitted_on_sampled_encoded_rows(monkeypatch):
     """More aligned rows than CODE_SAMPLE: the final code function is fitted
-    on the encoded indicators of CODE_SAMPLE aligned rows drawn at random."""
+    on the encoded indicators of the aligned rows whose random priority is
+    below CODE_SAMPLE / aligned rows (about CODE_SAMPLE of them)."""
     from flexcmh_fast.flexcmh import _partition as P
 
     X0, X1, _, _ = planted(n_per=25, seed=15)
@@ -326,14 +327,17 @@ def test_final_code_fitted_on_sampled_encoded_rows(monkeypatch):
 
     def spy(part, encoders, positions):
         encode_aligned(part, encoders, positions)
-        seen.append((part.aligned_rows(positions), [Y.copy() for Y in part.encoded]))
+        seen.append((part.aligned_rows(positions), [Y.copy() for Y in part.encoded],
+                     part.code_priority.copy(), part.aligned()))
 
     monkeypatch.setattr(P, "encode_aligned", spy)
     model = fc.train([X0, X1], "all", n_bits=8, n_clusters=4, random_state=0, max_iter=5,
                      n_anchors=30)
     assert len(seen) == 1
-    rows, encoded = seen[0]
-    assert [r.size for r in rows] == [30, 30] and np.unique(rows[0]).size == 30
+    rows, encoded, priority, aligned = seen[0]
+    assert aligned[0].size == 100  # every row paired
+    np.testing.assert_array_equal(rows[0], np.flatnonzero(priority < 30 / 100))
+    assert 10 <= rows[0].size <= 50 and rows[1].size == rows[0].size
     for m, X in enumerate([X0, X1]):
         np.testing.assert_allclose(encoded[m], model.indicators(X[rows[m]], m),
                                    rtol=1e-9, atol=1e-12)
@@ -637,6 +641,6 @@ def test_code_sample_drawn_once(monkeypatch):
 
     monkeypatch.setattr(A.FlexCMHFit, "code_sample", spy)
     fc.train([X0, X1], "all", n_bits=8, n_clusters=4, random_state=0, max_iter=6, tol=0)
-    assert len(seen) >= 6 and seen[0].size == 30
+    assert len(seen) >= 6 and 10 <= seen[0].size <= 50
     for positions in seen[1:]:
         np.testing.assert_array_equal(positions, seen[0])

@@ -170,8 +170,9 @@ class FlexCMHFit:
         # needed).
         self.gw_rows = None
         self.gw_couplings = {}
-        # Seed of code_sample's draw (made once, when first needed).
-        self.code_sample_seed = None
+        # Whether the partitions hold code_sample's row priorities (drawn
+        # once, when first needed).
+        self.code_priorities = False
 
     # ---- helpers ---------------------------------------------------------
     def take_rows(self, m, rows):
@@ -278,28 +279,33 @@ class FlexCMHFit:
 
     # ---- Eq. 5, 10-11: codes -------------------------------------------------
     def code_sample(self):
-        """Per-partition positions of at most ``CODE_SAMPLE`` aligned rows
-        drawn at random (a random subset, as ITQ is usually trained, so that
-        the code fit's cost does not grow with n); None for every partition
-        when there are no more aligned rows than that.
+        """Per-partition positions (among the aligned rows) of about
+        ``CODE_SAMPLE`` aligned rows drawn at random (a random subset, as
+        ITQ is usually trained, so that the code fit's cost does not grow
+        with n); None for every partition when there are no more aligned
+        rows than that.
 
-        The draw is the same in every iteration (while the number of aligned
-        rows is): a new subset each iteration moved the principal directions
-        of the in-loop code function, and with them the codes — at
-        NUS-WIDE size 54% of the training codes' bits changed in an
-        iteration whose indicators had settled, and the fit never met the
-        convergence test."""
+        Every modality-0 row draws a random priority once; the sample is the
+        aligned rows whose priority is below ``CODE_SAMPLE / aligned rows``,
+        so it stays put from one iteration to the next and changes by a few
+        rows when a re-ranking changes the aligned set.  A new subset each
+        iteration moved the principal directions of the in-loop code
+        function, and with them the codes: at NUS-WIDE size 54% of the
+        training codes' bits changed in an iteration whose indicators had
+        settled, and the fit never met the convergence test."""
         counts = np.asarray(self.aligned_counts, dtype=np.int64)
         total = int(counts.sum())
         if total == 0:
             raise ValueError(NO_CORRESPONDENCE)
         if total <= T.CODE_SAMPLE:
             return [None] * len(counts)
-        if self.code_sample_seed is None:
-            self.code_sample_seed = int(self.rng.integers(2 ** 63))
-        draw = np.random.default_rng(self.code_sample_seed)
-        pick = np.sort(draw.choice(total, T.CODE_SAMPLE, replace=False))
-        return split_rows(pick, np.concatenate([[0], np.cumsum(counts)]))
+        if not self.code_priorities:
+            priority = self.rng.random(self.n[0])
+            offsets = self.offsets[0]
+            self.backend.run(P.set_code_priorities, per_part=[
+                priority[offsets[q]:offsets[q + 1]] for q in range(len(offsets) - 1)])
+            self.code_priorities = True
+        return self.backend.run(P.code_positions, T.CODE_SAMPLE / total)
 
     def update_codes(self, n_iter, positions):
         """Fit the code function on the aligned rows at ``positions`` (per

@@ -88,6 +88,7 @@ class Partition:
         # Kernel-encoded indicators of aligned rows (encode_aligned): when
         # set, the code function is fitted on them instead of on H.
         self.encoded = None
+        self.code_priority = None
 
     def assignment(self, m):
         """Hard clusters of modality m (cached until H_m changes)."""
@@ -364,6 +365,17 @@ def relabel(part, perms, moments, rebuild=True):
     if rebuild:
         part.build_gamma()
     return part.aligned()[0].size, (code_moments(part, None) if moments else None)
+
+
+def set_code_priorities(part, priorities):
+    """Random priorities of the partition's modality-0 rows (code samples)."""
+    part.code_priority = priorities
+
+
+def code_positions(part, fraction):
+    """Positions, among the aligned rows, of those whose modality-0 row has
+    a priority below ``fraction`` (the code fit's sample)."""
+    return np.flatnonzero(part.code_priority[part.aligned()[0]] < fraction)
 
 
 def code_moments(part, positions):
