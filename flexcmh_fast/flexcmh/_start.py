@@ -13,7 +13,7 @@ from .._threads import dense_product_threads
 from . import _tuning as T
 
 
-def _threads(X, k):
+def _product_threads(X, k):
     """BLAS threads of a product of X with k columns (CSR: scipy's own
     single-threaded product, unchanged)."""
     if sp.issparse(X):
@@ -23,13 +23,13 @@ def _threads(X, k):
 
 def xz(X, Z):
     """``X @ Z`` as a C-contiguous float64 array (CSR stays sparse)."""
-    with _threads(X, Z.shape[1]):
+    with _product_threads(X, Z.shape[1]):
         return np.ascontiguousarray(X @ Z)
 
 
 def xth(X, H):
     """``X^T @ H`` (d, k); for CSR, scipy's transpose product (no densify)."""
-    with _threads(X, H.shape[1]):
+    with _product_threads(X, H.shape[1]):
         return np.asarray(X.T @ H)
 
 
