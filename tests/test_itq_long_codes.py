@@ -153,3 +153,32 @@ def test_dask_training_of_long_codes_equals_local(client):
     assert dist.code_.R is None
     np.testing.assert_allclose(dist.code_.W, single.code_.W, atol=1e-8)
     np.testing.assert_array_equal(dist.encode(X1, 1), single.encode(X1, 1))
+
+
+@pytest.mark.parametrize("n_bits", [4, 7, 40, 200])
+def test_warm_start_follows_the_principal_subspace(n_bits):
+    """Two principal directions of nearly equal variance swap places (and the
+    sign rule may flip them) when the indicators change slightly; the
+    warm-started fit must keep its codes (no rotation step: n_iter=0), as
+    the subspace did not move.  Short codes use the top n_bits directions
+    (the pair swaps inside them), longer ones all k."""
+    rng = np.random.default_rng(7)
+    k = 6
+    basis, _ = np.linalg.qr(rng.standard_normal((k, k)))
+    # Centred, uncorrelated columns of equal variance: the variances below are
+    # exact, so the two middle directions do swap.
+    G = rng.standard_normal((2000, k))
+    Z = np.linalg.qr(G - G.mean(axis=0))[0] * np.sqrt(2000)
+    scales = np.array([5.0, 3.0, 2.0, 2.0, 1.2, 0.5])
+    Y = (Z * scales) @ basis.T
+    # Swap the order of the two directions of (nearly) equal variance.
+    before = (Z * (scales + [0, 0, 0.01, -0.01, 0, 0])) @ basis.T
+    after = (Z * (scales + [0, 0, -0.01, 0.01, 0, 0])) @ basis.T
+    code = ITQCode.fit([before], n_bits, np.random.default_rng(8), n_iter=10)
+    again = ITQCode.fit([after], n_bits, np.random.default_rng(9), n_iter=0, previous=code)
+    agree = (code.signs(Y) == again.signs(Y)).mean()
+    assert agree > 0.98, agree
+    # The basis of the new fit spans the new principal subspace.
+    r = min(n_bits, k)
+    evecs = np.linalg.eigh(np.cov(after.T, bias=True))[1][:, ::-1][:, :r]
+    np.testing.assert_allclose(again.basis @ again.basis.T, evecs @ evecs.T, atol=1e-8)

@@ -23,7 +23,7 @@ PARAMETERS = table(
     tol=1e-4,
     code_scheme=Param("itq", Options(*SCHEMES), "code function of the indicators"),
     joint=Param(True, Bool(), "re-match clusters every iteration (False: FlexCMH(nJ))"),
-    n_repairs=Param(40, Int(0), "re-rankings of the inferred pairs once the codes settle"),
+    n_repairs=Param(50, Int(0), "re-rankings of the inferred pairs once the codes settle"),
     matching=Param("clusters", Options("clusters", "labels"),
                    "correspondence from clusters, or from labels (FlexCMH(nC))"),
     encoder=Param("kernel", Options("kernel", "nnls"), "out-of-sample indicators"),
@@ -78,7 +78,7 @@ class FlexCMH(HashingEstimator):
         rotate), or ``"kmeans"``, the paper's repeated k-means reading.
     joint : bool, default=True
         ``False``: FlexCMH(nJ), match once and never re-match.
-    n_repairs : int >= 0, default=40
+    n_repairs : int >= 0, default=50
         How many times the inferred pairs of Γ (samples without a known
         partner) are re-ranked, each time once the training codes have
         settled (at most 1% of their bits changed in an iteration;
@@ -179,7 +179,7 @@ class FlexCMH(HashingEstimator):
     kind = "FlexCMH"
 
     def __init__(self, n_bits=32, preprocess="auto", n_clusters=None, n_neighbors=5, lam=1.0,
-                 max_iter=500, tol=1e-4, code_scheme="itq", joint=True, n_repairs=40,
+                 max_iter=500, tol=1e-4, code_scheme="itq", joint=True, n_repairs=50,
                  matching="clusters", encoder="kernel", n_anchors=1000, match_score="auto", n_threads=None,
                  random_state=None, verbose=False, callback=None):
         self.n_bits = n_bits
