@@ -242,11 +242,15 @@ typedef struct {
                  int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int32_t *out);
 } hm_ops;
 
-/* Paths without per-tile state in their group test. */
+/* Paths without per-call or per-tile state in their group test. */
 typedef struct {
     int unused;
 } hm_ctx_none;
-#define hm_ctx_init_none(ctx, Q, j0, TQ, W) ((void)(ctx))
+#define hm_ctx_init_none(ctx, chunk, Q, j0, TQ, W) ((void)(ctx))
+typedef hm_ctx_none hm_chunk_none;
+#define hm_chunk_open_none(ch, W, CH) ((void)(ch))
+#define hm_chunk_load_none(ch, db, W, cb, ce) ((void)(ch))
+#define hm_chunk_close_none(ch) ((void)(ch))
 
 /* ------------------------------------------------------------------ */
 /* Scalar primitives (POPCNT instruction or portable bit trick).         */
@@ -305,6 +309,10 @@ HM_INLINE hm_dv_scalar hm_dv_min_scalar(hm_dv_scalar a, hm_dv_scalar b)
 #define hm_dv_portable hm_dv_scalar
 #define hm_ctx_portable hm_ctx_none
 #define hm_ctx_init_portable hm_ctx_init_none
+#define hm_chunk_portable hm_chunk_none
+#define hm_chunk_open_portable hm_chunk_open_none
+#define hm_chunk_load_portable hm_chunk_load_none
+#define hm_chunk_close_portable hm_chunk_close_none
 #define hm_bdist_portable(blk, q, W) hm_bdist_scalar(blk, q, W, 0)
 #define hm_dv_below_portable hm_dv_below_scalar
 #define hm_dv_store_portable hm_dv_store_scalar
@@ -312,6 +320,8 @@ HM_INLINE hm_dv_scalar hm_dv_min_scalar(hm_dv_scalar a, hm_dv_scalar b)
 #define hm_dv_min_portable hm_dv_min_scalar
 #define hm_group_test_portable(ctx, db, W, Q, j0, TQ, g, ge, thr) \
     hm_group_min_test_portable(db, W, Q, j0, TQ, g, ge, thr)
+#define hm_topk_hits_portable(ctx, db, n, W, q, j, g, ge, cap, buf, cnt, st, thr) \
+    hm_topk_rescan_portable(db, n, W, q, g, ge, cap, buf, cnt, st, thr)
 #include "hamming_scan.inc"
 #undef HM_ISA
 #undef HM_TARGET
@@ -321,6 +331,10 @@ HM_INLINE hm_dv_scalar hm_dv_min_scalar(hm_dv_scalar a, hm_dv_scalar b)
 #define hm_dv_popcnt hm_dv_scalar
 #define hm_ctx_popcnt hm_ctx_none
 #define hm_ctx_init_popcnt hm_ctx_init_none
+#define hm_chunk_popcnt hm_chunk_none
+#define hm_chunk_open_popcnt hm_chunk_open_none
+#define hm_chunk_load_popcnt hm_chunk_load_none
+#define hm_chunk_close_popcnt hm_chunk_close_none
 #define hm_bdist_popcnt(blk, q, W) hm_bdist_scalar(blk, q, W, 1)
 #define hm_dv_below_popcnt hm_dv_below_scalar
 #define hm_dv_store_popcnt hm_dv_store_scalar
@@ -328,6 +342,8 @@ HM_INLINE hm_dv_scalar hm_dv_min_scalar(hm_dv_scalar a, hm_dv_scalar b)
 #define hm_dv_min_popcnt hm_dv_min_scalar
 #define hm_group_test_popcnt(ctx, db, W, Q, j0, TQ, g, ge, thr) \
     hm_group_min_test_popcnt(db, W, Q, j0, TQ, g, ge, thr)
+#define hm_topk_hits_popcnt(ctx, db, n, W, q, j, g, ge, cap, buf, cnt, st, thr) \
+    hm_topk_rescan_popcnt(db, n, W, q, g, ge, cap, buf, cnt, st, thr)
 #include "hamming_scan.inc"
 #undef HM_ISA
 #undef HM_TARGET
@@ -376,8 +392,14 @@ HM_INLINE HM_AVX512 __m512i hm_dv_min_avx512(__m512i a, __m512i b)
 #define HM_ISA avx512
 #define hm_ctx_avx512 hm_ctx_none
 #define hm_ctx_init_avx512 hm_ctx_init_none
+#define hm_chunk_avx512 hm_chunk_none
+#define hm_chunk_open_avx512 hm_chunk_open_none
+#define hm_chunk_load_avx512 hm_chunk_load_none
+#define hm_chunk_close_avx512 hm_chunk_close_none
 #define hm_group_test_avx512(ctx, db, W, Q, j0, TQ, g, ge, thr) \
     hm_group_min_test_avx512(db, W, Q, j0, TQ, g, ge, thr)
+#define hm_topk_hits_avx512(ctx, db, n, W, q, j, g, ge, cap, buf, cnt, st, thr) \
+    hm_topk_rescan_avx512(db, n, W, q, g, ge, cap, buf, cnt, st, thr)
 #include "hamming_scan.inc"
 #undef HM_ISA
 #undef HM_TARGET
@@ -457,35 +479,32 @@ HM_INLINE HM_AVX2 void hm_dv_store_avx2(hm_dv_avx2 d, int32_t *out)
 }
 
 /*
- * Per-tile state of the byte group test: for query j of the tile, word w
- * and byte position p of the word, the tables
- *   tab[((w * 8 + p) * HM_QT2 + j) * 2 + h][v] = popcount(v ^ nibble h of
- *   byte p of q[w])   (h = 0: low nibble, 1: high nibble; v in 0..15),
- * so that a VPSHUFB of a vector of code nibbles at position p gives their
- * distances to the query's nibble directly (no XOR).
+ * Per-call state of the byte group test: the current database chunk
+ * [cb, ce) transposed to nibbles once, for every tile of queries to read.
+ * Quad i of the chunk is the 32 codes of blocks cb + 4i .. cb + 4i + 3 (a
+ * last quad past ce repeats block ce - 1: a duplicate code does not change
+ * a minimum); nib[(i * W + w) * 16 + 2 * p + h] holds nibble h (0 low, 1
+ * high) of byte p of word w of its 32 codes, one byte a code (16 codes per
+ * 128-bit lane, in the order of hm_bytes_transpose).  nib is NULL for codes
+ * over HM_BYTES_MAX_W words or when it could not be allocated; the group
+ * test then works from block distances.
  */
 typedef struct {
-    __m256i tab[HM_BYTES_MAX_W * 8 * HM_QT2 * 2];
-} hm_ctx_avx2;
+    __m256i *nib;
+    int64_t cb;
+} hm_chunk_avx2;
 
-HM_INLINE HM_AVX2 void hm_ctx_init_avx2(hm_ctx_avx2 *ctx, const uint64_t *Q, int64_t j0,
-                                        const int TQ, const int W)
+HM_INLINE HM_AVX2 void hm_chunk_open_avx2(hm_chunk_avx2 *ch, const int W, int64_t CH)
 {
-    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
-                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-    const __m256i iota = _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
-                                          0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    int w, p, j;
-    if (W > HM_BYTES_MAX_W)
-        return;
-    for (w = 0; w < W; w++)
-        for (p = 0; p < 8; p++)
-            for (j = 0; j < TQ; j++) {
-                unsigned byte = (unsigned)(Q[(j0 + j) * W + w] >> (8 * p)) & 0xffu;
-                __m256i *t = ctx->tab + ((w * 8 + p) * HM_QT2 + j) * 2;
-                t[0] = _mm256_shuffle_epi8(lut, _mm256_xor_si256(iota, _mm256_set1_epi8((char)(byte & 15))));
-                t[1] = _mm256_shuffle_epi8(lut, _mm256_xor_si256(iota, _mm256_set1_epi8((char)(byte >> 4))));
-            }
+    ch->cb = 0;
+    ch->nib = W <= HM_BYTES_MAX_W
+                  ? (__m256i *)aligned_alloc(32, sizeof(__m256i) * 16 * W * ((CH + 3) / 4))
+                  : NULL;
+}
+
+HM_INLINE HM_AVX2 void hm_chunk_close_avx2(hm_chunk_avx2 *ch)
+{
+    free(ch->nib);
 }
 
 /*
@@ -528,62 +547,168 @@ HM_INLINE HM_AVX2 void hm_bytes_transpose(const uint64_t *const *blk, int w, __m
     }
 }
 
-/* Byte group test (W <= HM_BYTES_MAX_W): per 4 blocks and query, 16
- * VPSHUFB + 16 saturating byte adds per word give the distances of 32
- * codes; their running minimum is compared with the threshold once per
- * group.  A group of fewer than 4k blocks repeats its last block (a
- * duplicate code does not change a minimum). */
-HM_INLINE HM_AVX2 unsigned hm_group_test_bytes(const hm_ctx_avx2 *ctx, const uint64_t *db,
-                                               const int W, int64_t g, int64_t ge,
-                                               const int TQ, const int *thr)
+HM_INLINE HM_AVX2 void hm_chunk_load_avx2(hm_chunk_avx2 *ch, const uint64_t *db, const int W,
+                                          int64_t cb, int64_t ce)
 {
     const __m256i low = _mm256_set1_epi8(0x0f);
-    __m256i m[HM_QT2];
-    unsigned pass = 0;
+    __m256i *out = ch->nib;
     int64_t b0;
-    int j, w, p, k;
-    for (j = 0; j < TQ; j++)
-        m[j] = _mm256_set1_epi8(-1);
-    for (b0 = g; b0 < ge; b0 += 4) {
+    int w, p, k;
+    if (!out)
+        return;
+    ch->cb = cb;
+    for (b0 = cb; b0 < ce; b0 += 4) {
         const uint64_t *blk[4];
-        __m256i acc[HM_QT2];
         for (k = 0; k < 4; k++)
-            blk[k] = db + (b0 + k < ge ? b0 + k : ge - 1) * W * HM_BLOCK;
-        for (j = 0; j < TQ; j++)
-            acc[j] = _mm256_setzero_si256();
-        for (w = 0; w < W; w++) {
+            blk[k] = db + (b0 + k < ce ? b0 + k : ce - 1) * W * HM_BLOCK;
+        for (w = 0; w < W; w++, out += 16) {
             __m256i bytes[8];
             hm_bytes_transpose(blk, w, bytes);
             for (p = 0; p < 8; p++) {
-                const __m256i lo = _mm256_and_si256(bytes[p], low);
-                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bytes[p], 4), low);
-                const __m256i *t = ctx->tab + (w * 8 + p) * HM_QT2 * 2;
-                for (j = 0; j < TQ; j++) {
-                    acc[j] = _mm256_adds_epu8(acc[j], _mm256_shuffle_epi8(t[2 * j], lo));
-                    acc[j] = _mm256_adds_epu8(acc[j], _mm256_shuffle_epi8(t[2 * j + 1], hi));
-                }
+                _mm256_store_si256(out + 2 * p, _mm256_and_si256(bytes[p], low));
+                _mm256_store_si256(out + 2 * p + 1,
+                                   _mm256_and_si256(_mm256_srli_epi16(bytes[p], 4), low));
             }
         }
+    }
+}
+
+/*
+ * Per-tile state of the byte group test: the chunk, and for query j of the
+ * tile, word w and byte position p of the word, the tables
+ *   tab[((w * 8 + p) * HM_QT2 + j) * 2 + h][v] = popcount(v ^ nibble h of
+ *   byte p of q[w])   (h = 0: low nibble, 1: high nibble; v in 0..15),
+ * so that a VPSHUFB of a vector of code nibbles at position p gives their
+ * distances to the query's nibble directly (no XOR).
+ */
+typedef struct {
+    const hm_chunk_avx2 *chunk;
+    __m256i tab[HM_BYTES_MAX_W * 8 * HM_QT2 * 2];
+    /* dist[i][j]: distances of quad i of the last group tested to query j,
+     * one byte a code in the order of the chunk's nibbles */
+    __m256i dist[HM_G / 4][HM_QT2];
+} hm_ctx_avx2;
+
+HM_INLINE HM_AVX2 void hm_ctx_init_avx2(hm_ctx_avx2 *ctx, const hm_chunk_avx2 *chunk,
+                                        const uint64_t *Q, int64_t j0, const int TQ,
+                                        const int W)
+{
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i iota = _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                          0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    int w, p, j;
+    ctx->chunk = chunk;
+    if (!chunk->nib)
+        return;
+    for (w = 0; w < W; w++)
+        for (p = 0; p < 8; p++)
+            for (j = 0; j < TQ; j++) {
+                unsigned byte = (unsigned)(Q[(j0 + j) * W + w] >> (8 * p)) & 0xffu;
+                __m256i *t = ctx->tab + ((w * 8 + p) * HM_QT2 + j) * 2;
+                t[0] = _mm256_shuffle_epi8(lut, _mm256_xor_si256(iota, _mm256_set1_epi8((char)(byte & 15))));
+                t[1] = _mm256_shuffle_epi8(lut, _mm256_xor_si256(iota, _mm256_set1_epi8((char)(byte >> 4))));
+            }
+}
+
+/* Byte group test (the chunk's nibbles): per quad of 32 codes and query,
+ * 16 VPSHUFB + 16 byte adds per word give the 32 distances, kept in
+ * ctx->dist for hm_topk_bytes; their minimum over the group is compared
+ * with the threshold.  The adds wrap (the saturating add issues on half
+ * the ports): a byte is exact below 256 and only a distance of exactly 256
+ * (W = 4) wraps, to 0, which makes the test pass and the rescan decide,
+ * never miss a code.  The minimum is taken from ctx->dist after the quads,
+ * so no register holds it while the accumulators need them all. */
+HM_INLINE HM_AVX2 unsigned hm_group_test_bytes(hm_ctx_avx2 *ctx, const int W, int64_t g,
+                                               int64_t ge, const int TQ, const int *thr)
+{
+    unsigned pass = 0;
+    int64_t b0;
+    int i, j, w, p, nquads = 0;
+    for (b0 = g; b0 < ge; b0 += 4, nquads++) {
+        const __m256i *nib = ctx->chunk->nib + (b0 - ctx->chunk->cb) / 4 * W * 16;
+        __m256i acc[HM_QT2];
         for (j = 0; j < TQ; j++)
-            m[j] = _mm256_min_epu8(m[j], acc[j]);
+            acc[j] = _mm256_setzero_si256();
+        for (w = 0; w < W; w++)
+            for (p = 0; p < 8; p++) {
+                const __m256i lo = _mm256_load_si256(nib + w * 16 + 2 * p);
+                const __m256i hi = _mm256_load_si256(nib + w * 16 + 2 * p + 1);
+                const __m256i *t = ctx->tab + (w * 8 + p) * HM_QT2 * 2;
+                for (j = 0; j < TQ; j++) {
+                    acc[j] = _mm256_add_epi8(acc[j], _mm256_shuffle_epi8(t[2 * j], lo));
+                    acc[j] = _mm256_add_epi8(acc[j], _mm256_shuffle_epi8(t[2 * j + 1], hi));
+                }
+            }
+        for (j = 0; j < TQ; j++)
+            _mm256_store_si256(&ctx->dist[nquads][j], acc[j]);
     }
     for (j = 0; j < TQ; j++) {
+        __m256i m = _mm256_load_si256(&ctx->dist[0][j]);
+        for (i = 1; i < nquads; i++)
+            m = _mm256_min_epu8(m, _mm256_load_si256(&ctx->dist[i][j]));
         if (thr[j] > 255) {
             pass |= 1u << j;
         } else if (thr[j] > 0) {
             /* some byte <= thr - 1 */
             const __m256i t = _mm256_set1_epi8((char)(thr[j] - 1));
-            if (_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_min_epu8(m[j], t), m[j])))
+            if (_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_min_epu8(m, t), m)))
                 pass |= 1u << j;
         }
     }
     return pass;
 }
 
-/* Longer codes: the group test from block distances (VPSADBW). */
+/*
+ * Push the codes of blocks [g, ge) below thr for query j of the tile from
+ * the byte distances of its group test: a VPERMQ and a VPSHUFB put a quad's
+ * 32 bytes in id order (byte r of 128-bit lane L of the nibble order is
+ * code 8 * (r / 4) + (0, 4, 1, 5)[r % 4] + 2 * L of the quad), a compare
+ * selects the candidates, and each candidate's distance is recomputed
+ * exactly (W POPCNTs), which also undoes the wrap of a distance of 256.
+ */
+static HM_AVX2 __attribute__((noinline)) int hm_topk_bytes(
+    const hm_ctx_avx2 *ctx, const uint64_t *db, int64_t n, const int W, const uint64_t *q,
+    int j, int64_t g, int64_t ge, int64_t cap, uint64_t *buf, int32_t *cnt, int64_t *st,
+    int thr)
+{
+    const __m256i id_order = _mm256_setr_epi8(0, 2, 8, 10, 1, 3, 9, 11, 4, 6, 12, 14, 5, 7, 13,
+                                              15, 0, 2, 8, 10, 1, 3, 9, 11, 4, 6, 12, 14, 5, 7,
+                                              13, 15);
+    const int64_t end = n < ge * HM_BLOCK ? n : ge * HM_BLOCK;
+    int64_t b0;
+    int i;
+    for (b0 = g, i = 0; b0 < ge && thr > 0; b0 += 4, i++) {
+        const __m256i d = _mm256_shuffle_epi8(
+            _mm256_permute4x64_epi64(_mm256_load_si256(&ctx->dist[i][j]), 0xD8), id_order);
+        const __m256i t = _mm256_set1_epi8((char)((thr > 256 ? 256 : thr) - 1));
+        const int64_t valid = end - b0 * HM_BLOCK;
+        unsigned m = (unsigned)_mm256_movemask_epi8(
+            _mm256_cmpeq_epi8(_mm256_min_epu8(d, t), d));
+        if (valid < 32)
+            m &= (1u << valid) - 1u;
+        while (m) {
+            const int64_t id = b0 * HM_BLOCK + __builtin_ctz(m);
+            const uint64_t *code = db + (id / HM_BLOCK) * W * HM_BLOCK + id % HM_BLOCK;
+            int dist = 0, w;
+            m &= m - 1;
+            for (w = 0; w < W; w++)
+                dist += pc_popcount64(code[w * HM_BLOCK] ^ q[w], 1);
+            if (dist < thr)
+                thr = hm_sel_push(buf, cnt, st, cap, dist, id);
+        }
+    }
+    return thr;
+}
+
+/* Longer codes (or no nibble buffer): the group test from block distances
+ * (VPSADBW). */
 #define hm_group_test_avx2(ctx, db, W, Q, j0, TQ, g, ge, thr)                   \
-    ((W) <= HM_BYTES_MAX_W ? hm_group_test_bytes(ctx, db, W, g, ge, TQ, thr)   \
-                           : hm_group_min_test_avx2(db, W, Q, j0, TQ, g, ge, thr))
+    ((ctx)->chunk->nib ? hm_group_test_bytes(ctx, W, g, ge, TQ, thr)             \
+                       : hm_group_min_test_avx2(db, W, Q, j0, TQ, g, ge, thr))
+#define hm_topk_hits_avx2(ctx, db, n, W, q, j, g, ge, cap, buf, cnt, st, thr)                \
+    ((ctx)->chunk->nib ? hm_topk_bytes(ctx, db, n, W, q, j, g, ge, cap, buf, cnt, st, thr)     \
+                       : hm_topk_rescan_avx2(db, n, W, q, g, ge, cap, buf, cnt, st, thr))
 
 #define HM_TQ HM_QT2
 #define HM_TARGET HM_AVX2
