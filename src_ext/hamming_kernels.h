@@ -409,11 +409,13 @@ HM_INLINE HM_AVX512 __m512i hm_dv_min_avx512(__m512i a, __m512i b)
 /* AVX2 primitives.                                                      */
 /* ------------------------------------------------------------------ */
 #define HM_AVX2 PC_TARGET_AVX2
-/* Queries per tile: the per-query nibble tables stay in L1, the byte
- * transposition of the codes is shared by all of them. */
+/* Queries per tile (an even number: the nibble tables serve queries in
+ * pairs); the tables stay in L1, every loaded nibble vector serves the
+ * whole tile, and the 8 byte accumulators of 4 pairs leave registers for
+ * the rest (10 measured as fast, 12 spills). */
 #define HM_QT2 8
 /* Longest code (in words) for the byte group test: distances accumulate in
- * saturating bytes, exact below 255. */
+ * bytes, exact below 256. */
 #define HM_BYTES_MAX_W 4
 
 /* Distances of lanes 0-3 (lo) and 4-7 (hi), one per 64-bit lane. */
@@ -574,16 +576,18 @@ HM_INLINE HM_AVX2 void hm_chunk_load_avx2(hm_chunk_avx2 *ch, const uint64_t *db,
 }
 
 /*
- * Per-tile state of the byte group test: the chunk, and for query j of the
- * tile, word w and byte position p of the word, the tables
- *   tab[((w * 8 + p) * HM_QT2 + j) * 2 + h][v] = popcount(v ^ nibble h of
- *   byte p of q[w])   (h = 0: low nibble, 1: high nibble; v in 0..15),
- * so that a VPSHUFB of a vector of code nibbles at position p gives their
- * distances to the query's nibble directly (no XOR).
+ * Per-tile state of the byte group test: the chunk, and for the pair of
+ * queries (2i, 2i + 1) of the tile (a last odd query is paired with itself)
+ * and nibble position s = 2 * (8 * w + p) + h of the code (nibble h of byte
+ * p of word w), the table
+ *   tab[s * HM_QT2 / 2 + i][v] = popcount(v ^ a) + 16 * popcount(v ^ b)
+ * with a, b that nibble of the two queries (v in 0..15), so that a VPSHUFB
+ * of the code nibbles at position s gives the distances of 32 codes to
+ * both queries at once, in the two halves of each byte (no XOR).
  */
 typedef struct {
     const hm_chunk_avx2 *chunk;
-    __m256i tab[HM_BYTES_MAX_W * 8 * HM_QT2 * 2];
+    __m256i tab[HM_BYTES_MAX_W * 16 * (HM_QT2 / 2)];
     /* dist[i][j]: distances of quad i of the last group tested to query j,
      * one byte a code in the order of the chunk's nibbles */
     __m256i dist[HM_G / 4][HM_QT2];
@@ -597,51 +601,92 @@ HM_INLINE HM_AVX2 void hm_ctx_init_avx2(hm_ctx_avx2 *ctx, const hm_chunk_avx2 *c
                                          0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
     const __m256i iota = _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
                                           0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    int w, p, j;
+    int s, j;
     ctx->chunk = chunk;
     if (!chunk->nib)
         return;
-    for (w = 0; w < W; w++)
-        for (p = 0; p < 8; p++)
-            for (j = 0; j < TQ; j++) {
-                unsigned byte = (unsigned)(Q[(j0 + j) * W + w] >> (8 * p)) & 0xffu;
-                __m256i *t = ctx->tab + ((w * 8 + p) * HM_QT2 + j) * 2;
-                t[0] = _mm256_shuffle_epi8(lut, _mm256_xor_si256(iota, _mm256_set1_epi8((char)(byte & 15))));
-                t[1] = _mm256_shuffle_epi8(lut, _mm256_xor_si256(iota, _mm256_set1_epi8((char)(byte >> 4))));
-            }
+    for (s = 0; s < 16 * W; s++)
+        for (j = 0; j < TQ; j += 2) {
+            const int w = s / 16, shift = 4 * (s % 16);
+            const uint64_t *qa = Q + (j0 + j) * W, *qb = j + 1 < TQ ? qa + W : qa;
+            const __m256i a = _mm256_shuffle_epi8(
+                lut, _mm256_xor_si256(iota, _mm256_set1_epi8((char)((qa[w] >> shift) & 15))));
+            const __m256i b = _mm256_shuffle_epi8(
+                lut, _mm256_xor_si256(iota, _mm256_set1_epi8((char)((qb[w] >> shift) & 15))));
+            ctx->tab[s * (HM_QT2 / 2) + j / 2] = _mm256_or_si256(a, _mm256_slli_epi16(b, 4));
+        }
 }
 
-/* Byte group test (the chunk's nibbles): per quad of 32 codes and query,
- * 16 VPSHUFB + 16 byte adds per word give the 32 distances, kept in
- * ctx->dist for hm_topk_bytes; their minimum over the group is compared
- * with the threshold.  The adds wrap (the saturating add issues on half
- * the ports): a byte is exact below 256 and only a distance of exactly 256
- * (W = 4) wraps, to 0, which makes the test pass and the rescan decide,
- * never miss a code.  The minimum is taken from ctx->dist after the quads,
- * so no register holds it while the accumulators need them all. */
+/*
+ * Byte group test (the chunk's nibbles), per quad of 32 codes and pair of
+ * queries.  A byte c of a lookup is A + 16 B (A, B the distances of one
+ * code's nibble to the two queries, <= 4); three lookups added keep A <= 12
+ * in the low half.  Two byte accumulators, with wrapping adds (exact modulo
+ * 256), take
+ *   DA += c                 -> A + 16 B per code,
+ *   DB += c >> 4 (16-bit)   -> B + 16 A' for an even byte, where A' is the
+ *                              A of the odd byte above it; B for an odd one
+ * (the 16-bit shift carries the odd byte's low half down, which the
+ * decoding below removes), i.e. 1.33 VPSHUFB and 2.67 other operations per
+ * pair of queries and nibble position instead of 2 + 2 for one table per
+ * query.  Decoding in 16-bit lanes (lo = even byte, hi = odd byte):
+ *   B_hi = DB_hi;  A_hi = DA_hi - 16 B_hi;  B_lo = DB_lo - 16 A_hi;
+ *   A_lo = DA_lo - 16 B_lo.
+ * The distances of each quad are kept in ctx->dist for hm_topk_bytes, and
+ * their minimum over the group is compared with the thresholds.  Bytes are
+ * exact below 256; a distance of exactly 256 (W = 4) wraps to 0, which can
+ * only make the test pass and the candidate check decide, never miss a
+ * code.  (VPADDB rather than the saturating VPADDUSB: the latter issues on
+ * half the vector ports on Zen 4.)
+ */
 HM_INLINE HM_AVX2 unsigned hm_group_test_bytes(hm_ctx_avx2 *ctx, const int W, int64_t g,
                                                int64_t ge, const int TQ, const int *thr)
 {
+    const __m256i hi_high4 = _mm256_set1_epi16((short)0xf000);
+    const __m256i lo_high4 = _mm256_set1_epi16(0x00f0);
+    const int NP = (TQ + 1) / 2, S = 16 * W;
     unsigned pass = 0;
     int64_t b0;
-    int i, j, w, p, nquads = 0;
+    int i, j, s, nquads = 0;
     for (b0 = g; b0 < ge; b0 += 4, nquads++) {
         const __m256i *nib = ctx->chunk->nib + (b0 - ctx->chunk->cb) / 4 * W * 16;
-        __m256i acc[HM_QT2];
-        for (j = 0; j < TQ; j++)
-            acc[j] = _mm256_setzero_si256();
-        for (w = 0; w < W; w++)
-            for (p = 0; p < 8; p++) {
-                const __m256i lo = _mm256_load_si256(nib + w * 16 + 2 * p);
-                const __m256i hi = _mm256_load_si256(nib + w * 16 + 2 * p + 1);
-                const __m256i *t = ctx->tab + (w * 8 + p) * HM_QT2 * 2;
-                for (j = 0; j < TQ; j++) {
-                    acc[j] = _mm256_add_epi8(acc[j], _mm256_shuffle_epi8(t[2 * j], lo));
-                    acc[j] = _mm256_add_epi8(acc[j], _mm256_shuffle_epi8(t[2 * j + 1], hi));
-                }
+        __m256i da[HM_QT2 / 2], db[HM_QT2 / 2];
+        for (j = 0; j < NP; j++)
+            da[j] = db[j] = _mm256_setzero_si256();
+        for (s = 0; s + 3 <= S; s += 3) {
+            const __m256i n0 = _mm256_load_si256(nib + s);
+            const __m256i n1 = _mm256_load_si256(nib + s + 1);
+            const __m256i n2 = _mm256_load_si256(nib + s + 2);
+            const __m256i *t = ctx->tab + s * (HM_QT2 / 2);
+            for (j = 0; j < NP; j++) {
+                const __m256i c = _mm256_add_epi8(
+                    _mm256_add_epi8(_mm256_shuffle_epi8(t[j], n0),
+                                    _mm256_shuffle_epi8(t[HM_QT2 / 2 + j], n1)),
+                    _mm256_shuffle_epi8(t[HM_QT2 + j], n2));
+                da[j] = _mm256_add_epi8(da[j], c);
+                db[j] = _mm256_add_epi8(db[j], _mm256_srli_epi16(c, 4));
             }
-        for (j = 0; j < TQ; j++)
-            _mm256_store_si256(&ctx->dist[nquads][j], acc[j]);
+        }
+        for (; s < S; s++) { /* 16 W is not a multiple of 3 */
+            const __m256i n0 = _mm256_load_si256(nib + s);
+            const __m256i *t = ctx->tab + s * (HM_QT2 / 2);
+            for (j = 0; j < NP; j++) {
+                const __m256i c = _mm256_shuffle_epi8(t[j], n0);
+                da[j] = _mm256_add_epi8(da[j], c);
+                db[j] = _mm256_add_epi8(db[j], _mm256_srli_epi16(c, 4));
+            }
+        }
+        for (j = 0; j < NP; j++) {
+            /* A_hi in the odd bytes (16 B_hi removed), then B, then A_lo */
+            __m256i A = _mm256_sub_epi8(da[j], _mm256_and_si256(_mm256_slli_epi16(db[j], 4),
+                                                                hi_high4));
+            const __m256i B = _mm256_sub_epi8(db[j], _mm256_and_si256(_mm256_srli_epi16(A, 4),
+                                                                      lo_high4));
+            A = _mm256_sub_epi8(A, _mm256_and_si256(_mm256_slli_epi16(B, 4), lo_high4));
+            _mm256_store_si256(&ctx->dist[nquads][2 * j], A);
+            if (2 * j + 1 < TQ)
+                _mm256_store_si256(&ctx->dist[nquads][2 * j + 1], B);
+        }
     }
     for (j = 0; j < TQ; j++) {
         __m256i m = _mm256_load_si256(&ctx->dist[0][j]);
