@@ -248,7 +248,7 @@ typedef struct {
 } hm_ctx_none;
 #define hm_ctx_init_none(ctx, chunk, Q, j0, TQ, W) ((void)(ctx))
 typedef hm_ctx_none hm_chunk_none;
-#define hm_chunk_open_none(ch, W, CH) ((void)(ch))
+#define hm_chunk_open_none(ch, W, CH, nq) ((void)(ch))
 #define hm_chunk_load_none(ch, db, W, cb, ce) ((void)(ch))
 #define hm_chunk_close_none(ch) ((void)(ch))
 
@@ -481,25 +481,35 @@ HM_INLINE HM_AVX2 void hm_dv_store_avx2(hm_dv_avx2 d, int32_t *out)
 }
 
 /*
- * Per-call state of the byte group test: the current database chunk
- * [cb, ce) transposed to nibbles once, for every tile of queries to read.
- * Quad i of the chunk is the 32 codes of blocks cb + 4i .. cb + 4i + 3 (a
- * last quad past ce repeats block ce - 1: a duplicate code does not change
- * a minimum); nib[(i * W + w) * 16 + 2 * p + h] holds nibble h (0 low, 1
- * high) of byte p of word w of its 32 codes, one byte a code (16 codes per
- * 128-bit lane, in the order of hm_bytes_transpose).  nib is NULL for codes
- * over HM_BYTES_MAX_W words or when it could not be allocated; the group
- * test then works from block distances.
+ * Per-call state of the byte group test (bytes != 0: codes of at most
+ * HM_BYTES_MAX_W words; longer codes take the group test from block
+ * distances).  The group test reads the codes as nibbles, one byte a code:
+ * for quad i of 32 codes (blocks 4i .. 4i + 3 of a chunk or group, a last
+ * quad past its end repeating the last block: a duplicate code does not
+ * change a minimum), vector (w * 16 + 2 * p + h) holds nibble h (0 low, 1
+ * high) of byte p of word w of the 32 codes (16 codes per 128-bit lane, in
+ * the order of hm_bytes_transpose).  With enough queries to share it (nib
+ * != NULL) the whole chunk [cb, ce) is transposed once, for every tile;
+ * otherwise (or if nib could not be allocated) each group test transposes
+ * its quads itself, as a separate pass over the chunk costs more than it
+ * saves for a tile or two.
  */
 typedef struct {
+    int bytes;
     __m256i *nib;
     int64_t cb;
 } hm_chunk_avx2;
 
-HM_INLINE HM_AVX2 void hm_chunk_open_avx2(hm_chunk_avx2 *ch, const int W, int64_t CH)
+/* Queries from which a call transposes whole chunks (measured on Zen 4 at
+ * 128 bits: the separate pass breaks even at 3 to 4 tiles). */
+#define HM_CHUNK_NIB_MIN_Q 32
+
+HM_INLINE HM_AVX2 void hm_chunk_open_avx2(hm_chunk_avx2 *ch, const int W, int64_t CH,
+                                          int64_t nq)
 {
+    ch->bytes = W <= HM_BYTES_MAX_W;
     ch->cb = 0;
-    ch->nib = W <= HM_BYTES_MAX_W
+    ch->nib = ch->bytes && nq >= HM_CHUNK_NIB_MIN_Q
                   ? (__m256i *)aligned_alloc(32, sizeof(__m256i) * 16 * W * ((CH + 3) / 4))
                   : NULL;
 }
@@ -549,35 +559,41 @@ HM_INLINE HM_AVX2 void hm_bytes_transpose(const uint64_t *const *blk, int w, __m
     }
 }
 
-HM_INLINE HM_AVX2 void hm_chunk_load_avx2(hm_chunk_avx2 *ch, const uint64_t *db, const int W,
-                                          int64_t cb, int64_t ce)
+/* The nibbles of the quad of blocks b0 .. b0 + 3 (blocks from end on
+ * repeat block end - 1) into out[0 .. 16 W). */
+HM_INLINE HM_AVX2 void hm_quad_nibbles(const uint64_t *db, const int W, int64_t b0, int64_t end,
+                                       __m256i *out)
 {
     const __m256i low = _mm256_set1_epi8(0x0f);
-    __m256i *out = ch->nib;
-    int64_t b0;
+    const uint64_t *blk[4];
     int w, p, k;
-    if (!out)
-        return;
-    ch->cb = cb;
-    for (b0 = cb; b0 < ce; b0 += 4) {
-        const uint64_t *blk[4];
-        for (k = 0; k < 4; k++)
-            blk[k] = db + (b0 + k < ce ? b0 + k : ce - 1) * W * HM_BLOCK;
-        for (w = 0; w < W; w++, out += 16) {
-            __m256i bytes[8];
-            hm_bytes_transpose(blk, w, bytes);
-            for (p = 0; p < 8; p++) {
-                _mm256_store_si256(out + 2 * p, _mm256_and_si256(bytes[p], low));
-                _mm256_store_si256(out + 2 * p + 1,
-                                   _mm256_and_si256(_mm256_srli_epi16(bytes[p], 4), low));
-            }
+    for (k = 0; k < 4; k++)
+        blk[k] = db + (b0 + k < end ? b0 + k : end - 1) * W * HM_BLOCK;
+    for (w = 0; w < W; w++, out += 16) {
+        __m256i bytes[8];
+        hm_bytes_transpose(blk, w, bytes);
+        for (p = 0; p < 8; p++) {
+            _mm256_store_si256(out + 2 * p, _mm256_and_si256(bytes[p], low));
+            _mm256_store_si256(out + 2 * p + 1,
+                               _mm256_and_si256(_mm256_srli_epi16(bytes[p], 4), low));
         }
     }
 }
 
+HM_INLINE HM_AVX2 void hm_chunk_load_avx2(hm_chunk_avx2 *ch, const uint64_t *db, const int W,
+                                          int64_t cb, int64_t ce)
+{
+    int64_t b0;
+    if (!ch->nib)
+        return;
+    ch->cb = cb;
+    for (b0 = cb; b0 < ce; b0 += 4)
+        hm_quad_nibbles(db, W, b0, ce, ch->nib + (b0 - cb) / 4 * W * 16);
+}
+
 /*
  * Per-tile state of the byte group test: the chunk, and for the pair of
- * queries (2i, 2i + 1) of the tile (a last odd query is paired with itself)
+ * queries (2i, 2i + 1) of the tile (B = 0 for a tile of one query)
  * and nibble position s = 2 * (8 * w + p) + h of the code (nibble h of byte
  * p of word w), the table
  *   tab[s * HM_QT2 / 2 + i][v] = popcount(v ^ a) + 16 * popcount(v ^ b)
@@ -589,8 +605,10 @@ typedef struct {
     const hm_chunk_avx2 *chunk;
     __m256i tab[HM_BYTES_MAX_W * 16 * (HM_QT2 / 2)];
     /* dist[i][j]: distances of quad i of the last group tested to query j,
-     * one byte a code in the order of the chunk's nibbles */
+     * one byte a code in the order of the nibbles */
     __m256i dist[HM_G / 4][HM_QT2];
+    /* the nibbles of the group's quads when the chunk has none */
+    __m256i quad[HM_G / 4][HM_BYTES_MAX_W * 16];
 } hm_ctx_avx2;
 
 HM_INLINE HM_AVX2 void hm_ctx_init_avx2(hm_ctx_avx2 *ctx, const hm_chunk_avx2 *chunk,
@@ -603,16 +621,17 @@ HM_INLINE HM_AVX2 void hm_ctx_init_avx2(hm_ctx_avx2 *ctx, const hm_chunk_avx2 *c
                                           0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     int s, j;
     ctx->chunk = chunk;
-    if (!chunk->nib)
+    if (!chunk->bytes)
         return;
     for (s = 0; s < 16 * W; s++)
         for (j = 0; j < TQ; j += 2) {
             const int w = s / 16, shift = 4 * (s % 16);
-            const uint64_t *qa = Q + (j0 + j) * W, *qb = j + 1 < TQ ? qa + W : qa;
+            const uint64_t *qa = Q + (j0 + j) * W;
             const __m256i a = _mm256_shuffle_epi8(
                 lut, _mm256_xor_si256(iota, _mm256_set1_epi8((char)((qa[w] >> shift) & 15))));
-            const __m256i b = _mm256_shuffle_epi8(
-                lut, _mm256_xor_si256(iota, _mm256_set1_epi8((char)((qb[w] >> shift) & 15))));
+            const __m256i b = j + 1 < TQ ? _mm256_shuffle_epi8(lut, _mm256_xor_si256(
+                                               iota, _mm256_set1_epi8((char)((qa[W + w] >> shift) & 15))))
+                                         : _mm256_setzero_si256();
             ctx->tab[s * (HM_QT2 / 2) + j / 2] = _mm256_or_si256(a, _mm256_slli_epi16(b, 4));
         }
 }
@@ -639,8 +658,9 @@ HM_INLINE HM_AVX2 void hm_ctx_init_avx2(hm_ctx_avx2 *ctx, const hm_chunk_avx2 *c
  * code.  (VPADDB rather than the saturating VPADDUSB: the latter issues on
  * half the vector ports on Zen 4.)
  */
-HM_INLINE HM_AVX2 unsigned hm_group_test_bytes(hm_ctx_avx2 *ctx, const int W, int64_t g,
-                                               int64_t ge, const int TQ, const int *thr)
+HM_INLINE HM_AVX2 unsigned hm_group_test_bytes(hm_ctx_avx2 *ctx, const uint64_t *db,
+                                               const int W, int64_t g, int64_t ge,
+                                               const int TQ, const int *thr)
 {
     const __m256i hi_high4 = _mm256_set1_epi16((short)0xf000);
     const __m256i lo_high4 = _mm256_set1_epi16(0x00f0);
@@ -649,10 +669,21 @@ HM_INLINE HM_AVX2 unsigned hm_group_test_bytes(hm_ctx_avx2 *ctx, const int W, in
     int64_t b0;
     int i, j, s, nquads = 0;
     for (b0 = g; b0 < ge; b0 += 4, nquads++) {
-        const __m256i *nib = ctx->chunk->nib + (b0 - ctx->chunk->cb) / 4 * W * 16;
-        __m256i da[HM_QT2 / 2], db[HM_QT2 / 2];
+        const __m256i *nib = ctx->quad[nquads];
+        __m256i da[HM_QT2 / 2], db_acc[HM_QT2 / 2];
+        if (ctx->chunk->nib)
+            nib = ctx->chunk->nib + (b0 - ctx->chunk->cb) / 4 * W * 16;
+        else
+            hm_quad_nibbles(db, W, b0, ge, ctx->quad[nquads]);
         for (j = 0; j < NP; j++)
-            da[j] = db[j] = _mm256_setzero_si256();
+            da[j] = db_acc[j] = _mm256_setzero_si256();
+        if (TQ == 1) { /* B = 0: DA is the distance, one add a lookup */
+            for (s = 0; s < S; s++)
+                da[0] = _mm256_add_epi8(da[0], _mm256_shuffle_epi8(ctx->tab[s * (HM_QT2 / 2)],
+                                                                   _mm256_load_si256(nib + s)));
+            _mm256_store_si256(&ctx->dist[nquads][0], da[0]);
+            continue;
+        }
         for (s = 0; s + 3 <= S; s += 3) {
             const __m256i n0 = _mm256_load_si256(nib + s);
             const __m256i n1 = _mm256_load_si256(nib + s + 1);
@@ -664,7 +695,7 @@ HM_INLINE HM_AVX2 unsigned hm_group_test_bytes(hm_ctx_avx2 *ctx, const int W, in
                                     _mm256_shuffle_epi8(t[HM_QT2 / 2 + j], n1)),
                     _mm256_shuffle_epi8(t[HM_QT2 + j], n2));
                 da[j] = _mm256_add_epi8(da[j], c);
-                db[j] = _mm256_add_epi8(db[j], _mm256_srli_epi16(c, 4));
+                db_acc[j] = _mm256_add_epi8(db_acc[j], _mm256_srli_epi16(c, 4));
             }
         }
         for (; s < S; s++) { /* 16 W is not a multiple of 3 */
@@ -673,14 +704,14 @@ HM_INLINE HM_AVX2 unsigned hm_group_test_bytes(hm_ctx_avx2 *ctx, const int W, in
             for (j = 0; j < NP; j++) {
                 const __m256i c = _mm256_shuffle_epi8(t[j], n0);
                 da[j] = _mm256_add_epi8(da[j], c);
-                db[j] = _mm256_add_epi8(db[j], _mm256_srli_epi16(c, 4));
+                db_acc[j] = _mm256_add_epi8(db_acc[j], _mm256_srli_epi16(c, 4));
             }
         }
         for (j = 0; j < NP; j++) {
             /* A_hi in the odd bytes (16 B_hi removed), then B, then A_lo */
-            __m256i A = _mm256_sub_epi8(da[j], _mm256_and_si256(_mm256_slli_epi16(db[j], 4),
+            __m256i A = _mm256_sub_epi8(da[j], _mm256_and_si256(_mm256_slli_epi16(db_acc[j], 4),
                                                                 hi_high4));
-            const __m256i B = _mm256_sub_epi8(db[j], _mm256_and_si256(_mm256_srli_epi16(A, 4),
+            const __m256i B = _mm256_sub_epi8(db_acc[j], _mm256_and_si256(_mm256_srli_epi16(A, 4),
                                                                       lo_high4));
             A = _mm256_sub_epi8(A, _mm256_and_si256(_mm256_slli_epi16(B, 4), lo_high4));
             _mm256_store_si256(&ctx->dist[nquads][2 * j], A);
@@ -749,11 +780,11 @@ static HM_AVX2 __attribute__((noinline)) int hm_topk_bytes(
 /* Longer codes (or no nibble buffer): the group test from block distances
  * (VPSADBW). */
 #define hm_group_test_avx2(ctx, db, W, Q, j0, TQ, g, ge, thr)                   \
-    ((ctx)->chunk->nib ? hm_group_test_bytes(ctx, W, g, ge, TQ, thr)             \
-                       : hm_group_min_test_avx2(db, W, Q, j0, TQ, g, ge, thr))
+    ((ctx)->chunk->bytes ? hm_group_test_bytes(ctx, db, W, g, ge, TQ, thr)       \
+                         : hm_group_min_test_avx2(db, W, Q, j0, TQ, g, ge, thr))
 #define hm_topk_hits_avx2(ctx, db, n, W, q, j, g, ge, cap, buf, cnt, st, thr)                \
-    ((ctx)->chunk->nib ? hm_topk_bytes(ctx, db, n, W, q, j, g, ge, cap, buf, cnt, st, thr)     \
-                       : hm_topk_rescan_avx2(db, n, W, q, g, ge, cap, buf, cnt, st, thr))
+    ((ctx)->chunk->bytes ? hm_topk_bytes(ctx, db, n, W, q, j, g, ge, cap, buf, cnt, st, thr)   \
+                         : hm_topk_rescan_avx2(db, n, W, q, g, ge, cap, buf, cnt, st, thr))
 
 #define HM_TQ HM_QT2
 #define HM_TARGET HM_AVX2
