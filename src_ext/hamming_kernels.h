@@ -23,10 +23,11 @@
  * instantiated for each popcount path of popcount.h with the path's target
  * attribute:
  *   avx512   XOR + VPOPCNTQ on 8 codes a vector,
- *   avx2     group test on codes transposed to bytes (a byte position of 16
- *            codes per 128-bit lane) with per-query nibble tables, so the
- *            XOR disappears and 32 distances accumulate in one vector of
- *            bytes; block distances by VPSHUFB nibble popcount + VPSADBW,
+ *   avx2     group test on codes transposed to nibbles (a nibble position
+ *            of 16 codes per 128-bit lane, one byte a code) with nibble
+ *            tables per pair of queries, so the XOR disappears and one
+ *            VPSHUFB gives the nibble distances of 32 codes to two queries;
+ *            block distances by VPSHUFB nibble popcount + VPSADBW,
  *   popcnt   scalar POPCNT, portable   scalar bit trick.
  * hm_ops_for(path) gives the path's entry points.
  */
@@ -510,13 +511,14 @@ HM_INLINE HM_AVX2 void hm_chunk_open_avx2(hm_chunk_avx2 *ch, const int W, int64_
     ch->bytes = W <= HM_BYTES_MAX_W;
     ch->cb = 0;
     ch->nib = ch->bytes && nq >= HM_CHUNK_NIB_MIN_Q
-                  ? (__m256i *)aligned_alloc(32, sizeof(__m256i) * 16 * W * ((CH + 3) / 4))
+                  ? (__m256i *)_mm_malloc(sizeof(__m256i) * 16 * W * ((CH + 3) / 4), 32)
                   : NULL;
 }
 
 HM_INLINE HM_AVX2 void hm_chunk_close_avx2(hm_chunk_avx2 *ch)
 {
-    free(ch->nib);
+    if (ch->nib)
+        _mm_free(ch->nib);
 }
 
 /*
