@@ -493,7 +493,7 @@ HM_INLINE HM_AVX2 void hm_dv_store_avx2(hm_dv_avx2 d, int32_t *out)
  * != NULL) the whole chunk [cb, ce) is transposed once, for every tile;
  * otherwise (or if nib could not be allocated) each group test transposes
  * its quads itself, as a separate pass over the chunk costs more than it
- * saves for a tile or two.
+ * saves for a few tiles.
  */
 typedef struct {
     int bytes;
