@@ -28,7 +28,7 @@ _METHODS = ("auto", "linear", "mih")
 # popcount path (both grow with the code's words; single-thread CPU time,
 # 1M codes of 64 and 128 bits, AVX-512 VPOPCNTDQ host, slower paths
 # forced); below _AUTO_MIN_CODES codes the scan is too cheap to beat.
-_SCAN_CODES_PER_UNIT = {"avx512-vpopcntdq": 240, "avx2": 110, "popcnt": 34, "portable": 20}
+_SCAN_CODES_PER_UNIT = {"avx512-vpopcntdq": 240, "avx2": 180, "popcnt": 34, "portable": 20}
 _AUTO_MIN_CODES = 1 << 16
 # Queries searched first to measure the multi-index hashing work (at most
 # one in 16 of the call's queries); and the share of a scan's cost a query
@@ -98,7 +98,7 @@ class HammingIndex:
     Cost model of ``"auto"``: the scan compares a query with ``n`` codes; one
     unit of hashing work (a bucket probed or a code reached, i.e. cache
     misses) is counted as 240 code comparisons on the AVX-512 popcount path,
-    110 on AVX2, 34 on POPCNT and 20 on the portable path (measured ratios;
+    180 on AVX2, 34 on POPCNT and 20 on the portable path (measured ratios;
     both costs grow with the code length).  With ``n >= 2**16``, ``n_bits <= 256``
     and the answers not a large share of the database (``k <= n / 64``;
     radius below ``n_bits / 4``), the first queries of a call (1 in 16, at

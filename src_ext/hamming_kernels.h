@@ -23,10 +23,11 @@
  * instantiated for each popcount path of popcount.h with the path's target
  * attribute:
  *   avx512   XOR + VPOPCNTQ on 8 codes a vector,
- *   avx2     group test on codes transposed to bytes (a byte position of 16
- *            codes per 128-bit lane) with per-query nibble tables, so the
- *            XOR disappears and 32 distances accumulate in one vector of
- *            bytes; block distances by VPSHUFB nibble popcount + VPSADBW,
+ *   avx2     group test on codes transposed to nibbles (a nibble position
+ *            of 16 codes per 128-bit lane, one byte a code) with nibble
+ *            tables per pair of queries, so the XOR disappears and one
+ *            VPSHUFB gives the nibble distances of 32 codes to two queries;
+ *            block distances by VPSHUFB nibble popcount + VPSADBW,
  *   popcnt   scalar POPCNT, portable   scalar bit trick.
  * hm_ops_for(path) gives the path's entry points.
  */
@@ -242,11 +243,15 @@ typedef struct {
                  int64_t b_lo, int64_t b_hi, int64_t q_lo, int64_t q_hi, int32_t *out);
 } hm_ops;
 
-/* Paths without per-tile state in their group test. */
+/* Paths without per-call or per-tile state in their group test. */
 typedef struct {
     int unused;
 } hm_ctx_none;
-#define hm_ctx_init_none(ctx, Q, j0, TQ, W) ((void)(ctx))
+#define hm_ctx_init_none(ctx, chunk, Q, j0, TQ, W) ((void)(ctx))
+typedef hm_ctx_none hm_chunk_none;
+#define hm_chunk_open_none(ch, W, CH, nq) ((void)(ch))
+#define hm_chunk_load_none(ch, db, W, cb, ce) ((void)(ch))
+#define hm_chunk_close_none(ch) ((void)(ch))
 
 /* ------------------------------------------------------------------ */
 /* Scalar primitives (POPCNT instruction or portable bit trick).         */
@@ -305,6 +310,10 @@ HM_INLINE hm_dv_scalar hm_dv_min_scalar(hm_dv_scalar a, hm_dv_scalar b)
 #define hm_dv_portable hm_dv_scalar
 #define hm_ctx_portable hm_ctx_none
 #define hm_ctx_init_portable hm_ctx_init_none
+#define hm_chunk_portable hm_chunk_none
+#define hm_chunk_open_portable hm_chunk_open_none
+#define hm_chunk_load_portable hm_chunk_load_none
+#define hm_chunk_close_portable hm_chunk_close_none
 #define hm_bdist_portable(blk, q, W) hm_bdist_scalar(blk, q, W, 0)
 #define hm_dv_below_portable hm_dv_below_scalar
 #define hm_dv_store_portable hm_dv_store_scalar
@@ -312,6 +321,8 @@ HM_INLINE hm_dv_scalar hm_dv_min_scalar(hm_dv_scalar a, hm_dv_scalar b)
 #define hm_dv_min_portable hm_dv_min_scalar
 #define hm_group_test_portable(ctx, db, W, Q, j0, TQ, g, ge, thr) \
     hm_group_min_test_portable(db, W, Q, j0, TQ, g, ge, thr)
+#define hm_topk_hits_portable(ctx, db, n, W, q, j, g, ge, cap, buf, cnt, st, thr) \
+    hm_topk_rescan_portable(db, n, W, q, g, ge, cap, buf, cnt, st, thr)
 #include "hamming_scan.inc"
 #undef HM_ISA
 #undef HM_TARGET
@@ -321,6 +332,10 @@ HM_INLINE hm_dv_scalar hm_dv_min_scalar(hm_dv_scalar a, hm_dv_scalar b)
 #define hm_dv_popcnt hm_dv_scalar
 #define hm_ctx_popcnt hm_ctx_none
 #define hm_ctx_init_popcnt hm_ctx_init_none
+#define hm_chunk_popcnt hm_chunk_none
+#define hm_chunk_open_popcnt hm_chunk_open_none
+#define hm_chunk_load_popcnt hm_chunk_load_none
+#define hm_chunk_close_popcnt hm_chunk_close_none
 #define hm_bdist_popcnt(blk, q, W) hm_bdist_scalar(blk, q, W, 1)
 #define hm_dv_below_popcnt hm_dv_below_scalar
 #define hm_dv_store_popcnt hm_dv_store_scalar
@@ -328,6 +343,8 @@ HM_INLINE hm_dv_scalar hm_dv_min_scalar(hm_dv_scalar a, hm_dv_scalar b)
 #define hm_dv_min_popcnt hm_dv_min_scalar
 #define hm_group_test_popcnt(ctx, db, W, Q, j0, TQ, g, ge, thr) \
     hm_group_min_test_popcnt(db, W, Q, j0, TQ, g, ge, thr)
+#define hm_topk_hits_popcnt(ctx, db, n, W, q, j, g, ge, cap, buf, cnt, st, thr) \
+    hm_topk_rescan_popcnt(db, n, W, q, g, ge, cap, buf, cnt, st, thr)
 #include "hamming_scan.inc"
 #undef HM_ISA
 #undef HM_TARGET
@@ -376,8 +393,14 @@ HM_INLINE HM_AVX512 __m512i hm_dv_min_avx512(__m512i a, __m512i b)
 #define HM_ISA avx512
 #define hm_ctx_avx512 hm_ctx_none
 #define hm_ctx_init_avx512 hm_ctx_init_none
+#define hm_chunk_avx512 hm_chunk_none
+#define hm_chunk_open_avx512 hm_chunk_open_none
+#define hm_chunk_load_avx512 hm_chunk_load_none
+#define hm_chunk_close_avx512 hm_chunk_close_none
 #define hm_group_test_avx512(ctx, db, W, Q, j0, TQ, g, ge, thr) \
     hm_group_min_test_avx512(db, W, Q, j0, TQ, g, ge, thr)
+#define hm_topk_hits_avx512(ctx, db, n, W, q, j, g, ge, cap, buf, cnt, st, thr) \
+    hm_topk_rescan_avx512(db, n, W, q, g, ge, cap, buf, cnt, st, thr)
 #include "hamming_scan.inc"
 #undef HM_ISA
 #undef HM_TARGET
@@ -387,11 +410,13 @@ HM_INLINE HM_AVX512 __m512i hm_dv_min_avx512(__m512i a, __m512i b)
 /* AVX2 primitives.                                                      */
 /* ------------------------------------------------------------------ */
 #define HM_AVX2 PC_TARGET_AVX2
-/* Queries per tile: the per-query nibble tables stay in L1, the byte
- * transposition of the codes is shared by all of them. */
+/* Queries per tile (an even number: the nibble tables serve queries in
+ * pairs); the tables stay in L1, every loaded nibble vector serves the
+ * whole tile, and the 8 byte accumulators of 4 pairs leave registers for
+ * the rest (10 measured as fast, 12 spills). */
 #define HM_QT2 8
 /* Longest code (in words) for the byte group test: distances accumulate in
- * saturating bytes, exact below 255. */
+ * bytes, exact below 256. */
 #define HM_BYTES_MAX_W 4
 
 /* Distances of lanes 0-3 (lo) and 4-7 (hi), one per 64-bit lane. */
@@ -457,35 +482,43 @@ HM_INLINE HM_AVX2 void hm_dv_store_avx2(hm_dv_avx2 d, int32_t *out)
 }
 
 /*
- * Per-tile state of the byte group test: for query j of the tile, word w
- * and byte position p of the word, the tables
- *   tab[((w * 8 + p) * HM_QT2 + j) * 2 + h][v] = popcount(v ^ nibble h of
- *   byte p of q[w])   (h = 0: low nibble, 1: high nibble; v in 0..15),
- * so that a VPSHUFB of a vector of code nibbles at position p gives their
- * distances to the query's nibble directly (no XOR).
+ * Per-call state of the byte group test (bytes != 0: codes of at most
+ * HM_BYTES_MAX_W words; longer codes take the group test from block
+ * distances).  The group test reads the codes as nibbles, one byte a code:
+ * for quad i of 32 codes (blocks 4i .. 4i + 3 of a chunk or group, a last
+ * quad past its end repeating the last block: a duplicate code does not
+ * change a minimum), vector (w * 16 + 2 * p + h) holds nibble h (0 low, 1
+ * high) of byte p of word w of the 32 codes (16 codes per 128-bit lane, in
+ * the order of hm_bytes_transpose).  With enough queries to share it (nib
+ * != NULL) the whole chunk [cb, ce) is transposed once, for every tile;
+ * otherwise (or if nib could not be allocated) each group test transposes
+ * its quads itself, as a separate pass over the chunk costs more than it
+ * saves for a few tiles.
  */
 typedef struct {
-    __m256i tab[HM_BYTES_MAX_W * 8 * HM_QT2 * 2];
-} hm_ctx_avx2;
+    int bytes;
+    __m256i *nib;
+    int64_t cb;
+} hm_chunk_avx2;
 
-HM_INLINE HM_AVX2 void hm_ctx_init_avx2(hm_ctx_avx2 *ctx, const uint64_t *Q, int64_t j0,
-                                        const int TQ, const int W)
+/* Queries from which a call transposes whole chunks (measured on Zen 4 at
+ * 128 bits: the separate pass breaks even at 3 to 4 tiles). */
+#define HM_CHUNK_NIB_MIN_Q 32
+
+HM_INLINE HM_AVX2 void hm_chunk_open_avx2(hm_chunk_avx2 *ch, const int W, int64_t CH,
+                                          int64_t nq)
 {
-    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
-                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-    const __m256i iota = _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
-                                          0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    int w, p, j;
-    if (W > HM_BYTES_MAX_W)
-        return;
-    for (w = 0; w < W; w++)
-        for (p = 0; p < 8; p++)
-            for (j = 0; j < TQ; j++) {
-                unsigned byte = (unsigned)(Q[(j0 + j) * W + w] >> (8 * p)) & 0xffu;
-                __m256i *t = ctx->tab + ((w * 8 + p) * HM_QT2 + j) * 2;
-                t[0] = _mm256_shuffle_epi8(lut, _mm256_xor_si256(iota, _mm256_set1_epi8((char)(byte & 15))));
-                t[1] = _mm256_shuffle_epi8(lut, _mm256_xor_si256(iota, _mm256_set1_epi8((char)(byte >> 4))));
-            }
+    ch->bytes = W <= HM_BYTES_MAX_W;
+    ch->cb = 0;
+    ch->nib = ch->bytes && nq >= HM_CHUNK_NIB_MIN_Q
+                  ? (__m256i *)_mm_malloc(sizeof(__m256i) * 16 * W * ((CH + 3) / 4), 32)
+                  : NULL;
+}
+
+HM_INLINE HM_AVX2 void hm_chunk_close_avx2(hm_chunk_avx2 *ch)
+{
+    if (ch->nib)
+        _mm_free(ch->nib);
 }
 
 /*
@@ -528,62 +561,232 @@ HM_INLINE HM_AVX2 void hm_bytes_transpose(const uint64_t *const *blk, int w, __m
     }
 }
 
-/* Byte group test (W <= HM_BYTES_MAX_W): per 4 blocks and query, 16
- * VPSHUFB + 16 saturating byte adds per word give the distances of 32
- * codes; their running minimum is compared with the threshold once per
- * group.  A group of fewer than 4k blocks repeats its last block (a
- * duplicate code does not change a minimum). */
-HM_INLINE HM_AVX2 unsigned hm_group_test_bytes(const hm_ctx_avx2 *ctx, const uint64_t *db,
+/* The nibbles of the quad of blocks b0 .. b0 + 3 (blocks from end on
+ * repeat block end - 1) into out[0 .. 16 W). */
+HM_INLINE HM_AVX2 void hm_quad_nibbles(const uint64_t *db, const int W, int64_t b0, int64_t end,
+                                       __m256i *out)
+{
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    const uint64_t *blk[4];
+    int w, p, k;
+    for (k = 0; k < 4; k++)
+        blk[k] = db + (b0 + k < end ? b0 + k : end - 1) * W * HM_BLOCK;
+    for (w = 0; w < W; w++, out += 16) {
+        __m256i bytes[8];
+        hm_bytes_transpose(blk, w, bytes);
+        for (p = 0; p < 8; p++) {
+            _mm256_store_si256(out + 2 * p, _mm256_and_si256(bytes[p], low));
+            _mm256_store_si256(out + 2 * p + 1,
+                               _mm256_and_si256(_mm256_srli_epi16(bytes[p], 4), low));
+        }
+    }
+}
+
+HM_INLINE HM_AVX2 void hm_chunk_load_avx2(hm_chunk_avx2 *ch, const uint64_t *db, const int W,
+                                          int64_t cb, int64_t ce)
+{
+    int64_t b0;
+    if (!ch->nib)
+        return;
+    ch->cb = cb;
+    for (b0 = cb; b0 < ce; b0 += 4)
+        hm_quad_nibbles(db, W, b0, ce, ch->nib + (b0 - cb) / 4 * W * 16);
+}
+
+/*
+ * Per-tile state of the byte group test: the chunk, and for the pair of
+ * queries (2i, 2i + 1) of the tile (B = 0 for a tile of one query)
+ * and nibble position s = 2 * (8 * w + p) + h of the code (nibble h of byte
+ * p of word w), the table
+ *   tab[s * HM_QT2 / 2 + i][v] = popcount(v ^ a) + 16 * popcount(v ^ b)
+ * with a, b that nibble of the two queries (v in 0..15), so that a VPSHUFB
+ * of the code nibbles at position s gives the distances of 32 codes to
+ * both queries at once, in the two halves of each byte (no XOR).
+ */
+typedef struct {
+    const hm_chunk_avx2 *chunk;
+    __m256i tab[HM_BYTES_MAX_W * 16 * (HM_QT2 / 2)];
+    /* dist[i][j]: distances of quad i of the last group tested to query j,
+     * one byte a code in the order of the nibbles */
+    __m256i dist[HM_G / 4][HM_QT2];
+    /* the nibbles of the group's quads when the chunk has none */
+    __m256i quad[HM_G / 4][HM_BYTES_MAX_W * 16];
+} hm_ctx_avx2;
+
+HM_INLINE HM_AVX2 void hm_ctx_init_avx2(hm_ctx_avx2 *ctx, const hm_chunk_avx2 *chunk,
+                                        const uint64_t *Q, int64_t j0, const int TQ,
+                                        const int W)
+{
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i iota = _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                          0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    int s, j;
+    ctx->chunk = chunk;
+    if (!chunk->bytes)
+        return;
+    for (s = 0; s < 16 * W; s++)
+        for (j = 0; j < TQ; j += 2) {
+            const int w = s / 16, shift = 4 * (s % 16);
+            const uint64_t *qa = Q + (j0 + j) * W;
+            const __m256i a = _mm256_shuffle_epi8(
+                lut, _mm256_xor_si256(iota, _mm256_set1_epi8((char)((qa[w] >> shift) & 15))));
+            const __m256i b = j + 1 < TQ ? _mm256_shuffle_epi8(lut, _mm256_xor_si256(
+                                               iota, _mm256_set1_epi8((char)((qa[W + w] >> shift) & 15))))
+                                         : _mm256_setzero_si256();
+            ctx->tab[s * (HM_QT2 / 2) + j / 2] = _mm256_or_si256(a, _mm256_slli_epi16(b, 4));
+        }
+}
+
+/*
+ * Byte group test (the chunk's nibbles), per quad of 32 codes and pair of
+ * queries.  A byte c of a lookup is A + 16 B (A, B the distances of one
+ * code's nibble to the two queries, <= 4); three lookups added keep A <= 12
+ * in the low half.  Two byte accumulators, with wrapping adds (exact modulo
+ * 256), take
+ *   DA += c                 -> A + 16 B per code,
+ *   DB += c >> 4 (16-bit)   -> B + 16 A' for an even byte, where A' is the
+ *                              A of the odd byte above it; B for an odd one
+ * (the 16-bit shift carries the odd byte's low half down, which the
+ * decoding below removes), i.e. 1.33 VPSHUFB and 2.67 other operations per
+ * pair of queries and nibble position instead of 2 + 2 for one table per
+ * query.  Decoding in 16-bit lanes (lo = even byte, hi = odd byte):
+ *   B_hi = DB_hi;  A_hi = DA_hi - 16 B_hi;  B_lo = DB_lo - 16 A_hi;
+ *   A_lo = DA_lo - 16 B_lo.
+ * The distances of each quad are kept in ctx->dist for hm_topk_bytes, and
+ * their minimum over the group is compared with the thresholds.  Bytes are
+ * exact below 256; a distance of exactly 256 (W = 4) wraps to 0, which can
+ * only make the test pass and the candidate check decide, never miss a
+ * code.  (VPADDB rather than the saturating VPADDUSB: the latter issues on
+ * half the vector ports on Zen 4.)
+ */
+HM_INLINE HM_AVX2 unsigned hm_group_test_bytes(hm_ctx_avx2 *ctx, const uint64_t *db,
                                                const int W, int64_t g, int64_t ge,
                                                const int TQ, const int *thr)
 {
-    const __m256i low = _mm256_set1_epi8(0x0f);
-    __m256i m[HM_QT2];
+    const __m256i hi_high4 = _mm256_set1_epi16((short)0xf000);
+    const __m256i lo_high4 = _mm256_set1_epi16(0x00f0);
+    const int NP = (TQ + 1) / 2, S = 16 * W;
     unsigned pass = 0;
     int64_t b0;
-    int j, w, p, k;
-    for (j = 0; j < TQ; j++)
-        m[j] = _mm256_set1_epi8(-1);
-    for (b0 = g; b0 < ge; b0 += 4) {
-        const uint64_t *blk[4];
-        __m256i acc[HM_QT2];
-        for (k = 0; k < 4; k++)
-            blk[k] = db + (b0 + k < ge ? b0 + k : ge - 1) * W * HM_BLOCK;
-        for (j = 0; j < TQ; j++)
-            acc[j] = _mm256_setzero_si256();
-        for (w = 0; w < W; w++) {
-            __m256i bytes[8];
-            hm_bytes_transpose(blk, w, bytes);
-            for (p = 0; p < 8; p++) {
-                const __m256i lo = _mm256_and_si256(bytes[p], low);
-                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bytes[p], 4), low);
-                const __m256i *t = ctx->tab + (w * 8 + p) * HM_QT2 * 2;
-                for (j = 0; j < TQ; j++) {
-                    acc[j] = _mm256_adds_epu8(acc[j], _mm256_shuffle_epi8(t[2 * j], lo));
-                    acc[j] = _mm256_adds_epu8(acc[j], _mm256_shuffle_epi8(t[2 * j + 1], hi));
-                }
+    int i, j, s, nquads = 0;
+    for (b0 = g; b0 < ge; b0 += 4, nquads++) {
+        const __m256i *nib = ctx->quad[nquads];
+        __m256i da[HM_QT2 / 2], db_acc[HM_QT2 / 2];
+        if (ctx->chunk->nib)
+            nib = ctx->chunk->nib + (b0 - ctx->chunk->cb) / 4 * W * 16;
+        else
+            hm_quad_nibbles(db, W, b0, ge, ctx->quad[nquads]);
+        for (j = 0; j < NP; j++)
+            da[j] = db_acc[j] = _mm256_setzero_si256();
+        if (TQ == 1) { /* B = 0: DA is the distance, one add a lookup */
+            for (s = 0; s < S; s++)
+                da[0] = _mm256_add_epi8(da[0], _mm256_shuffle_epi8(ctx->tab[s * (HM_QT2 / 2)],
+                                                                   _mm256_load_si256(nib + s)));
+            _mm256_store_si256(&ctx->dist[nquads][0], da[0]);
+            continue;
+        }
+        for (s = 0; s + 3 <= S; s += 3) {
+            const __m256i n0 = _mm256_load_si256(nib + s);
+            const __m256i n1 = _mm256_load_si256(nib + s + 1);
+            const __m256i n2 = _mm256_load_si256(nib + s + 2);
+            const __m256i *t = ctx->tab + s * (HM_QT2 / 2);
+            for (j = 0; j < NP; j++) {
+                const __m256i c = _mm256_add_epi8(
+                    _mm256_add_epi8(_mm256_shuffle_epi8(t[j], n0),
+                                    _mm256_shuffle_epi8(t[HM_QT2 / 2 + j], n1)),
+                    _mm256_shuffle_epi8(t[HM_QT2 + j], n2));
+                da[j] = _mm256_add_epi8(da[j], c);
+                db_acc[j] = _mm256_add_epi8(db_acc[j], _mm256_srli_epi16(c, 4));
             }
         }
-        for (j = 0; j < TQ; j++)
-            m[j] = _mm256_min_epu8(m[j], acc[j]);
+        for (; s < S; s++) { /* 16 W is not a multiple of 3 */
+            const __m256i n0 = _mm256_load_si256(nib + s);
+            const __m256i *t = ctx->tab + s * (HM_QT2 / 2);
+            for (j = 0; j < NP; j++) {
+                const __m256i c = _mm256_shuffle_epi8(t[j], n0);
+                da[j] = _mm256_add_epi8(da[j], c);
+                db_acc[j] = _mm256_add_epi8(db_acc[j], _mm256_srli_epi16(c, 4));
+            }
+        }
+        for (j = 0; j < NP; j++) {
+            /* A_hi in the odd bytes (16 B_hi removed), then B, then A_lo */
+            __m256i A = _mm256_sub_epi8(da[j], _mm256_and_si256(_mm256_slli_epi16(db_acc[j], 4),
+                                                                hi_high4));
+            const __m256i B = _mm256_sub_epi8(db_acc[j], _mm256_and_si256(_mm256_srli_epi16(A, 4),
+                                                                      lo_high4));
+            A = _mm256_sub_epi8(A, _mm256_and_si256(_mm256_slli_epi16(B, 4), lo_high4));
+            _mm256_store_si256(&ctx->dist[nquads][2 * j], A);
+            if (2 * j + 1 < TQ)
+                _mm256_store_si256(&ctx->dist[nquads][2 * j + 1], B);
+        }
     }
     for (j = 0; j < TQ; j++) {
+        __m256i m = _mm256_load_si256(&ctx->dist[0][j]);
+        for (i = 1; i < nquads; i++)
+            m = _mm256_min_epu8(m, _mm256_load_si256(&ctx->dist[i][j]));
         if (thr[j] > 255) {
             pass |= 1u << j;
         } else if (thr[j] > 0) {
             /* some byte <= thr - 1 */
             const __m256i t = _mm256_set1_epi8((char)(thr[j] - 1));
-            if (_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_min_epu8(m[j], t), m[j])))
+            if (_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_min_epu8(m, t), m)))
                 pass |= 1u << j;
         }
     }
     return pass;
 }
 
-/* Longer codes: the group test from block distances (VPSADBW). */
+/*
+ * Push the codes of blocks [g, ge) below thr for query j of the tile from
+ * the byte distances of its group test: a VPERMQ and a VPSHUFB put a quad's
+ * 32 bytes in id order (byte r of 128-bit lane L of the nibble order is
+ * code 8 * (r / 4) + (0, 4, 1, 5)[r % 4] + 2 * L of the quad), a compare
+ * selects the candidates, and each candidate's distance is recomputed
+ * exactly (W POPCNTs), which also undoes the wrap of a distance of 256.
+ */
+static HM_AVX2 __attribute__((noinline)) int hm_topk_bytes(
+    const hm_ctx_avx2 *ctx, const uint64_t *db, int64_t n, const int W, const uint64_t *q,
+    int j, int64_t g, int64_t ge, int64_t cap, uint64_t *buf, int32_t *cnt, int64_t *st,
+    int thr)
+{
+    const __m256i id_order = _mm256_setr_epi8(0, 2, 8, 10, 1, 3, 9, 11, 4, 6, 12, 14, 5, 7, 13,
+                                              15, 0, 2, 8, 10, 1, 3, 9, 11, 4, 6, 12, 14, 5, 7,
+                                              13, 15);
+    const int64_t end = n < ge * HM_BLOCK ? n : ge * HM_BLOCK;
+    int64_t b0;
+    int i;
+    for (b0 = g, i = 0; b0 < ge && thr > 0; b0 += 4, i++) {
+        const __m256i d = _mm256_shuffle_epi8(
+            _mm256_permute4x64_epi64(_mm256_load_si256(&ctx->dist[i][j]), 0xD8), id_order);
+        const __m256i t = _mm256_set1_epi8((char)((thr > 256 ? 256 : thr) - 1));
+        const int64_t valid = end - b0 * HM_BLOCK;
+        unsigned m = (unsigned)_mm256_movemask_epi8(
+            _mm256_cmpeq_epi8(_mm256_min_epu8(d, t), d));
+        if (valid < 32)
+            m &= (1u << valid) - 1u;
+        while (m) {
+            const int64_t id = b0 * HM_BLOCK + __builtin_ctz(m);
+            const uint64_t *code = db + (id / HM_BLOCK) * W * HM_BLOCK + id % HM_BLOCK;
+            int dist = 0, w;
+            m &= m - 1;
+            for (w = 0; w < W; w++)
+                dist += pc_popcount64(code[w * HM_BLOCK] ^ q[w], 1);
+            if (dist < thr)
+                thr = hm_sel_push(buf, cnt, st, cap, dist, id);
+        }
+    }
+    return thr;
+}
+
+/* Longer codes (or no nibble buffer): the group test from block distances
+ * (VPSADBW). */
 #define hm_group_test_avx2(ctx, db, W, Q, j0, TQ, g, ge, thr)                   \
-    ((W) <= HM_BYTES_MAX_W ? hm_group_test_bytes(ctx, db, W, g, ge, TQ, thr)   \
-                           : hm_group_min_test_avx2(db, W, Q, j0, TQ, g, ge, thr))
+    ((ctx)->chunk->bytes ? hm_group_test_bytes(ctx, db, W, g, ge, TQ, thr)       \
+                         : hm_group_min_test_avx2(db, W, Q, j0, TQ, g, ge, thr))
+#define hm_topk_hits_avx2(ctx, db, n, W, q, j, g, ge, cap, buf, cnt, st, thr)                \
+    ((ctx)->chunk->bytes ? hm_topk_bytes(ctx, db, n, W, q, j, g, ge, cap, buf, cnt, st, thr)   \
+                         : hm_topk_rescan_avx2(db, n, W, q, g, ge, cap, buf, cnt, st, thr))
 
 #define HM_TQ HM_QT2
 #define HM_TARGET HM_AVX2

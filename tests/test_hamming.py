@@ -113,17 +113,68 @@ def test_range_histogram_distances_match_numpy(n_bits, path):
         np.testing.assert_array_equal(np.diff(lims), n)
 
 
-@pytest.mark.parametrize("n_bits,n", [(64, 40_000), (1000, 5_000), (130, 3_001), (250, 2_999)])
+@pytest.mark.parametrize("n_bits,n", [(64, 40_000), (1000, 5_000), (130, 3_001), (250, 2_999),
+                                      (128, 17_000), (150, 11_500), (256, 8_800)])
 def test_crosses_cache_chunks_and_tiles(n_bits, n, path):
-    """Databases larger than one cache chunk, query counts not a multiple of the tile."""
+    """Databases larger than one cache chunk (256 KiB: 16,384 codes of 128 bits,
+    8,192 of 256), query counts not a multiple of the tile: 43 queries are 5
+    tiles of 8 + 2 + 1 and, on the AVX2 path, a task with 32 or more queries
+    transposes whole chunks to nibbles (one thread here) while smaller tasks
+    (two threads: 8 queries each) transpose group by group."""
     rng = np.random.default_rng(7)
     db = random_codes(rng, n, n_bits)
-    queries = random_codes(rng, 19, n_bits)
+    queries = random_codes(rng, 43, n_bits)
     rD, rI = ref_search(queries, db, 50)
     for n_threads in (1, 2):
         D, I = HammingIndex(db, n_bits=n_bits, n_threads=n_threads).search(queries, 50)
         np.testing.assert_array_equal(D, rD)
         np.testing.assert_array_equal(I, rI)
+
+
+def clustered_bits(rng, n, n_bits, n_centres, n_flips):
+    """Bits of n codes, each a random centre with n_flips random bits flipped."""
+    centres = rng.integers(0, 2, (n_centres, n_bits))
+    bits = centres[rng.integers(0, n_centres, n)]
+    for i in range(n):
+        bits[i, rng.choice(n_bits, n_flips, replace=False)] ^= 1
+    return bits
+
+
+@pytest.mark.parametrize("n_bits", [65, 100, 128, 192, 200, 256])
+@pytest.mark.parametrize("n_queries", [3, 40])
+def test_clustered_codes_and_complements(n_bits, n_queries, path):
+    """Codes a few bits from a few centres (many candidates per group, many
+    equal distances, ids taken in order from the AVX2 byte distances), and
+    the complement of every query in the database: a distance of n_bits, which
+    at 256 bits is 0 modulo 256 in the AVX2 byte counts and must come out as
+    256.  3 queries are tiles of 2 + 1, 40 a task that transposes whole chunks
+    (one thread) or 5 tiles of 8 (two threads)."""
+    rng = np.random.default_rng(n_bits + n_queries)
+    q_bits = clustered_bits(rng, n_queries, n_bits, 12, 2)
+    db_bits = clustered_bits(rng, 3000, n_bits, 12, 3)
+    at = rng.choice(3000, n_queries, replace=False)
+    db_bits[at] = 1 - q_bits                                    # complements
+    db_bits[rng.choice(3000, 5, replace=False)] = q_bits[0]     # exact copies
+    db, queries = fc.pack_codes(db_bits.astype(np.int8)), fc.pack_codes(q_bits.astype(np.int8))
+    dist = ref_distances(queries, db)
+    assert (dist[np.arange(n_queries), at] == n_bits).all()
+    for n_threads in (1, 2):
+        index = HammingIndex(db, n_bits=n_bits, n_threads=n_threads, method="linear")
+        for k in (1, 100, 1000, 3000):
+            D, I = index.search(queries, k)
+            rD, rI = ref_search(queries, db, k)
+            np.testing.assert_array_equal(D, rD)
+            np.testing.assert_array_equal(I, rI)
+        D, I = index.search(queries, 3001)                     # k > n: the complement is last
+        np.testing.assert_array_equal(D[:, -1], n_bits)
+        np.testing.assert_array_equal(I[:, -1], at)
+        for radius in (0, 4, n_bits - 1, n_bits):
+            lims, D, I = index.range_search(queries, radius)
+            for j in range(n_queries):
+                hit = np.flatnonzero(dist[j] <= radius)
+                hit = hit[np.lexsort((hit, dist[j, hit]))]
+                np.testing.assert_array_equal(I[lims[j]:lims[j + 1]], hit)
+                np.testing.assert_array_equal(D[lims[j]:lims[j + 1]], dist[j, hit])
 
 
 def test_decreasing_distances_stress_selection(path):
