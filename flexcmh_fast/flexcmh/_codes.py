@@ -173,8 +173,13 @@ class ITQCode:
         return code
 
     def project(self, Y):
-        """Continuous relaxation ``(Y - mu) W R`` of the codes."""
-        return (Y - self.mu) @ self.projection
+        """Continuous relaxation ``(Y - mu) W R`` of the codes, as
+        ``Y W R - mu W R`` (no centred copy of Y: at 186,577 x 80 indicators
+        the copy cost more than the product)."""
+        P = self.projection
+        out = Y @ P
+        out -= self.mu @ P
+        return out
 
     @property
     def projection(self):

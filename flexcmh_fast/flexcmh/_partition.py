@@ -80,6 +80,9 @@ class Partition:
         self.label_group = None if labels is None else [label_groups(lab) for lab in labels]
         self.label_rank = None
         self.H = self.Z = self.XZ = None
+        # H^T H per modality from the last Z statistics, reused by the
+        # objective; None once H has changed since.
+        self.gram_H = None
         self._assign = [None] * self.M
         self.gamma = self.adj = self._aligned = None
         self.code = self.B = self.Ht = None
@@ -128,6 +131,8 @@ class Partition:
         """Relabel modality m's clusters: new cluster c is old ``perm[c]``."""
         self.H[m] = np.ascontiguousarray(self.H[m][:, perm])
         self._assign[m] = None
+        if self.gram_H is not None:
+            self.gram_H[m] = np.ascontiguousarray(self.gram_H[m][np.ix_(perm, perm)])
         self.Z[m] = np.ascontiguousarray(self.Z[m][:, perm])
         self.XZ[m] = np.ascontiguousarray(self.XZ[m][:, perm])
 
@@ -181,6 +186,7 @@ class Partition:
 
     # ---- Eq. 7-8: H step ------------------------------------------------
     def update_H(self):
+        self.gram_H = None
         for m in range(self.M):
             ptr, idx, deg, mods = self.adj[m]
             partners = (self.H[mods[0]] if len(mods) == 1
@@ -260,8 +266,9 @@ class Partition:
         Ls = 0.0
         for m in range(self.M):
             H, Z = self.H[m], self.Z[m]
+            HtH = H.T @ H if self.gram_H is None else self.gram_H[m]
             Ls += (self.sqX[m] - 2.0 * np.einsum("ij,ij->", H, self.XZ[m])
-                   + np.einsum("ij,ij->", H.T @ H, Z.T @ Z))
+                   + np.einsum("ij,ij->", HtH, Z.T @ Z))
         Lq = self.lam * sum(4.0 * np.count_nonzero(self.B != Ht) for Ht in self.Ht)
         return Lc, Ls, Lq
 
@@ -270,7 +277,9 @@ class Partition:
 # Steps: ``step(partition, *args)``, run by a backend on every partition.
 # --------------------------------------------------------------------------
 def _all_z_stats(part):
-    return [z_stats(X, H) for X, H in zip(part.Xs, part.H)]
+    stats = [z_stats(X, H) for X, H in zip(part.Xs, part.H)]
+    part.gram_H = [G for _, G in stats]
+    return stats
 
 
 def data_stats(part):
