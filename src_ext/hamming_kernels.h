@@ -308,44 +308,28 @@ HM_INLINE hm_dv_scalar hm_dv_min_scalar(hm_dv_scalar a, hm_dv_scalar b)
 #define HM_TARGET
 #define HM_ISA portable
 #define hm_dv_portable hm_dv_scalar
-#define hm_ctx_portable hm_ctx_none
-#define hm_ctx_init_portable hm_ctx_init_none
-#define hm_chunk_portable hm_chunk_none
-#define hm_chunk_open_portable hm_chunk_open_none
-#define hm_chunk_load_portable hm_chunk_load_none
-#define hm_chunk_close_portable hm_chunk_close_none
+#define HM_PLAIN_GROUP_TEST
 #define hm_bdist_portable(blk, q, W) hm_bdist_scalar(blk, q, W, 0)
 #define hm_dv_below_portable hm_dv_below_scalar
 #define hm_dv_store_portable hm_dv_store_scalar
 #define hm_dv_ones_portable hm_dv_ones_scalar
 #define hm_dv_min_portable hm_dv_min_scalar
-#define hm_group_test_portable(ctx, db, W, Q, j0, TQ, g, ge, thr) \
-    hm_group_min_test_portable(db, W, Q, j0, TQ, g, ge, thr)
-#define hm_topk_hits_portable(ctx, db, n, W, q, j, g, ge, cap, buf, cnt, st, thr) \
-    hm_topk_rescan_portable(db, n, W, q, g, ge, cap, buf, cnt, st, thr)
 #include "hamming_scan.inc"
+#undef HM_PLAIN_GROUP_TEST
 #undef HM_ISA
 #undef HM_TARGET
 
 #define HM_TARGET PC_TARGET_POPCNT
 #define HM_ISA popcnt
 #define hm_dv_popcnt hm_dv_scalar
-#define hm_ctx_popcnt hm_ctx_none
-#define hm_ctx_init_popcnt hm_ctx_init_none
-#define hm_chunk_popcnt hm_chunk_none
-#define hm_chunk_open_popcnt hm_chunk_open_none
-#define hm_chunk_load_popcnt hm_chunk_load_none
-#define hm_chunk_close_popcnt hm_chunk_close_none
+#define HM_PLAIN_GROUP_TEST
 #define hm_bdist_popcnt(blk, q, W) hm_bdist_scalar(blk, q, W, 1)
 #define hm_dv_below_popcnt hm_dv_below_scalar
 #define hm_dv_store_popcnt hm_dv_store_scalar
 #define hm_dv_ones_popcnt hm_dv_ones_scalar
 #define hm_dv_min_popcnt hm_dv_min_scalar
-#define hm_group_test_popcnt(ctx, db, W, Q, j0, TQ, g, ge, thr) \
-    hm_group_min_test_popcnt(db, W, Q, j0, TQ, g, ge, thr)
-#define hm_topk_hits_popcnt(ctx, db, n, W, q, j, g, ge, cap, buf, cnt, st, thr) \
-    hm_topk_rescan_popcnt(db, n, W, q, g, ge, cap, buf, cnt, st, thr)
 #include "hamming_scan.inc"
+#undef HM_PLAIN_GROUP_TEST
 #undef HM_ISA
 #undef HM_TARGET
 #undef HM_TQ
@@ -391,17 +375,9 @@ HM_INLINE HM_AVX512 __m512i hm_dv_min_avx512(__m512i a, __m512i b)
 #define HM_TQ HM_QT
 #define HM_TARGET HM_AVX512
 #define HM_ISA avx512
-#define hm_ctx_avx512 hm_ctx_none
-#define hm_ctx_init_avx512 hm_ctx_init_none
-#define hm_chunk_avx512 hm_chunk_none
-#define hm_chunk_open_avx512 hm_chunk_open_none
-#define hm_chunk_load_avx512 hm_chunk_load_none
-#define hm_chunk_close_avx512 hm_chunk_close_none
-#define hm_group_test_avx512(ctx, db, W, Q, j0, TQ, g, ge, thr) \
-    hm_group_min_test_avx512(db, W, Q, j0, TQ, g, ge, thr)
-#define hm_topk_hits_avx512(ctx, db, n, W, q, j, g, ge, cap, buf, cnt, st, thr) \
-    hm_topk_rescan_avx512(db, n, W, q, g, ge, cap, buf, cnt, st, thr)
+#define HM_PLAIN_GROUP_TEST
 #include "hamming_scan.inc"
+#undef HM_PLAIN_GROUP_TEST
 #undef HM_ISA
 #undef HM_TARGET
 #undef HM_TQ
