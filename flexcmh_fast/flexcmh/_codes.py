@@ -40,6 +40,14 @@ def _signs(V):
     return np.where(V > 0, 1, -1).astype(np.int8)
 
 
+def centred_product(Y, mu, M):
+    """``(Y - mu) @ M`` as ``Y M - mu M``: no centred copy of ``Y`` (at
+    186,577 x 80 indicators the copy cost more than the product)."""
+    out = Y @ M
+    out -= mu @ M
+    return out
+
+
 def _orthonormal_rows(r, b, rng):
     """(r, b) random matrix with orthonormal rows (r <= b)."""
     G = rng.standard_normal((b, r))
@@ -86,7 +94,7 @@ class ITQCode:
         def rotation_stats(mu, W, R):
             nonlocal U
             if U is None:
-                U = np.add.reduce([(Y - mu) @ W for Y in Ys])
+                U = np.add.reduce([centred_product(Y, mu, W) for Y in Ys])
             return U.T @ np.where(U @ R > 0, 1.0, -1.0)
 
         return cls.fit_from_moments(
@@ -173,13 +181,8 @@ class ITQCode:
         return code
 
     def project(self, Y):
-        """Continuous relaxation ``(Y - mu) W R`` of the codes, as
-        ``Y W R - mu W R`` (no centred copy of Y: at 186,577 x 80 indicators
-        the copy cost more than the product)."""
-        P = self.projection
-        out = Y @ P
-        out -= self.mu @ P
-        return out
+        """Continuous relaxation ``(Y - mu) W R`` of the codes."""
+        return centred_product(Y, self.mu, self.projection)
 
     @property
     def projection(self):

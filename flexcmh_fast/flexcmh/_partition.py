@@ -22,6 +22,7 @@ from .._preprocess import data_stats as _data_stats
 from .._rbf import row_sq_norms
 from . import _kernels
 from . import _tuning as T
+from ._codes import centred_product
 from ._encoder import encoder_gram, kernel_indicators
 from ._start import nearest_centres, start_indicators, xz, z_stats
 
@@ -407,7 +408,7 @@ def encode_aligned(part, encoders, positions):
 
 def itq_project(part, mu, W, R, positions):
     """Keep ``U = sum_m (Y_m - mu) W`` on the partition for the rotation rounds."""
-    part.itq_U = np.add.reduce([(Y - mu) @ W for Y in part.code_inputs(positions)])
+    part.itq_U = np.add.reduce([centred_product(Y, mu, W) for Y in part.code_inputs(positions)])
     return itq_cross(part, R)
 
 
