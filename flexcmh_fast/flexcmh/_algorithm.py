@@ -245,11 +245,11 @@ class FlexCMHFit:
                 perms[m] = perm
                 self.Z[m] = np.ascontiguousarray(self.Z[m][:, perm])
                 self.cluster_matching[m] = self.cluster_matching[m][perm]
-        # Γ is rebuilt when the matching changes.  Re-ranking the inferred
-        # pairs after every H step (the paper's loop) reorders near-ties
+        # Γ is rebuilt when the matching changes and in the re-ranking
+        # iterations (``repair``, the first n_repairs).  Re-ranking after
+        # every H step without end (the paper's loop) reorders near-ties
         # within clusters and makes the pair term jump: the objective then
-        # never settles (measured on Wiki: 430 vs 72 iterations to the
-        # convergence test, the same validation MAP; docs/flexcmh.md).
+        # never settles (docs/flexcmh.md, "Convergence").
         out = self.backend.run(P.relabel, perms, self.all_rows_fit,
                                bool(perms) or not rematch or repair)
         self.aligned_counts = [count for count, _ in out]
@@ -449,12 +449,12 @@ class FlexCMHFit:
                 codes_settled = changes <= T.CODE_CHANGE_TOL
                 self.converged = change <= p["tol"] and codes_settled
                 if rematch and repairs < p["n_repairs"]:
-                    # The codes have settled with Γ's inferred pairs fixed:
-                    # re-rank them from the current indicators and settle
-                    # again.  Converged when a re-ranking changed nothing
-                    # that unsettles the fit.
+                    # Re-rank Γ's inferred pairs from the current indicators
+                    # in the next iteration, until n_repairs re-rankings are
+                    # spent; then Γ stays fixed and the fit settles.  Only an
+                    # iteration that re-ranked may count as converged.
                     self.converged = self.converged and repair
-                    repair = not self.converged and codes_settled
+                    repair = not self.converged
                     repairs += repair
                 else:
                     repair = False

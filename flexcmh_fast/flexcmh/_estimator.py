@@ -23,7 +23,7 @@ PARAMETERS = table(
     tol=1e-4,
     code_scheme=Param("itq", Options(*SCHEMES), "code function of the indicators"),
     joint=Param(True, Bool(), "re-match clusters every iteration (False: FlexCMH(nJ))"),
-    n_repairs=Param(50, Int(0), "re-rankings of the inferred pairs once the codes settle"),
+    n_repairs=Param(50, Int(0), "iterations that re-rank the inferred pairs"),
     matching=Param("clusters", Options("clusters", "labels"),
                    "correspondence from clusters, or from labels (FlexCMH(nC))"),
     encoder=Param("kernel", Options("kernel", "nnls"), "out-of-sample indicators"),
@@ -79,15 +79,14 @@ class FlexCMH(HashingEstimator):
     joint : bool, default=True
         ``False``: FlexCMH(nJ), match once and never re-match.
     n_repairs : int >= 0, default=50
-        How many times the inferred pairs of Γ (samples without a known
-        partner) are re-ranked, each time once the training codes have
-        settled (at most 1% of their bits changed in an iteration;
-        ``docs/flexcmh.md``, "Convergence").  Each costs 2-4 iterations
-        and they dominate the iteration count of weakly paired and unpaired
-        fits (186,577 synthetic pairs: 179 iterations with 50, 57 with 10,
-        30 with 0); 0 keeps the first inferred pairs until the cluster
-        matching changes (fastest; 0.005-0.01 lower Image->Text MAP on Wiki
-        validation splits, 10 about 0.005 lower).
+        How many iterations re-rank the inferred pairs of Γ (samples without
+        a known partner) from the current indicators: every iteration after
+        the first, until ``n_repairs`` re-rankings are spent; then Γ stays
+        fixed and the fit runs to the convergence test (``docs/flexcmh.md``,
+        "Convergence").  They set the iteration count of weakly paired and
+        unpaired fits (about ``n_repairs + 5``); 0 keeps the first inferred
+        pairs until the cluster matching changes (fastest; lower
+        Image->Text MAP on Wiki validation splits).
     matching : {"clusters", "labels"}, default="clusters"
         ``"labels"``: FlexCMH(nC), the correspondence of samples without a
         known pair comes from equal labels (``fit`` then needs ``labels``).

@@ -335,7 +335,8 @@ def semi_nmf_sweep(part, Zs):
 
 
 def update_h(part):
-    part.update_H()
+    for _ in range(T.H_PASSES):
+        part.update_H()
     return _all_z_stats(part)
 
 
