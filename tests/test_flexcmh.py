@@ -215,6 +215,38 @@ def test_callback_stops_and_verbose_progress(capsys):
     assert "FlexCMH" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("n_repairs", [0, 3])
+def test_inferred_pairs_re_ranked_in_the_first_n_repairs_iterations(monkeypatch, n_repairs):
+    from flexcmh_fast.flexcmh import _partition as P
+
+    X0, X1, _, _ = planted(n_per=30, seed=4)
+    calls, passes = [], [0]
+    relabel, update_H = P.relabel, P.Partition.update_H
+
+    def spy_relabel(part, perms, moments, rebuild=True):
+        calls.append((bool(perms), rebuild))
+        return relabel(part, perms, moments, rebuild)
+
+    def spy_update_H(part):
+        passes[0] += 1
+        return update_H(part)
+
+    monkeypatch.setattr(P, "relabel", spy_relabel)
+    monkeypatch.setattr(P.Partition, "update_H", spy_update_H)
+    # Codes that never count as settled: re-ranking must not wait for them.
+    monkeypatch.setattr(T, "CODE_CHANGE_TOL", -1.0)
+    pairs = np.stack([np.arange(40), np.arange(40)], 1)
+    model = fc.train([X0, X1], pairs, n_bits=8, n_clusters=4, random_state=0, max_iter=8,
+                     tol=0.0, n_repairs=n_repairs)
+    assert model.n_iter_ == 8 and passes[0] == 8 * T.H_PASSES
+    # calls[0] builds the first Γ before the loop; calls[t] is iteration t,
+    # which re-ranks in iterations 2 .. n_repairs + 1 and otherwise
+    # rebuilds Γ only when the cluster matching changed.
+    assert len(calls) == 9 and calls[0][1]
+    for t, (matching_changed, rebuilt) in enumerate(calls[1:], start=1):
+        assert rebuilt == (2 <= t <= n_repairs + 1 or matching_changed), t
+
+
 @pytest.mark.parametrize("encoder", ["kernel", "nnls"])
 def test_encode_batched_dense_sparse_agree(monkeypatch, encoder):
     X0, X1, _, _ = planted(n_per=30, seed=9, sparse=True)
