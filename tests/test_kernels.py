@@ -129,10 +129,16 @@ def test_nnls_rows_converges_to_exact_nnls(sparse):
     assert (H >= 0).all()
 
 
-def test_nnls_rows_matches_reference_sweeps_and_coupling():
+@pytest.mark.parametrize("n", [0, 1, 60, 261])
+def test_nnls_rows_matches_reference_sweeps_and_coupling(n):
+    # n = 60 and 261 end in a partial tile of rows (tiles of K.NNLS_TILE);
+    # a zero column of A gives a coordinate without curvature (skipped in
+    # the rows with diag = 0), and with tol > 0 rows of one tile stop after
+    # different sweeps.
     rng = np.random.default_rng(5)
-    n, k = 60, 7
+    k = 7
     A = rng.standard_normal((20, k))
+    A[:, 3] = 0.0
     Q = A.T @ A
     C = rng.standard_normal((n, k))
     diag = rng.integers(0, 3, n).astype(float)
