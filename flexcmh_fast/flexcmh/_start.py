@@ -79,7 +79,7 @@ def nearest_centres(X, centers):
     return D.argmin(axis=1)
 
 
-def kmeans(X, sqx, k, rng, n_iter=25, n_init=3):
+def kmeans(X, sqx, k, rng, n_iter=25, n_init=None):
     """k-means of all rows of X (dense or CSR; ``sqx`` their squared norms):
     ``n_init`` k-means++ seedings, each followed by Lloyd iterations; the
     run with the smallest within-cluster sum of squares wins.
@@ -93,6 +93,7 @@ def kmeans(X, sqx, k, rng, n_iter=25, n_init=3):
     assign : int ndarray (n,), centers : ndarray (k, d)
     """
     n = X.shape[0]
+    n_init = T.KMEANS_INITS if n_init is None else n_init
 
     def row(i):
         r = X[i]

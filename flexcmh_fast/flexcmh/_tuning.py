@@ -23,6 +23,8 @@ ENCODE_BATCH = 65536
 INIT_ITERS = 5
 # k-means of the start runs on at most this many rows per modality.
 KMEANS_SAMPLE = 10_000
+# k-means++ seedings of the start (the run with the smallest inertia wins).
+KMEANS_INITS = 3
 # ITQ / k-means iterations of the code step inside the loop (warm-started)
 # and for the final code function.
 CODE_ITERS_LOOP = 1
