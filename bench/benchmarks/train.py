@@ -6,6 +6,8 @@
 * ``TrainSynthetic``: MIRFlickr- and NUS-WIDE-shaped synthetic data (dense
   image features + sparse binary tags), a fixed number of iterations, so the
   per-iteration cost is tracked.
+* ``HStepNNLS``: the H step's NNLS kernel (one sweep) at the Wiki,
+  MIRFlickr and NUS-WIDE shapes.
 * ``Compile``: first-call Numba compile time (fresh cache, in a subprocess)
   and the import time with a warm cache.
 
@@ -146,6 +148,46 @@ _COMPILE_SNIPPET = (
     " n_clusters=3, random_state=0, max_iter=2);"
     "print(time.perf_counter()-t)"
 )
+
+
+# (rows, k, feature dimension) of the three data sets' H steps.
+H_STEP_SHAPES = {"wiki": (2006, 10, 128), "mirflickr": (20015, 25, 512),
+                 "nuswide": (186577, 80, 500)}
+
+
+def h_step_problem(shape, seed=0):
+    """An H step's NNLS problem: ``Q = Z^T Z``, the rows' linear terms C,
+    partner counts and a warm start with about half the entries at the
+    bound, as in a fit."""
+    n, k, d = H_STEP_SHAPES[shape]
+    rng = np.random.default_rng(seed)
+    Z = np.abs(rng.standard_normal((d, k)))
+    Q = Z.T @ Z
+    H0 = np.maximum(rng.standard_normal((n, k)), 0.0) * 0.1
+    C = H0 @ Q * 1.05 + 0.3 * rng.standard_normal((n, k)) * np.sqrt(np.diag(Q))
+    diag = rng.integers(0, 3, n).astype(np.float64)
+    return Q, C, diag, H0
+
+
+class HStepNNLS:
+    """One coordinate-descent sweep of ``nnls_rows`` (the H step's kernel)
+    on the fit's threads."""
+
+    params = list(H_STEP_SHAPES)
+    param_names = ["shape"]
+    timeout = 300
+
+    def setup(self, shape):
+        from flexcmh_fast.flexcmh import _kernels as K
+
+        self.K = K
+        self.Q, self.C, self.diag, self.H0 = h_step_problem(shape)
+        K.nnls_rows(self.Q, self.C, self.diag, self.H0[:8].copy(), 1, 0.0)  # JIT / cache load
+        self.H = self.H0.copy()
+
+    def time_nnls_rows_one_sweep(self, shape):
+        self.H[:] = self.H0
+        self.K.nnls_rows(self.Q, self.C, self.diag, self.H, 1, 0.0)
 
 
 def _run_snippet(cache_dir):
