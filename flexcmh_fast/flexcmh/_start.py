@@ -79,9 +79,9 @@ def nearest_centres(X, centers):
     return D.argmin(axis=1)
 
 
-def kmeans(X, sqx, k, rng, n_iter=25, n_init=None):
+def kmeans(X, sqx, k, rng, n_iter=25):
     """k-means of all rows of X (dense or CSR; ``sqx`` their squared norms):
-    ``n_init`` k-means++ seedings, each followed by Lloyd iterations; the
+    ``KMEANS_INITS`` k-means++ seedings, each followed by Lloyd iterations; the
     run with the smallest within-cluster sum of squares wins.
 
     The start needs rough clusters, not exact ones: callers run it on at
@@ -93,7 +93,6 @@ def kmeans(X, sqx, k, rng, n_iter=25, n_init=None):
     assign : int ndarray (n,), centers : ndarray (k, d)
     """
     n = X.shape[0]
-    n_init = T.KMEANS_INITS if n_init is None else n_init
 
     def row(i):
         r = X[i]
@@ -101,7 +100,7 @@ def kmeans(X, sqx, k, rng, n_iter=25, n_init=None):
 
     best = best_centers = None
     best_inertia = np.inf
-    for _ in range(n_init):
+    for _ in range(T.KMEANS_INITS):
         centers = np.empty((k, X.shape[1]))
         centers[0] = row(int(rng.integers(n)))
         d2 = np.maximum(sqx - 2.0 * (X @ centers[0]) + centers[0] @ centers[0], 0.0)

@@ -12,8 +12,9 @@ H_SWEEPS = 1
 # Passes of the H step over the modalities per outer iteration (H_0, H_1,
 # H_0, H_1, ... with Z and Γ fixed): the pair term couples the modalities'
 # indicators, so a pass over one modality starts from its partners'
-# indicators of the previous pass.  Two passes reach the validation MAP of
-# one in half the iterations (docs/flexcmh.md, "Convergence").
+# indicators of the previous pass.  With two, Γ can be re-ranked in every
+# iteration without losing MAP: the previous validation MAP in half the
+# iterations (docs/flexcmh.md, "Convergence").
 H_PASSES = 2
 # NNLS that encodes new samples (encoder="nnls"): sweeps, tolerance, rows per batch.
 ENCODE_SWEEPS = 300
