@@ -37,17 +37,17 @@ def thread_limits(n_threads, blas=None):
         yield
 
 
-def dense_product_threads(multiply_adds):
+def dense_product_threads(multiply_adds, threads=None):
     """Context for one dense BLAS product of ``multiply_adds`` multiply-adds:
-    BLAS on the fit's threads (Numba's current count) when the product is
-    large, else unchanged.
+    BLAS on ``threads`` threads (default: the fit's, Numba's current count)
+    when the product is large, else unchanged.
 
     FlexCMH holds BLAS to one thread (:func:`thread_limits`), which is right
     for its many small products but leaves all but one core idle in the
     products of the data with the centroids and indicators at scale
     (NUS-WIDE-sized: ~7.5e9 multiply-adds each, seconds long); there the
     cost of waking BLAS threads is negligible."""
-    threads = numba.get_num_threads()
+    threads = numba.get_num_threads() if threads is None else threads
     if threads <= 1 or multiply_adds < LARGE_PRODUCT:
         return nullcontext()
     from threadpoolctl import threadpool_limits

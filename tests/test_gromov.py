@@ -54,6 +54,17 @@ def test_gw_coupling_has_the_marginals_and_matches_pot():
     np.testing.assert_allclose(T, ref, rtol=1e-5, atol=1e-7 / T.size)
 
 
+def test_gw_coupling_does_not_depend_on_the_thread_count():
+    # 500 points: the iterations' products (2.5e8 multiply-adds) run on
+    # n_threads BLAS threads.
+    rng = np.random.default_rng(3)
+    A, B = rng.random((500, 6)), rng.random((500, 3))
+    C1, C2 = cdist(A, A), cdist(B, B)
+    one = entropic_gw(C1, C2, eps=2e-2, max_iter=5, n_threads=1)
+    two = entropic_gw(C1, C2, eps=2e-2, max_iter=5, n_threads=2)
+    np.testing.assert_array_equal(one, two)
+
+
 def test_gw_one_point_and_sinkhorn_reference():
     T = entropic_gw(np.zeros((1, 1)), np.zeros((1, 1)))
     np.testing.assert_allclose(T, [[1.0]])

@@ -31,6 +31,7 @@ import scipy.sparse as sp
 from .._base import ConvergenceWarning, history_dict
 from .._preprocess import Preprocessor, merge_stats, per_modality
 from .._progress import progress
+from .._validation import available_cores
 from . import _partition as P
 from . import _tuning as T
 from ._codes import ITQCode, code_class
@@ -268,8 +269,11 @@ class FlexCMHFit:
                                  for m, rows in enumerate(self.gw_rows)]
         for m in modalities:
             if m not in self.gw_couplings:
-                self.gw_couplings[m] = entropic_gw(self.gw_distances[0], self.gw_distances[m],
-                                                   eps=T.GW_EPS, max_iter=T.GW_ITERS)
+                # Its cost does not grow with n, so it gets every thread
+                # asked for even where the fit's small kernels run on one.
+                self.gw_couplings[m] = entropic_gw(
+                    self.gw_distances[0], self.gw_distances[m], eps=T.GW_EPS,
+                    max_iter=T.GW_ITERS, n_threads=self.p["n_threads"] or available_cores())
 
     def sample_clusters(self, m):
         """Current hard clusters of modality m's GW-sampled rows."""
