@@ -13,46 +13,72 @@ import scipy.sparse as sp
 BLOCK_ROWS = 8192
 
 
-@numba.njit(parallel=True, cache=True)
-def _rbf_from_dots(dots, x_sq, a_sq, inv_two_sigma_sq, out):
-    """out[i, j] = exp(-max(|x_i|^2 + |a_j|^2 - 2 x_i.a_j, 0) / (2 sigma^2)).
+@numba.njit(cache=True, nogil=True)
+def _rbf_row_from_dots(dots, x_sq, a_sq, inv_two_sigma_sq, out, i):
+    """Row i: out[i, j] = exp(-max(|x_i|^2 + |a_j|^2 - 2 x_i.a_j, 0) / (2 sigma^2)).
 
     Distances are clipped at 0 because the expansion can round slightly
     negative for near-identical vectors.
     """
-    n, a = dots.shape
-    for i in numba.prange(n):
-        xi = x_sq[i]
+    xi = x_sq[i]
+    for j in range(dots.shape[1]):
+        d = xi + a_sq[j] - 2.0 * dots[i, j]
+        if d < 0.0:
+            d = 0.0
+        out[i, j] = np.exp(-d * inv_two_sigma_sq)
+
+
+@numba.njit(parallel=True, cache=True)
+def _rbf_from_dots(dots, x_sq, a_sq, inv_two_sigma_sq, out):
+    """RBF features from the dot products, rows over the threads."""
+    for i in numba.prange(dots.shape[0]):
+        _rbf_row_from_dots(dots, x_sq, a_sq, inv_two_sigma_sq, out, i)
+
+
+@numba.njit(cache=True, nogil=True)
+def _rbf_from_dots_serial(dots, x_sq, a_sq, inv_two_sigma_sq, out):
+    """:func:`_rbf_from_dots` on the calling thread, without the GIL (for
+    callers that run several of them on their own Python threads: Numba's
+    parallel kernels must not be launched from several threads at once)."""
+    for i in range(dots.shape[0]):
+        _rbf_row_from_dots(dots, x_sq, a_sq, inv_two_sigma_sq, out, i)
+
+
+@numba.njit(cache=True, nogil=True)
+def _rbf_csr_row(indptr, indices, data, anchors_t, a_sq, inv_two_sigma_sq, out, i):
+    """Row i of CSR rows against dense anchors, fused: the dot products
+    sum(v * anchors_t[j, :]) over the row's non-zeros (j, v) (contiguous
+    anchor rows: vectorised), then the exp in place."""
+    a = anchors_t.shape[1]
+    x_sq = 0.0
+    for j in range(a):
+        out[i, j] = 0.0
+    for p in range(indptr[i], indptr[i + 1]):
+        v = data[p]
+        x_sq += v * v
+        col = indices[p]
         for j in range(a):
-            d = xi + a_sq[j] - 2.0 * dots[i, j]
-            if d < 0.0:
-                d = 0.0
-            out[i, j] = np.exp(-d * inv_two_sigma_sq)
+            out[i, j] += v * anchors_t[col, j]
+    for j in range(a):
+        d = x_sq + a_sq[j] - 2.0 * out[i, j]
+        if d < 0.0:
+            d = 0.0
+        out[i, j] = np.exp(-d * inv_two_sigma_sq)
 
 
 @numba.njit(parallel=True, cache=True)
 def _rbf_csr(indptr, indices, data, anchors_t, a_sq, inv_two_sigma_sq, out):
-    """RBF features of CSR rows against dense anchors, fused: per row, the
-    dot products sum(v * anchors_t[j, :]) over the row's non-zeros (j, v)
-    (contiguous anchor rows: vectorised), then the exp in place.  Rows are
-    independent, so the prange over rows has no shared writes."""
-    n = indptr.shape[0] - 1
-    a = anchors_t.shape[1]
-    for i in numba.prange(n):
-        x_sq = 0.0
-        for j in range(a):
-            out[i, j] = 0.0
-        for p in range(indptr[i], indptr[i + 1]):
-            v = data[p]
-            x_sq += v * v
-            col = indices[p]
-            for j in range(a):
-                out[i, j] += v * anchors_t[col, j]
-        for j in range(a):
-            d = x_sq + a_sq[j] - 2.0 * out[i, j]
-            if d < 0.0:
-                d = 0.0
-            out[i, j] = np.exp(-d * inv_two_sigma_sq)
+    """RBF features of CSR rows, rows over the threads (independent rows:
+    no shared writes)."""
+    for i in numba.prange(indptr.shape[0] - 1):
+        _rbf_csr_row(indptr, indices, data, anchors_t, a_sq, inv_two_sigma_sq, out, i)
+
+
+@numba.njit(cache=True, nogil=True)
+def _rbf_csr_serial(indptr, indices, data, anchors_t, a_sq, inv_two_sigma_sq, out):
+    """:func:`_rbf_csr` on the calling thread, without the GIL."""
+    for i in range(indptr.shape[0] - 1):
+        _rbf_csr_row(indptr, indices, data, anchors_t, a_sq, inv_two_sigma_sq, out, i)
 
 
 def row_sq_norms(X):
@@ -62,34 +88,41 @@ def row_sq_norms(X):
     return np.einsum("ij,ij->i", X, X)
 
 
-def kernel_block(Xb, anchors, a_sq, sigma, out, anchors_t=None):
+def kernel_block(Xb, anchors, a_sq, sigma, out, anchors_t=None, parallel=True):
     """RBF features of the rows ``Xb`` (dense or CSR) into ``out`` (float64).
 
     Dense rows: dot products by BLAS.  CSR rows: a fused Numba kernel (scipy's
     sparse x dense product is single-threaded); ``anchors_t`` is the
     C-contiguous transpose of the anchors, computed once by the caller.
+    ``parallel=False``: the Numba kernels run on the calling thread only (the
+    same arithmetic, so the same features), for callers that compute several
+    blocks at once on their own threads.
     """
     inv = 1.0 / (2.0 * sigma * sigma)
     if sp.issparse(Xb):
         if anchors_t is None:
             anchors_t = np.ascontiguousarray(anchors.T)
-        _rbf_csr(Xb.indptr, Xb.indices, Xb.data, anchors_t, a_sq, inv, out)
+        kernel = _rbf_csr if parallel else _rbf_csr_serial
+        kernel(Xb.indptr, Xb.indices, Xb.data, anchors_t, a_sq, inv, out)
         return out
     np.matmul(Xb, anchors.T, out=out)
-    _rbf_from_dots(out, row_sq_norms(Xb), a_sq, inv, out)
+    (_rbf_from_dots if parallel else _rbf_from_dots_serial)(out, row_sq_norms(Xb), a_sq,
+                                                              inv, out)
     return out
 
 
-def rbf_blocks(X, anchors, sigma, block_rows=BLOCK_ROWS):
+def rbf_blocks(X, anchors, sigma, block_rows=BLOCK_ROWS, parallel=True):
     """Yield ``(start, stop, Phi)``: RBF features of ``X[start:stop]`` against
     ``anchors``, ``block_rows`` rows at a time.  The buffer is reused, so
-    consume each block before asking for the next."""
+    consume each block before asking for the next.  ``parallel``: see
+    :func:`kernel_block`."""
     a_sq = np.einsum("ij,ij->i", anchors, anchors)
     anchors_t = np.ascontiguousarray(anchors.T) if sp.issparse(X) else None
     buf = np.empty((min(block_rows, max(X.shape[0], 1)), anchors.shape[0]))
     for s in range(0, X.shape[0], block_rows):
         e = min(s + block_rows, X.shape[0])
-        yield s, e, kernel_block(X[s:e], anchors, a_sq, sigma, buf[: e - s], anchors_t)
+        yield s, e, kernel_block(X[s:e], anchors, a_sq, sigma, buf[: e - s], anchors_t,
+                                 parallel)
 
 
 def mean_anchor_distance(X, anchors):

@@ -53,3 +53,25 @@ def dense_product_threads(multiply_adds, threads=None):
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=threads, user_api="blas")
+
+
+def map_concurrently(func, n_items, workers):
+    """``[func(i, parallel) for i in range(n_items)]``, the calls spread over
+    ``workers`` Python threads when that is more than one.
+
+    On threads every call gets ``parallel=False`` and must then run Numba
+    kernels only in their serial, GIL-releasing form: Numba's parallel
+    kernels must not be launched from several threads at once (the
+    ``workqueue`` threading layer aborts the process).  BLAS and LAPACK calls
+    release the GIL, so independent per-modality work of a small fit (kernel
+    encoders: Gram matrices, Cholesky factorisations) runs on separate cores;
+    BLAS stays at the thread count the caller set.  With one worker the calls
+    run in order on the calling thread with ``parallel=True``.  Results come
+    back in item order; the first exception is re-raised."""
+    workers = min(int(workers), n_items)
+    if workers <= 1:
+        return [func(i, True) for i in range(n_items)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda i: func(i, False), range(n_items)))

@@ -8,6 +8,7 @@ gives the plain-numpy reference loop of the same updates used by the
 benchmarks.
 """
 import numpy as np
+import scipy.sparse as sp
 
 
 def nn_profiles(xz, sqx, sqz, assign, k, ns, n_chunks=1):
@@ -145,3 +146,18 @@ def kernel_ridge_weights(X, H, anchors, sigma, ridge):
 def mean_distance(X, anchors):
     """Mean Euclidean distance between rows of ``X`` and the anchors (dense)."""
     return float(np.sqrt(((X[:, None, :] - anchors[None, :, :]) ** 2).sum(axis=2)).mean())
+
+
+def nearest_from_products(P, sq_centres):
+    """Nearest centre by ``numpy.argmin`` of ``sq_centres - 2 P`` (first on
+    ties) and the minimum."""
+    D = sq_centres[None, :] - 2.0 * P
+    a = D.argmin(axis=1)
+    return a, D[np.arange(D.shape[0]), a]
+
+
+def cluster_sums(X, assign, k):
+    """Per-cluster row sums through an indicator matrix, and the counts."""
+    M = np.zeros((k, X.shape[0]))
+    M[assign, np.arange(X.shape[0])] = 1.0
+    return M @ (X.toarray() if sp.issparse(X) else X), np.bincount(assign, minlength=k)

@@ -357,8 +357,8 @@ def test_final_code_fitted_on_sampled_encoded_rows(monkeypatch):
     seen = []
     encode_aligned = P.encode_aligned
 
-    def spy(part, encoders, positions):
-        encode_aligned(part, encoders, positions)
+    def spy(part, encoders, workers, positions):
+        encode_aligned(part, encoders, workers, positions)
         seen.append((part.aligned_rows(positions), [Y.copy() for Y in part.encoded],
                      part.code_priority.copy(), part.aligned()))
 
@@ -615,6 +615,27 @@ def test_auto_preprocessing_rule_and_encode_applies_it(tmp_path):
         fc.train([hist, mixed], "all", n_bits=8, n_clusters=3, preprocess=["l2", "log"])
 
 
+@pytest.mark.parametrize("kind", ["l2", "hellinger"])
+def test_dense_normalisation_in_row_blocks(monkeypatch, kind):
+    """Dense rows are normalised a block at a time (bounded temporaries):
+    exactly the whole-matrix formula, zero rows kept, the input untouched."""
+    from flexcmh_fast import _preprocess as PP
+
+    rng = np.random.default_rng(1)
+    X = rng.random((11, 6)) * (rng.random((11, 6)) < 0.5)
+    X[4] = 0.0
+    before = X.copy()
+    Y = np.sqrt(X) if kind == "hellinger" else X
+    norms = np.linalg.norm(Y, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    monkeypatch.setattr(PP, "NORM_BLOCK_ROWS", 4)
+    out = PP.Preprocessor(kind).transform(X)
+    np.testing.assert_array_equal(out, Y / norms)
+    np.testing.assert_array_equal(X, before)
+    assert not out[4].any() and out is not X
+    assert PP.Preprocessor(kind).transform(X[:0]).shape == (0, 6)
+
+
 def test_convergence_flag_and_warning():
     d = fc.datasets.make_multimodal(n_samples=300, noise=0.5, random_state=0)
     X0, X1 = d.modalities
@@ -653,6 +674,74 @@ def test_dense_product_threads_only_for_large_products():
         assert blas_threads() == {1}
     with thread_limits(1, blas=1), dense_product_threads(10 * _threads.LARGE_PRODUCT):
         assert blas_threads() == {1}
+
+
+def test_map_concurrently_order_flags_and_errors():
+    from flexcmh_fast._threads import map_concurrently
+
+    assert map_concurrently(lambda i, par: (i, par), 3, 1) == [(0, True), (1, True), (2, True)]
+    assert map_concurrently(lambda i, par: (i, par), 3, 8) == [(0, False), (1, False),
+                                                                (2, False)]
+    assert map_concurrently(lambda i, par: (i, par), 1, 4) == [(0, True)]
+    assert map_concurrently(lambda i, par: i, 0, 2) == []
+
+    def fail(i, parallel):
+        if i == 1:
+            raise ValueError("modality 1 failed")
+        return i
+
+    with pytest.raises(ValueError, match="modality 1 failed"):
+        map_concurrently(fail, 3, 2)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_rbf_serial_kernels_match_parallel(sparse):
+    """The GIL-free serial RBF kernels (used on several threads at once) give
+    exactly the parallel kernels' features."""
+    from flexcmh_fast._rbf import kernel_block
+
+    rng = np.random.default_rng(3)
+    Xd = rng.random((37, 9)) * (rng.random((37, 9)) < 0.4)
+    X = sp.csr_matrix(Xd) if sparse else Xd
+    A = rng.random((11, 9))
+    A[0] = Xd[0]                                   # a zero distance
+    a_sq = np.einsum("ij,ij->i", A, A)
+    par = kernel_block(X, A, a_sq, 0.7, np.empty((37, 11)))
+    ser = kernel_block(X, A, a_sq, 0.7, np.empty((37, 11)), parallel=False)
+    np.testing.assert_array_equal(ser, par)
+    np.testing.assert_allclose(ser, R.rbf_features(Xd, A, 0.7), rtol=1e-12, atol=1e-14)
+    assert ser[0, 0] == 1.0
+
+
+def test_kernel_encoders_on_threads_match_one_thread(monkeypatch):
+    """With more than one thread the modalities' kernel encoders and the
+    encoding of the aligned rows run concurrently (serial kernels on Python
+    threads); the model is bit-identical to the one-thread fit."""
+    from flexcmh_fast.flexcmh import _algorithm as A
+    from flexcmh_fast.flexcmh import _partition as P
+
+    X0, X1, _, _ = planted(n_per=40, seed=5, sparse=True)
+    pairs = np.stack([np.arange(60), np.arange(60)], 1)
+    workers = []
+    for module in (A, P):
+        real = module.map_concurrently
+
+        def spy(func, n_items, n_workers, real=real):
+            workers.append(n_workers)
+            return real(func, n_items, n_workers)
+
+        monkeypatch.setattr(module, "map_concurrently", spy)
+    models = [fc.train([X0, X1], pairs, n_bits=16, n_clusters=4, random_state=0,
+                       n_threads=threads) for threads in (1, 2)]
+    assert workers == [1, 1, 2, 2]
+    one, two = models
+    assert sp.issparse(X1)
+    for m in range(2):
+        np.testing.assert_array_equal(one.anchors_[m], two.anchors_[m])
+        np.testing.assert_array_equal(one.encoder_weights_[m], two.encoder_weights_[m])
+        assert one.sigmas_[m] == two.sigmas_[m]
+        np.testing.assert_array_equal(one.encode([X0, X1][m], m), two.encode([X0, X1][m], m))
+    np.testing.assert_array_equal(one.code_.R, two.code_.R)
 
 
 def test_code_sample_drawn_once(monkeypatch):

@@ -247,3 +247,44 @@ def test_kernels_independent_of_thread_count():
         np.testing.assert_array_equal(r[0], results[0][0])
         np.testing.assert_array_equal(r[1], results[0][1])
         assert r[2] == results[0][2]
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 500])
+def test_nearest_from_products_matches_argmin_with_ties(n):
+    rng = np.random.default_rng(n)
+    k = 6
+    # Integer-valued products and norms: many exact ties between centres.
+    P = rng.integers(-3, 4, (n, k)).astype(np.float64)
+    sq = rng.integers(0, 4, k).astype(np.float64)
+    sq[4] = sq[1]
+    P[:, 4] = P[:, 1]                       # centres 1 and 4 tie on every row
+    a, best = K.nearest_from_products(P, sq)
+    a_ref, best_ref = R.nearest_from_products(P, sq)
+    np.testing.assert_array_equal(a, a_ref)
+    np.testing.assert_array_equal(best, best_ref)
+    assert not np.any(a == 4) or n == 0     # the first of a tie wins
+    one, _ = K.nearest_from_products(P[:, :1], sq[:1])
+    assert np.all(one == 0)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("n", [1, 9, 400])
+def test_cluster_sums_match_indicator_product(sparse, n):
+    """Row sums per cluster, empty clusters included, dense and CSR (never
+    densified), bit-identical to the indicator-matrix product."""
+    from flexcmh_fast.flexcmh._start import cluster_sums
+
+    rng = np.random.default_rng(n)
+    k = 5
+    assign = _assignments(rng, n, k, empty=(3,))
+    X = (sp.random(n, 12, density=0.3, format="csr", random_state=n) if sparse
+         else rng.standard_normal((n, 12)))
+    sums, counts = cluster_sums(X, assign, k)
+    sums_ref, counts_ref = R.cluster_sums(X, assign, k)
+    np.testing.assert_allclose(sums, sums_ref, rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(counts, counts_ref)
+    assert counts[3] == 0 and not sums[3].any()
+    # In-order sums: the same values as the scipy product the start used before.
+    M = sp.csr_matrix((np.ones(n), (assign, np.arange(n))), shape=(k, n))
+    old = M @ X
+    np.testing.assert_array_equal(sums, old.toarray() if sp.issparse(old) else old)

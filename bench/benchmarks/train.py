@@ -8,6 +8,9 @@
   per-iteration cost is tracked.
 * ``HStepNNLS``: the H step's NNLS kernel (one sweep) at the Wiki,
   MIRFlickr and NUS-WIDE shapes.
+* ``KernelEncoders``: the two modalities' kernel encoders (RBF features,
+  Gram, Cholesky) one after the other and on two threads at once, at the
+  Wiki shape and at the NUS-WIDE shape's cap of regression rows.
 * ``Compile``: first-call Numba compile time (fresh cache, in a subprocess)
   and the import time with a warm cache.
 
@@ -188,6 +191,57 @@ class HStepNNLS:
     def time_nnls_rows_one_sweep(self, shape):
         self.H[:] = self.H0
         self.K.nnls_rows(self.Q, self.C, self.diag, self.H, 1, 0.0)
+
+
+# (regression rows, image dimension, text dimension, text density or None
+# for dense topics, k) of the kernel encoders' fits: Wiki weak 2a (its
+# 1,003 known-pair rows) and NUS-WIDE (ENC_FIT_SAMPLE rows of 186,577).
+ENCODER_SHAPES = {"wiki": (1003, 128, 10, None, 10), "nuswide": (20000, 500, 1000, 0.01, 80)}
+
+
+class KernelEncoders:
+    """Both modalities' kernel encoders (draws made first, as in a fit),
+    solved one after the other (``workers=1``) or each on its own thread
+    (``workers=2``, the default on a 2-core machine); the same encoders."""
+
+    params = [list(ENCODER_SHAPES), [1, 2]]
+    param_names = ["shape", "workers"]
+    timeout = 300
+
+    def setup(self, shape, workers):
+        from threadpoolctl import threadpool_limits
+
+        from flexcmh_fast.flexcmh import _encoder as E
+
+        self.E = E
+        n, d_img, d_txt, density, k = ENCODER_SHAPES[shape]
+        rng = np.random.default_rng(0)
+        X_img = rng.gamma(0.5, 1.0, (n, d_img))
+        X_txt = (rng.dirichlet(np.ones(d_txt), n) if density is None else
+                 sp.random(n, d_txt, density=density, format="csr", random_state=1))
+        self.Xs = [X_img, X_txt]
+        self.H = np.abs(rng.standard_normal((n, k)))
+        self.drawn = [E.draw_encoder_rows(n, 1000, rng) for _ in self.Xs]
+        # As in a fit: BLAS on one thread (the fit holds it there).
+        self.blas = threadpool_limits(limits=1, user_api="blas")
+        self._solve(workers)                                 # JIT / cache load
+
+    def teardown(self, shape, workers):
+        self.blas.restore_original_limits()
+
+    def _solve(self, workers):
+        from flexcmh_fast._threads import map_concurrently
+
+        def solve(m, parallel):
+            X = self.Xs[m]
+            return self.E.solve_kernel_encoder(
+                self.drawn[m], lambda rows: X[rows],
+                lambda rows, A, s: self.E.encoder_gram(X[rows], self.H[rows], A, s, parallel))
+
+        return map_concurrently(solve, len(self.Xs), workers)
+
+    def time_fit_both_encoders(self, shape, workers):
+        self._solve(workers)
 
 
 def _run_snippet(cache_dir):

@@ -90,6 +90,8 @@ class DaskBackend:
     SCATTER_BYTES = 256 * 1024
     # Fan-in of the tree that adds up summed results on the workers.
     SPLIT_EVERY = 8
+    # The partitions live on the workers: rounds are issued one at a time.
+    in_process = False
 
     def __init__(self, client, fit_id):
         self.client = client

@@ -17,6 +17,9 @@ the partitions through a *backend*:
     partitions live elsewhere (for the callback's in-memory state).
 ``backend.sizes`` (partitions x modalities row counts), ``backend.traffic()``
     (bytes to / from the partitions since the last call).
+``backend.in_process``
+    Whether the partitions live in this process: then independent
+    per-modality work (the kernel encoders) runs on several Python threads.
 
 :class:`LocalBackend` is one in-process partition holding all the data (the
 single-machine fit); ``flexcmh_fast.distributed`` provides the Dask one.
@@ -31,11 +34,12 @@ import scipy.sparse as sp
 from .._base import ConvergenceWarning, history_dict
 from .._preprocess import Preprocessor, merge_stats, per_modality
 from .._progress import progress
+from .._threads import map_concurrently
 from .._validation import available_cores
 from . import _partition as P
 from . import _tuning as T
 from ._codes import ITQCode, code_class
-from ._encoder import fit_kernel_encoder, known_rows
+from ._encoder import draw_encoder_rows, known_rows, solve_kernel_encoder
 from ._kernels import match_scores
 from ._gromov import entropic_gw
 from ._matching import (NO_CORRESPONDENCE, choose_matching, coupling_scores, is_fully_paired,
@@ -103,6 +107,8 @@ def check_n_clusters(k, n_samples):
 
 class LocalBackend:
     """All the data as one in-process partition (the single-machine fit)."""
+
+    in_process = True
 
     def __init__(self, partition):
         self.partition = partition
@@ -344,7 +350,8 @@ class FlexCMHFit:
             self.update_codes(T.CODE_ITERS_FINAL, [None] * self.backend.sizes.shape[0])
             return
         positions = self.code_sample()
-        self.backend.run(P.encode_aligned, kernel_enc, per_part=positions)
+        self.backend.run(P.encode_aligned, kernel_enc, self.modality_workers(),
+                         per_part=positions)
         self.moments = None  # those of the learned indicators
         self.code = None     # a fresh start
         self.update_codes(T.CODE_ITERS_FINAL, [None] * len(positions))
@@ -375,16 +382,35 @@ class FlexCMHFit:
                          for eps, Z in zip(self.z_ridge, self.Z)))
 
     # ---- kernel encoder ----------------------------------------------------
-    def kernel_encoder(self, m):
-        def take(rows):
-            return self.take_rows(m, rows)[0]
+    def modality_workers(self):
+        """Python threads for independent per-modality work: the threads
+        asked for (``n_threads``, default all cores) when the partitions are
+        in this process, else 1 (on Dask the work runs on the workers).
+        Like the GW alignment, this work does not grow with n, so it gets
+        them even where a small fit's kernels run on one thread."""
+        if not self.backend.in_process:
+            return 1
+        return min(self.M, self.p["n_threads"] or available_cores())
 
-        def gram(rows, anchors, sigma):
-            return self.backend.run(P.indicator_gram, m, anchors, sigma, combine=True,
-                                    per_part=split_rows(rows, self.offsets[m]))
+    def kernel_encoders(self):
+        """The kernel encoder of every modality: the random draws first, in
+        modality order, then the regressions, concurrently
+        (:meth:`modality_workers`); the same encoders either way."""
+        drawn = [draw_encoder_rows(self.n[m], self.p["n_anchors"], self.rng,
+                                   known_rows(self.pairs, m, self.k)) for m in range(self.M)]
 
-        return fit_kernel_encoder(self.n[m], self.p["n_anchors"], self.rng, take, gram,
-                                  rows=known_rows(self.pairs, m, self.k))
+        def solve(m, parallel):
+            def take(rows):
+                return self.take_rows(m, rows)[0]
+
+            def gram(rows, anchors, sigma):
+                return self.backend.run(P.indicator_gram, m, anchors, sigma, parallel,
+                                        combine=True,
+                                        per_part=split_rows(rows, self.offsets[m]))
+
+            return solve_kernel_encoder(drawn[m], take, gram)
+
+        return map_concurrently(solve, self.M, self.modality_workers())
 
     # ---- preprocessing ----------------------------------------------------------
     def preprocess(self):
@@ -477,7 +503,7 @@ class FlexCMHFit:
         # on what the encoder makes of the training rows.
         kernel_enc = None
         if p["encoder"] == "kernel":
-            kernel_enc = [self.kernel_encoder(m) for m in range(self.M)]
+            kernel_enc = self.kernel_encoders()
         self.final_codes(kernel_enc)
         return self.results(n_iter, kernel_enc)
 

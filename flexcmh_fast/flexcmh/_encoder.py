@@ -51,13 +51,14 @@ def encoder_width(X_probe, anchors):
     return float(T.ENC_SIGMA_FACTOR * mean_dist) if mean_dist > 0 else 1.0
 
 
-def encoder_gram(Xf, Hf, anchors, sigma):
+def encoder_gram(Xf, Hf, anchors, sigma, parallel=True):
     """``Phi^T Phi`` (a, a) and ``Phi^T H`` (a, k) over the regression rows:
-    sums over rows, so partitions of the rows can be added up."""
+    sums over rows, so partitions of the rows can be added up.
+    ``parallel``: see :func:`flexcmh_fast._rbf.kernel_block`."""
     a = anchors.shape[0]
     G = np.zeros((a, a))
     R = np.zeros((a, Hf.shape[1]))
-    for s, e, Phi in rbf_blocks(Xf, anchors, sigma, T.ENC_BLOCK):
+    for s, e, Phi in rbf_blocks(Xf, anchors, sigma, T.ENC_BLOCK, parallel):
         G += Phi.T @ Phi
         R += Phi.T @ Hf[s:e]
     return G, R
@@ -80,10 +81,11 @@ def encoder_weights(G, R):
     return np.ascontiguousarray(W)
 
 
-def kernel_indicators(X, anchors, sigma, weights):
-    """``h = phi(x) W``: RBF features against the anchors times the weights."""
+def kernel_indicators(X, anchors, sigma, weights, parallel=True):
+    """``h = phi(x) W``: RBF features against the anchors times the weights.
+    ``parallel``: see :func:`flexcmh_fast._rbf.kernel_block`."""
     out = np.empty((X.shape[0], weights.shape[1]))
-    for s, e, Phi in rbf_blocks(X, anchors, sigma, T.ENC_BLOCK):
+    for s, e, Phi in rbf_blocks(X, anchors, sigma, T.ENC_BLOCK, parallel):
         np.matmul(Phi, weights, out=out[s:e])
     return out
 
@@ -104,6 +106,31 @@ def nnls_indicators(X, Z):
             K.nnls_rows(Q, xz(X[s:e], Z), zero[:e - s], H, T.ENCODE_SWEEPS, T.ENCODE_TOL)
             out[s:e] = H
     return out
+
+
+def draw_encoder_rows(n, n_anchors, rng, rows=None):
+    """The random draws of a kernel encoder (:func:`encoder_sample` among the
+    candidate rows ``rows``, sorted; None: all ``n``): sorted rows of the
+    anchors, of the rows that set the RBF width, and of the regression rows.
+
+    Separate from :func:`solve_kernel_encoder` so that a fit can make every
+    modality's draws first, in a fixed order, and then solve the encoders in
+    any order or at once."""
+    cand = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+    anchor_pos, probe_pos, fit_pos = encoder_sample(cand.size, n_anchors, rng)
+    return cand[anchor_pos], cand[probe_pos], cand if fit_pos is None else cand[fit_pos]
+
+
+def solve_kernel_encoder(drawn, take_rows, gram):
+    """The kernel encoder of the rows ``drawn`` (:func:`draw_encoder_rows`);
+    ``take_rows`` and ``gram`` as in :func:`fit_kernel_encoder`."""
+    anchor_rows, probe_rows, fit_rows = drawn
+    anchors = take_rows(anchor_rows)
+    anchors = np.ascontiguousarray(anchors.toarray() if hasattr(anchors, "toarray")
+                                   else anchors)
+    sigma = encoder_width(take_rows(probe_rows), anchors)
+    G, R = gram(fit_rows, anchors, sigma)
+    return anchors, sigma, encoder_weights(G, R)
 
 
 def fit_kernel_encoder(n, n_anchors, rng, take_rows, gram, rows=None):
@@ -136,11 +163,4 @@ def fit_kernel_encoder(n, n_anchors, rng, take_rows, gram, rows=None):
     -------
     anchors : ndarray (a, d), sigma : float, weights : ndarray (a, k)
     """
-    cand = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
-    anchor_pos, probe_pos, fit_pos = encoder_sample(cand.size, n_anchors, rng)
-    anchors = take_rows(cand[anchor_pos])
-    anchors = np.ascontiguousarray(anchors.toarray() if hasattr(anchors, "toarray")
-                                   else anchors)
-    sigma = encoder_width(take_rows(cand[probe_pos]), anchors)
-    G, R = gram(cand if fit_pos is None else cand[fit_pos], anchors, sigma)
-    return anchors, sigma, encoder_weights(G, R)
+    return solve_kernel_encoder(draw_encoder_rows(n, n_anchors, rng, rows), take_rows, gram)

@@ -315,3 +315,54 @@ def pair_loss(pairs, Ha, Hb):
     for t in range(n_chunks):
         total += part[t]
     return total
+
+
+@njit(cache=True)
+def nearest_from_products(P, sq_centres):
+    """Nearest centre of every row from ``P = X C^T`` (n, k) and the centres'
+    squared norms: ``argmin_c sq_centres[c] - 2 P[i, c]`` (the first on
+    ties, like ``numpy.argmin``) and that value (the squared distance
+    without the row's own norm), computed as ``numpy`` would (no fastmath).
+    One pass instead of a (n, k) temporary, an ``argmin`` and a gather per
+    Lloyd iteration of the k-means start."""
+    n, k = P.shape
+    assign = np.empty(n, dtype=np.int64)
+    best = np.empty(n)
+    for i in range(n):
+        b = 0
+        v = sq_centres[0] - 2.0 * P[i, 0]
+        for c in range(1, k):
+            d = sq_centres[c] - 2.0 * P[i, c]
+            if d < v:
+                b, v = c, d
+        assign[i] = b
+        best[i] = v
+    return assign, best
+
+
+@njit(cache=True)
+def cluster_sums_dense(X, assign, k):
+    """Sum of the rows of each cluster (rows added in order) and the member
+    counts: the Lloyd update of the k-means start without building an
+    indicator matrix."""
+    sums = np.zeros((k, X.shape[1]))
+    counts = np.zeros(k, dtype=np.int64)
+    for i in range(X.shape[0]):
+        c = assign[i]
+        counts[c] += 1
+        for j in range(X.shape[1]):
+            sums[c, j] += X[i, j]
+    return sums, counts
+
+
+@njit(cache=True)
+def cluster_sums_csr(indptr, indices, data, n_cols, assign, k):
+    """:func:`cluster_sums_dense` of CSR rows (never densified)."""
+    sums = np.zeros((k, n_cols))
+    counts = np.zeros(k, dtype=np.int64)
+    for i in range(indptr.shape[0] - 1):
+        c = assign[i]
+        counts[c] += 1
+        for p in range(indptr[i], indptr[i + 1]):
+            sums[c, indices[p]] += data[p]
+    return sums, counts

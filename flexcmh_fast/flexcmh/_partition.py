@@ -20,6 +20,7 @@ import numpy as np
 from .._codes import pack_codes
 from .._preprocess import data_stats as _data_stats
 from .._rbf import row_sq_norms
+from .._threads import map_concurrently
 from . import _kernels
 from . import _tuning as T
 from ._codes import centred_product
@@ -399,12 +400,18 @@ def aligned_indicators(part, positions):
     return part.code_inputs(positions)
 
 
-def encode_aligned(part, encoders, positions):
+def encode_aligned(part, encoders, workers, positions):
     """Encode the aligned rows at ``positions`` (None: all) of every modality
-    with its kernel encoder ``(anchors, sigma, weights)``; the code function
-    is then fitted on these (:meth:`Partition.code_inputs`)."""
-    part.encoded = [kernel_indicators(X[r], A, sigma, W) for X, r, (A, sigma, W)
-                    in zip(part.Xs, part.aligned_rows(positions), encoders)]
+    with its kernel encoder ``(anchors, sigma, weights)``, the modalities on
+    ``workers`` threads (:func:`flexcmh_fast._threads.map_concurrently`); the
+    code function is then fitted on these (:meth:`Partition.code_inputs`)."""
+    rows = part.aligned_rows(positions)
+
+    def encode(m, parallel):
+        anchors, sigma, weights = encoders[m]
+        return kernel_indicators(part.Xs[m][rows[m]], anchors, sigma, weights, parallel)
+
+    part.encoded = map_concurrently(encode, part.M, workers)
 
 
 def itq_project(part, mu, W, R, positions):
@@ -425,8 +432,8 @@ def apply_code(part, code):
     return part.objective_sums() + changes
 
 
-def indicator_gram(part, m, anchors, sigma, rows):
-    return encoder_gram(part.Xs[m][rows], part.H[m][rows], anchors, sigma)
+def indicator_gram(part, m, anchors, sigma, parallel, rows):
+    return encoder_gram(part.Xs[m][rows], part.H[m][rows], anchors, sigma, parallel)
 
 
 def result_train_codes(part, m):

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from .._threads import dense_product_threads
 from . import _tuning as T
+from ._kernels import cluster_sums_csr, cluster_sums_dense, nearest_from_products
 
 
 def _product_threads(X, k):
@@ -75,8 +76,14 @@ def kmeans_subsample(n, rng, max_sample=T.KMEANS_SAMPLE):
 
 def nearest_centres(X, centers):
     """Nearest centre of every row of X (dense or CSR); ties: smaller index."""
-    D = (centers ** 2).sum(axis=1)[None, :] - 2.0 * xz(X, centers.T)
-    return D.argmin(axis=1)
+    return nearest_from_products(xz(X, centers.T), (centers ** 2).sum(axis=1))[0]
+
+
+def cluster_sums(X, assign, k):
+    """Per-cluster row sums (k, d) and member counts of X (dense or CSR)."""
+    if sp.issparse(X):
+        return cluster_sums_csr(X.indptr, X.indices, X.data, X.shape[1], assign, k)
+    return cluster_sums_dense(X, assign, k)
 
 
 def kmeans(X, sqx, k, rng, n_iter=25):
@@ -115,16 +122,12 @@ def kmeans(X, sqx, k, rng, n_iter=25):
                 sqx - 2.0 * (X @ centers[c]) + centers[c] @ centers[c], 0.0))
         assign = None
         for _ in range(n_iter + 1):
-            D = (centers ** 2).sum(axis=1)[None, :] - 2.0 * xz(X, centers.T)
-            new = D.argmin(axis=1)
-            inertia = float(D[np.arange(n), new].sum() + sqx.sum())
+            new, nearest = nearest_from_products(xz(X, centers.T), (centers ** 2).sum(axis=1))
+            inertia = float(nearest.sum() + sqx.sum())
             if assign is not None and np.array_equal(new, assign):
                 break
             assign = new
-            M = sp.csr_matrix((np.ones(n), (assign, np.arange(n))), shape=(k, n))
-            counts = np.bincount(assign, minlength=k)
-            sums = M @ X
-            sums = sums.toarray() if sp.issparse(sums) else np.asarray(sums)
+            sums, counts = cluster_sums(X, assign, k)
             nz = counts > 0
             centers[nz] = sums[nz] / counts[nz, None]
         # The first run always counts (a non-finite inertia never compares
