@@ -279,7 +279,7 @@ class FlexCMHFit:
                 # asked for even where the fit's small kernels run on one.
                 self.gw_couplings[m] = entropic_gw(
                     self.gw_distances[0], self.gw_distances[m], eps=T.GW_EPS,
-                    max_iter=T.GW_ITERS, n_threads=self.p["n_threads"] or available_cores())
+                    max_iter=T.GW_ITERS, n_threads=self.requested_threads())
 
     def sample_clusters(self, m):
         """Current hard clusters of modality m's GW-sampled rows."""
@@ -382,15 +382,19 @@ class FlexCMHFit:
                          for eps, Z in zip(self.z_ridge, self.Z)))
 
     # ---- kernel encoder ----------------------------------------------------
+    def requested_threads(self):
+        """The threads asked for (``n_threads``, default all cores), for the
+        work whose cost does not grow with n (GW alignment, kernel encoders):
+        it gets them even where a small fit's kernels run on one thread."""
+        return self.p["n_threads"] or available_cores()
+
     def modality_workers(self):
-        """Python threads for independent per-modality work: the threads
-        asked for (``n_threads``, default all cores) when the partitions are
-        in this process, else 1 (on Dask the work runs on the workers).
-        Like the GW alignment, this work does not grow with n, so it gets
-        them even where a small fit's kernels run on one thread."""
+        """Python threads for independent per-modality work: up to
+        :meth:`requested_threads` when the partitions are in this process,
+        else 1 (on Dask the work runs on the workers)."""
         if not self.backend.in_process:
             return 1
-        return min(self.M, self.p["n_threads"] or available_cores())
+        return min(self.M, self.requested_threads())
 
     def kernel_encoders(self):
         """The kernel encoder of every modality: the random draws first, in
