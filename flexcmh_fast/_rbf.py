@@ -106,8 +106,8 @@ def kernel_block(Xb, anchors, a_sq, sigma, out, anchors_t=None, parallel=True):
         kernel(Xb.indptr, Xb.indices, Xb.data, anchors_t, a_sq, inv, out)
         return out
     np.matmul(Xb, anchors.T, out=out)
-    (_rbf_from_dots if parallel else _rbf_from_dots_serial)(out, row_sq_norms(Xb), a_sq,
-                                                              inv, out)
+    kernel = _rbf_from_dots if parallel else _rbf_from_dots_serial
+    kernel(out, row_sq_norms(Xb), a_sq, inv, out)
     return out
 
 

@@ -16,8 +16,9 @@ import reference_flexcmh as R
 
 def fit_kernel_encoder(X, H, n_anchors, rng, rows=None):
     """The kernel encoder of in-memory rows X with indicators H."""
-    return E.fit_kernel_encoder(X.shape[0], n_anchors, rng, lambda r: X[r],
-                                lambda r, A, s: E.encoder_gram(X[r], H[r], A, s), rows=rows)
+    return E.solve_kernel_encoder(E.draw_encoder_rows(X.shape[0], n_anchors, rng, rows),
+                                  lambda r: X[r],
+                                  lambda r, A, s: E.encoder_gram(X[r], H[r], A, s))
 
 
 def planted(n_per=80, k=4, p=8, d0=20, d1=40, seed=0, sparse=False):

@@ -275,8 +275,6 @@ class FlexCMHFit:
                                  for m, rows in enumerate(self.gw_rows)]
         for m in modalities:
             if m not in self.gw_couplings:
-                # Its cost does not grow with n, so it gets every thread
-                # asked for even where the fit's small kernels run on one.
                 self.gw_couplings[m] = entropic_gw(
                     self.gw_distances[0], self.gw_distances[m], eps=T.GW_EPS,
                     max_iter=T.GW_ITERS, n_threads=self.requested_threads())

@@ -33,17 +33,6 @@ def known_rows(pairs, m, k):
     return rows if rows.size >= 10 * k else None
 
 
-def encoder_sample(n, n_anchors, rng):
-    """Random draws of the kernel encoder among ``n`` candidate rows: sorted
-    positions of the anchors, of the (at most ``ENC_WIDTH_SAMPLE``) rows that
-    set the RBF width, and of the regression rows (None: all candidates)."""
-    anchor_pos = np.sort(rng.choice(n, min(n_anchors, n), replace=False))
-    probe_pos = np.sort(rng.choice(n, min(n, T.ENC_WIDTH_SAMPLE), replace=False))
-    fit_pos = (None if n <= T.ENC_FIT_SAMPLE
-               else np.sort(rng.choice(n, T.ENC_FIT_SAMPLE, replace=False)))
-    return anchor_pos, probe_pos, fit_pos
-
-
 def encoder_width(X_probe, anchors):
     """RBF width: ``ENC_SIGMA_FACTOR`` times the mean probe-to-anchor distance."""
     mean_dist = mean_anchor_distance(X_probe, anchors)
@@ -109,21 +98,47 @@ def nnls_indicators(X, Z):
 
 
 def draw_encoder_rows(n, n_anchors, rng, rows=None):
-    """The random draws of a kernel encoder (:func:`encoder_sample` among the
-    candidate rows ``rows``, sorted; None: all ``n``): sorted rows of the
-    anchors, of the rows that set the RBF width, and of the regression rows.
+    """The random draws of a kernel encoder among the candidate rows ``rows``
+    (sorted; None: all ``n``): sorted rows of the anchors, of the (at most
+    ``ENC_WIDTH_SAMPLE``) rows that set the RBF width, and of the (at most
+    ``ENC_FIT_SAMPLE``) regression rows.
 
     Separate from :func:`solve_kernel_encoder` so that a fit can make every
     modality's draws first, in a fixed order, and then solve the encoders in
     any order or at once."""
     cand = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
-    anchor_pos, probe_pos, fit_pos = encoder_sample(cand.size, n_anchors, rng)
-    return cand[anchor_pos], cand[probe_pos], cand if fit_pos is None else cand[fit_pos]
+    size = cand.size
+    anchors = cand[np.sort(rng.choice(size, min(n_anchors, size), replace=False))]
+    probes = cand[np.sort(rng.choice(size, min(size, T.ENC_WIDTH_SAMPLE), replace=False))]
+    fit = (cand if size <= T.ENC_FIT_SAMPLE
+           else cand[np.sort(rng.choice(size, T.ENC_FIT_SAMPLE, replace=False))])
+    return anchors, probes, fit
 
 
 def solve_kernel_encoder(drawn, take_rows, gram):
-    """The kernel encoder of the rows ``drawn`` (:func:`draw_encoder_rows`);
-    ``take_rows`` and ``gram`` as in :func:`fit_kernel_encoder`."""
+    """Kernel ridge regression from a modality's samples to their learned
+    training indicators (the out-of-sample encoder ``encoder="kernel"``).
+
+    ``phi(x) = exp(-||x - a_j||^2 / (2 sigma^2))`` over the anchors ``a_j``,
+    ``sigma`` = ``ENC_SIGMA_FACTOR`` times the mean probe-to-anchor distance,
+    and ``W = argmin ||Phi W - H||^2 + eps ||W||^2`` over the regression rows
+    with ``eps = ENC_RIDGE`` times the mean diagonal of ``Phi^T Phi``.  Cost
+    ``O(min(n, 20000) * n_anchors * (d + n_anchors))``.
+
+    Parameters
+    ----------
+    drawn : tuple of ndarray
+        Anchor, probe and regression rows (:func:`draw_encoder_rows`).
+    take_rows : callable
+        ``take_rows(rows)``: the feature rows ``rows`` (sorted), dense or CSR.
+    gram : callable
+        ``gram(rows, anchors, sigma)``: :func:`encoder_gram` of the rows
+        ``rows`` (sorted) and their indicators, wherever they live.
+
+    Returns
+    -------
+    anchors : ndarray (a, d), sigma : float, weights : ndarray (a, k)
+    """
     anchor_rows, probe_rows, fit_rows = drawn
     anchors = take_rows(anchor_rows)
     anchors = np.ascontiguousarray(anchors.toarray() if hasattr(anchors, "toarray")
@@ -131,36 +146,3 @@ def solve_kernel_encoder(drawn, take_rows, gram):
     sigma = encoder_width(take_rows(probe_rows), anchors)
     G, R = gram(fit_rows, anchors, sigma)
     return anchors, sigma, encoder_weights(G, R)
-
-
-def fit_kernel_encoder(n, n_anchors, rng, take_rows, gram, rows=None):
-    """Kernel ridge regression from a modality's samples to their learned
-    training indicators (the out-of-sample encoder ``encoder="kernel"``).
-
-    ``phi(x) = exp(-||x - a_j||^2 / (2 sigma^2))`` over ``n_anchors``
-    anchors ``a_j`` drawn from the candidate rows, ``sigma`` =
-    ``ENC_SIGMA_FACTOR`` times the mean sample-to-anchor distance (on at most
-    ``ENC_WIDTH_SAMPLE`` candidate rows), and
-    ``W = argmin ||Phi W - H||^2 + eps ||W||^2`` with ``eps = ENC_RIDGE``
-    times the mean diagonal of ``Phi^T Phi``, on at most ``ENC_FIT_SAMPLE``
-    candidate rows.  Cost ``O(min(n, 20000) * n_anchors * (d + n_anchors))``.
-
-    Parameters
-    ----------
-    n : int
-        Rows of the modality.
-    n_anchors : int
-    rng : numpy.random.Generator
-    take_rows : callable
-        ``take_rows(rows)``: the feature rows ``rows`` (sorted), dense or CSR.
-    gram : callable
-        ``gram(rows, anchors, sigma)``: :func:`encoder_gram` of the rows
-        ``rows`` (sorted) and their indicators, wherever they live.
-    rows : ndarray of int or None
-        Sorted candidate rows (:func:`known_rows`); None: all.
-
-    Returns
-    -------
-    anchors : ndarray (a, d), sigma : float, weights : ndarray (a, k)
-    """
-    return solve_kernel_encoder(draw_encoder_rows(n, n_anchors, rng, rows), take_rows, gram)
