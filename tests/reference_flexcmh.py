@@ -11,14 +11,15 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def nn_profiles(xz, sqx, sqz, assign, k, ns, n_chunks=1):
-    """Sorted ``ns`` smallest squared member-to-centroid distances per cluster."""
+def nn_profiles(xz, scale, sqx, sqz, assign, k, ns, n_chunks=1):
+    """Sorted ``ns`` smallest squared member-to-centroid distances per cluster
+    (centroid c scaled by ``scale[c]``)."""
     prof = np.full((k, ns), np.inf)
     count = np.zeros(k, dtype=np.int64)
     for c in range(k):
         members = np.flatnonzero(assign == c)
         count[c] = members.size
-        d = np.maximum(sqx[members] - 2.0 * xz[members, c] + sqz[c], 0.0)
+        d = np.maximum(sqx[members] - 2.0 * (xz[members, c] * scale[c]) + sqz[c], 0.0)
         d = np.sort(d)[:ns]
         prof[c, :d.size] = d
     return prof, count
@@ -67,10 +68,11 @@ def rank_pairs(assign_a, score_a, assign_b, score_b, k):
 
 
 def nnls_rows(Q, C, diag, H, max_sweeps, tol):
-    """Cyclic coordinate descent, vectorised over rows (same stopping rule)."""
+    """Cyclic coordinate descent, vectorised over rows (same stopping rule):
+    each step minimises exactly over one coordinate, its gradient entry
+    computed from the current rows."""
     n, k = H.shape
     active = np.ones(n, dtype=bool)
-    G = H @ Q.T + diag[:, None] * H - C
     for _ in range(max_sweeps):
         if not active.any():
             break
@@ -79,14 +81,12 @@ def nnls_rows(Q, C, diag, H, max_sweeps, tol):
         for c in range(k):
             qcc = Q[c, c] + diag
             ok = active & (qcc > 0)
-            new = np.where(ok, np.maximum(H[:, c] - G[:, c] / np.where(qcc > 0, qcc, 1.0), 0.0),
+            g = H @ Q[c] + diag * H[:, c] - C[:, c]
+            new = np.where(ok, np.maximum(H[:, c] - g / np.where(qcc > 0, qcc, 1.0), 0.0),
                            H[:, c])
-            delta = new - H[:, c]
-            H[:, c] = new
-            G += delta[:, None] * Q[:, c][None, :]
-            G[:, c] += diag * delta
-            moved = np.maximum(moved, np.abs(delta))
+            moved = np.maximum(moved, np.abs(new - H[:, c]))
             hmax = np.maximum(hmax, np.where(ok, new, 0.0))
+            H[:, c] = new
         active &= ~(moved <= tol * hmax)
 
 

@@ -42,14 +42,17 @@ def _data(rng, n, d, k, sparse):
 def test_nn_profiles_matches_reference(sparse, n_chunks):
     rng = np.random.default_rng(0)
     n, d, k, ns = 300, 12, 9, 5
-    X, Xd, Z, xz, sqx, sqz = _data(rng, n, d, k, sparse)
+    X, Xd, Z, xz, sqx, _ = _data(rng, n, d, k, sparse)
     a = _assignments(rng, n, k, empty=(2, 7), small=(4, 5), unassigned=0.05)
-    prof, cnt = K.nn_profiles(xz, sqx, sqz, a, k, ns, n_chunks)
-    rprof, rcnt = R.nn_profiles(xz, sqx, sqz, a, k, ns)
-    dprof, dcnt = R.nn_profiles_direct(Xd, Z, a, ns)
+    # Distances from the centroids scaled column by column (profile_scale).
+    scale = rng.uniform(0.5, 2.0, k)
+    sqz = ((Z * scale) ** 2).sum(axis=0)
+    prof, cnt = K.nn_profiles(xz, scale, sqx, sqz, a, k, ns, n_chunks)
+    rprof, rcnt = R.nn_profiles(xz, scale, sqx, sqz, a, k, ns)
+    dprof, dcnt = R.nn_profiles_direct(Xd, Z * scale, a, ns)
     np.testing.assert_array_equal(cnt, rcnt)
     np.testing.assert_array_equal(cnt, dcnt)
-    np.testing.assert_allclose(prof, rprof, rtol=0, atol=0)
+    np.testing.assert_allclose(prof, rprof, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(prof, dprof, rtol=1e-9, atol=1e-9)
     assert np.isinf(prof[2]).all() and np.isinf(prof[7]).all()
     # Clusters with fewer than ns members: exactly count finite entries.
@@ -62,8 +65,8 @@ def test_nn_profiles_more_chunks_than_samples():
     rng = np.random.default_rng(1)
     xz, sqx, sqz = rng.random((3, 4)), rng.random(3) + 4, rng.random(4)
     a = np.array([0, 0, 3], dtype=np.int64)
-    prof, cnt = K.nn_profiles(xz, sqx, sqz, a, 4, 2, 16)
-    rprof, rcnt = R.nn_profiles(xz, sqx, sqz, a, 4, 2)
+    prof, cnt = K.nn_profiles(xz, np.ones(4), sqx, sqz, a, 4, 2, 16)
+    rprof, rcnt = R.nn_profiles(xz, np.ones(4), sqx, sqz, a, 4, 2)
     np.testing.assert_array_equal(prof, rprof)
     np.testing.assert_array_equal(cnt, rcnt)
 
@@ -230,6 +233,7 @@ def test_kernels_independent_of_thread_count():
     rng = np.random.default_rng(8)
     n, k = 500, 6
     xz, sqx, sqz = rng.random((n, k)), rng.random(n) + 6, rng.random(k)
+    scale = rng.uniform(0.5, 2.0, k)
     a = rng.integers(0, k, n).astype(np.int64)
     pairs = np.stack([rng.integers(0, n, 300), rng.integers(0, n, 300)], 1).astype(np.int64)
     Ha = rng.random((n, k))
@@ -238,7 +242,7 @@ def test_kernels_independent_of_thread_count():
     try:
         for t in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
             numba.set_num_threads(t)
-            results.append((K.nn_profiles(xz, sqx, sqz, a, k, 5, t)[0],
+            results.append((K.nn_profiles(xz, scale, sqx, sqz, a, k, 5, t)[0],
                             K.rank_pairs(a, xz[:, 0], a, xz[:, 1], k),
                             K.pair_loss(pairs, Ha, Ha)))
     finally:
@@ -288,3 +292,35 @@ def test_cluster_sums_match_indicator_product(sparse, n):
     M = sp.csr_matrix((np.ones(n), (assign, np.arange(n))), shape=(k, n))
     old = M @ X
     np.testing.assert_array_equal(sums, old.toarray() if sp.issparse(old) else old)
+
+
+@pytest.mark.parametrize("n", [0, 1, 57])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_csr_dense_product_and_xz_into_buffer(n, index_dtype):
+    from flexcmh_fast.flexcmh._start import xz
+
+    rng = np.random.default_rng(13)
+    d, k = 30, 7
+    X = sp.random(n, d, density=0.2, format="csr", random_state=3)
+    X.data = rng.standard_normal(X.data.size)
+    if n > 2:
+        X = sp.vstack([X[:2], sp.csr_matrix((1, d)), X[2:]], format="csr")  # an empty row
+    X.indptr, X.indices = X.indptr.astype(index_dtype), X.indices.astype(index_dtype)
+    Z = rng.standard_normal((d, k))
+    out = np.full((X.shape[0], k), np.nan)
+    K.csr_dense_product(X.indptr, X.indices, X.data, Z, out)
+    np.testing.assert_allclose(out, X.toarray() @ Z, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(out, X @ Z)  # scipy's order of additions
+    # Unsorted and duplicate entries are summed, like scipy.
+    U = sp.csr_matrix((np.array([1.0, 2.0, -3.0]), np.array([4, 1, 4]), np.array([0, 3])),
+                      shape=(1, d))
+    u = np.empty((1, k))
+    K.csr_dense_product(U.indptr, U.indices, U.data, Z, u)
+    np.testing.assert_allclose(u, U.toarray() @ Z, rtol=1e-12, atol=1e-12)
+    # xz writes into the caller's buffer, dense or CSR, and returns it.
+    for data in (X, X.toarray()):
+        buf = np.full((X.shape[0], k), np.nan)
+        got = xz(data, Z[:, ::-1], out=buf)
+        assert got is buf
+        np.testing.assert_allclose(buf, X.toarray() @ Z[:, ::-1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(xz(X.toarray(), Z), X.toarray() @ Z)

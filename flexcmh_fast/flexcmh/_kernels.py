@@ -19,17 +19,21 @@ _FM = {"contract", "reassoc", "arcp"}
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
-def nn_profiles(xz, sqx, sqz, assign, k, ns, n_chunks):
-    """Ordered-nearest-neighbour profiles of the clusters of one modality.
+def nn_profiles(xz, scale, sqx, sqz, assign, k, ns, n_chunks):
+    """Ordered-nearest-neighbour profiles of the clusters of one modality,
+    measured from the centroids ``Z`` scaled column by column.
 
     Parameters
     ----------
     xz : float64 (n, k)
         ``X @ Z`` (inner products of samples with the centroids).
+    scale : float64 (k,)
+        Scale of each centroid (column c of ``X @ Z`` is multiplied by
+        ``scale[c]`` as it is read: no scaled (n, k) copy).
     sqx : float64 (n,)
         Squared norms of the samples.
     sqz : float64 (k,)
-        Squared norms of the centroids.
+        Squared norms of the scaled centroids.
     assign : int64 (n,)
         Cluster of each sample (``-1``: in no cluster, ignored).
     k, ns : int
@@ -41,7 +45,7 @@ def nn_profiles(xz, sqx, sqz, assign, k, ns, n_chunks):
     Returns
     -------
     prof : float64 (k, ns)
-        Row c: the ``ns`` smallest squared distances ``||x_i - z_c||^2`` of the
+        Row c: the ``ns`` smallest squared distances ``||x_i - scale[c] z_c||^2`` of the
         members i of cluster c, ascending; ``inf`` where c has fewer members.
     count : int64 (k,)
         Members per cluster.
@@ -58,7 +62,7 @@ def nn_profiles(xz, sqx, sqz, assign, k, ns, n_chunks):
                 continue
             cnt[t, c] += 1
             # Distances by expansion can be slightly negative from rounding.
-            d = max(sqx[i] - 2.0 * xz[i, c] + sqz[c], 0.0)
+            d = max(sqx[i] - 2.0 * (xz[i, c] * scale[c]) + sqz[c], 0.0)
             if d < buf[t, c, ns - 1]:
                 g = ns - 1
                 while g > 0 and buf[t, c, g - 1] > d:
@@ -185,31 +189,23 @@ def nnls_rows(Q, C, diag, H, max_sweeps, tol):
     moved by more than ``tol`` times the row's largest entry.
     """
     n, k = H.shape
-    # Rows are independent; blocks of rows share the gradient buffers (an
-    # allocation per row cost as much as the row's arithmetic at k = 10).
-    # A fixed block count: reading the thread count would make the kernel
-    # uncacheable.
+    # Each coordinate step computes its gradient entry afresh from the
+    # current row (k multiply-adds).  Keeping the whole gradient up to date
+    # instead costs k to set up plus k after every step: twice the
+    # arithmetic of one sweep (the H step runs one).  A fixed block count:
+    # reading the thread count would make the kernel uncacheable.
     n_blocks = max(1, min(n, 256))
     step = (n + n_blocks - 1) // n_blocks
     for t in prange(n_blocks):
-        g = np.empty((NNLS_TILE, k))
         active = np.empty(NNLS_TILE, dtype=np.bool_)
         moved = np.empty(NNLS_TILE)
         hmax = np.empty(NNLS_TILE)
         stop = min(n, (t + 1) * step)
         # Within a tile the rows advance coordinate by coordinate together:
-        # each row's updates form a dependency chain (gradient entry, step,
-        # gradient update), and interleaving independent rows lets them
-        # overlap (1.2-1.5x at k = 10-80, the same arithmetic per row).
+        # each row's steps form a dependency chain (gradient entry, step),
+        # and interleaving independent rows lets them overlap.
         for i0 in range(t * step, stop, NNLS_TILE):
             m = min(NNLS_TILE, stop - i0)
-            for c in range(k):
-                for r in range(m):
-                    i = i0 + r
-                    s = diag[i] * H[i, c] - C[i, c]
-                    for j in range(k):
-                        s += Q[c, j] * H[i, j]
-                    g[r, c] = s
             for r in range(m):
                 active[r] = True
             for sweep in range(max_sweeps):
@@ -225,17 +221,14 @@ def nnls_rows(Q, C, diag, H, max_sweeps, tol):
                         if qcc <= 0.0:
                             continue
                         hc = H[i, c]
-                        new = hc - g[r, c] / qcc
+                        g = diag[i] * hc - C[i, c]
+                        for j in range(k):
+                            g += Q[c, j] * H[i, j]
+                        new = hc - g / qcc
                         if new < 0.0:
                             new = 0.0
-                        # Updated even when the step is 0 (adds zeros):
-                        # cheaper than a mispredicted branch.
-                        delta = new - hc
                         H[i, c] = new
-                        for j in range(k):
-                            g[r, j] += Q[c, j] * delta
-                        g[r, c] += diag[i] * delta
-                        moved[r] = max(moved[r], abs(delta))
+                        moved[r] = max(moved[r], abs(new - hc))
                         hmax[r] = max(hmax[r], new)
                 left = 0
                 for r in range(m):
@@ -366,3 +359,21 @@ def cluster_sums_csr(indptr, indices, data, n_cols, assign, k):
         for p in range(indptr[i], indptr[i + 1]):
             sums[c, indices[p]] += data[p]
     return sums, counts
+
+
+@njit(cache=True, parallel=True)
+def csr_dense_product(indptr, indices, data, Z, out):
+    """``out = X @ Z`` for CSR ``X`` (rows in parallel, in place): each row's
+    products added in the order of its stored entries, as scipy does (no
+    fastmath), so the result is scipy's; it writes into a buffer the caller
+    keeps, where scipy returns a new (n, k) array every time (at
+    NUS-WIDE size, fresh memory cost more than the product)."""
+    n, k = out.shape
+    for i in prange(n):
+        for c in range(k):
+            out[i, c] = 0.0
+        for p in range(indptr[i], indptr[i + 1]):
+            j = indices[p]
+            v = data[p]
+            for c in range(k):
+                out[i, c] += v * Z[j, c]

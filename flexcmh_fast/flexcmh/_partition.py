@@ -82,6 +82,7 @@ class Partition:
         self.label_group = None if labels is None else [label_groups(lab) for lab in labels]
         self.label_rank = None
         self.H = self.Z = self.XZ = None
+        self._linear = [None] * self.M
         # H^T H per modality from the last Z statistics, reused by the
         # objective; None once H has changed since.
         self.gram_H = None
@@ -103,7 +104,11 @@ class Partition:
 
     def set_z(self, Zs):
         self.Z = list(Zs)
-        self.XZ = [xz(X, Z) for X, Z in zip(self.Xs, Zs)]
+        # Into the previous X Z buffers (the H step has used them): fresh
+        # (n, k) arrays every iteration cost more in page faults than the
+        # products at NUS-WIDE size.
+        buffers = [None] * self.M if self.XZ is None else self.XZ
+        self.XZ = [xz(X, Z, out=B) for X, Z, B in zip(self.Xs, Zs, buffers)]
         self._assign = [None] * self.M
 
     # ---- Eq. 1: per-cluster summaries ----------------------------------
@@ -125,7 +130,7 @@ class Partition:
     def profiles(self, m, scale, sqz):
         """Eq. 1 profiles (top-ns distances, counts) of modality m's clusters
         measured from the scaled centroids."""
-        return self.K.nn_profiles(np.ascontiguousarray(self.XZ[m] * scale), self.sqx[m],
+        return self.K.nn_profiles(self.XZ[m], np.asarray(scale, dtype=np.float64), self.sqx[m],
                                   sqz, self.assignment(m), self.k, self.ns,
                                   numba.get_num_threads())
 
@@ -193,7 +198,10 @@ class Partition:
             ptr, idx, deg, mods = self.adj[m]
             partners = (self.H[mods[0]] if len(mods) == 1
                         else np.vstack([self.H[m2] for m2 in mods]))
-            C = np.empty_like(self.H[m])
+            # The linear term, in a buffer kept for the fit (see set_z).
+            if self._linear[m] is None:
+                self._linear[m] = np.empty_like(self.H[m])
+            C = self._linear[m]
             self.K.gather_sum(ptr, idx, partners, C)
             C += self.XZ[m]
             self.K.nnls_rows(self.Z[m].T @ self.Z[m], C, deg, self.H[m], T.H_SWEEPS, 0.0)
