@@ -105,11 +105,12 @@ def cluster_mass(H, assign, k):
     return counts, sums
 
 
-def gather_sum(ptr, idx, src, out):
-    """Row sums of the partners' indicator vectors (CSR adjacency)."""
-    out[:] = 0.0
+def gather_sum(ptr, idx, src, base, out):
+    """Row sums of the partners' indicator vectors (CSR adjacency) plus ``base``."""
+    acc = np.zeros_like(out)
     rows = np.repeat(np.arange(out.shape[0]), np.diff(ptr))
-    np.add.at(out, rows, src[idx])
+    np.add.at(acc, rows, src[idx])
+    out[:] = acc + base
 
 
 def pair_loss(pairs, Ha, Hb):

@@ -178,10 +178,16 @@ def test_gather_sum_and_pair_loss():
     ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(pairs[:, 0], minlength=n), out=ptr[1:])
     idx = np.ascontiguousarray(pairs[order, 1])
+    base = rng.standard_normal((n, k))
     out, ref = np.empty((n, k)), np.empty((n, k))
-    K.gather_sum(ptr, idx, src, out)
-    R.gather_sum(ptr, idx, src, ref)
+    K.gather_sum(ptr, idx, src, base, out)
+    R.gather_sum(ptr, idx, src, base, ref)
     np.testing.assert_allclose(out, ref, rtol=1e-12)
+    assert (np.diff(ptr) == 0).any()  # rows without a partner get base alone
+    # In place (out is base).
+    inplace = base.copy()
+    K.gather_sum(ptr, idx, src, inplace, inplace)
+    np.testing.assert_array_equal(inplace, out)
     Ha = rng.random((n, k))
     np.testing.assert_allclose(K.pair_loss(pairs, Ha, src), R.pair_loss(pairs, Ha, src),
                                rtol=1e-12)

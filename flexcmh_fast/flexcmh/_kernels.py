@@ -239,13 +239,13 @@ def nnls_rows(Q, C, diag, H, max_sweeps, tol):
                     break
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def hard_assignments(H):
     """Hard cluster of every row: the column of its largest entry (the
     first one on ties), ``-1`` for a row with no positive entry."""
     n, k = H.shape
     out = np.empty(n, dtype=np.int64)
-    for i in range(n):
+    for i in prange(n):
         best = 0
         for c in range(1, k):
             if H[i, c] > H[i, best]:
@@ -269,20 +269,21 @@ def cluster_mass(H, assign, k):
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
-def gather_sum(ptr, idx, src, out):
-    """``out[i] = sum_{p in ptr[i]:ptr[i+1]} src[idx[p]]`` (rows; in place).
+def gather_sum(ptr, idx, src, base, out):
+    """``out[i] = sum_{p in ptr[i]:ptr[i+1]} src[idx[p]] + base[i]`` (rows;
+    ``out`` may be ``base``).
 
-    The coupling term of Eq. 8 for modality m: the sum of the indicator
-    vectors of every sample paired with sample i (adjacency in CSR form).
+    The linear term of Eq. 8's H step for modality m: the sum of the
+    indicator vectors of every sample paired with sample i (adjacency in
+    CSR form) plus ``X Z`` (``base``), in one pass over the rows.
     """
     n, k = out.shape
     for i in prange(n):
         for c in range(k):
-            out[i, c] = 0.0
-        for p in range(ptr[i], ptr[i + 1]):
-            j = idx[p]
-            for c in range(k):
-                out[i, c] += src[j, c]
+            s = 0.0
+            for p in range(ptr[i], ptr[i + 1]):
+                s += src[idx[p], c]
+            out[i, c] = s + base[i, c]
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)

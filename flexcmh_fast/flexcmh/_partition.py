@@ -202,8 +202,7 @@ class Partition:
             if self._linear[m] is None:
                 self._linear[m] = np.empty_like(self.H[m])
             C = self._linear[m]
-            self.K.gather_sum(ptr, idx, partners, C)
-            C += self.XZ[m]
+            self.K.gather_sum(ptr, idx, partners, self.XZ[m], C)
             self.K.nnls_rows(self.Z[m].T @ self.Z[m], C, deg, self.H[m], T.H_SWEEPS, 0.0)
             self._assign[m] = None
 
@@ -339,7 +338,9 @@ def init_indicators(part, starts):
 def semi_nmf_sweep(part, Zs):
     """One SemiNMF warm-up iteration (H by NNLS from X Z), then Z statistics."""
     for m, (X, Z) in enumerate(zip(part.Xs, Zs)):
-        part.K.nnls_rows(Z.T @ Z, xz(X, Z), np.zeros(part.n[m]), part.H[m], T.H_SWEEPS, 0.0)
+        # X Z goes into the buffers the loop keeps (Partition.set_z).
+        part.XZ[m] = xz(X, Z, out=part.XZ[m])
+        part.K.nnls_rows(Z.T @ Z, part.XZ[m], np.zeros(part.n[m]), part.H[m], T.H_SWEEPS, 0.0)
     return _all_z_stats(part)
 
 
