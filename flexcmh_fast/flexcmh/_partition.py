@@ -82,7 +82,7 @@ class Partition:
         self.label_group = None if labels is None else [label_groups(lab) for lab in labels]
         self.label_rank = None
         self.H = self.Z = self.XZ = None
-        self._linear = [None] * self.M
+        self._linear = None
         # H^T H per modality from the last Z statistics, reused by the
         # objective; None once H has changed since.
         self.gram_H = None
@@ -198,10 +198,10 @@ class Partition:
             ptr, idx, deg, mods = self.adj[m]
             partners = (self.H[mods[0]] if len(mods) == 1
                         else np.vstack([self.H[m2] for m2 in mods]))
-            # The linear term, in a buffer kept for the fit (see set_z).
-            if self._linear[m] is None:
-                self._linear[m] = np.empty_like(self.H[m])
-            C = self._linear[m]
+            # The linear term, in one buffer kept for the fit (see set_z).
+            if self._linear is None:
+                self._linear = np.empty((max(self.n), self.k))
+            C = self._linear[:self.n[m]]
             self.K.gather_sum(ptr, idx, partners, self.XZ[m], C)
             self.K.nnls_rows(self.Z[m].T @ self.Z[m], C, deg, self.H[m], T.H_SWEEPS, 0.0)
             self._assign[m] = None
