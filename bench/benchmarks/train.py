@@ -8,6 +8,9 @@
   per-iteration cost is tracked.
 * ``HStepNNLS``: the H step's NNLS kernel (one sweep) at the Wiki,
   MIRFlickr and NUS-WIDE shapes.
+* ``SparseCentroidProduct``: ``X Z`` of the CSR tags with the centroids,
+  ours (parallel, into a buffer kept between calls, as in a fit) next to
+  scipy's ``X @ Z`` (a new array each call), MIRFlickr and NUS-WIDE shapes.
 * ``KernelEncoders``: the two modalities' kernel encoders (RBF features,
   Gram, Cholesky) one after the other and on two threads at once, at the
   Wiki shape and at the NUS-WIDE shape's cap of regression rows.
@@ -191,6 +194,39 @@ class HStepNNLS:
     def time_nnls_rows_one_sweep(self, shape):
         self.H[:] = self.H0
         self.K.nnls_rows(self.Q, self.C, self.diag, self.H, 1, 0.0)
+
+
+# (rows, tag dimension, density, k) of the text modality's X Z.
+SPARSE_PRODUCT_SHAPES = {"mirflickr": (20015, 1386, 0.003, 25),
+                         "nuswide": (186577, 1000, 0.0095, 80)}
+
+
+class SparseCentroidProduct:
+    """``X Z`` for the CSR tags (set Z, every iteration): ``ours`` writes
+    into a buffer the fit keeps, on the fit's threads; ``scipy`` is
+    ``X @ Z`` (one thread, a new (n, k) array each call).  The same values
+    (the tests check them to the bit)."""
+
+    params = [list(SPARSE_PRODUCT_SHAPES), ["ours", "scipy"]]
+    param_names = ["shape", "method"]
+    timeout = 300
+
+    def setup(self, shape, method):
+        from flexcmh_fast.flexcmh._start import xz
+
+        n, d, density, k = SPARSE_PRODUCT_SHAPES[shape]
+        rng = np.random.default_rng(0)
+        self.X = sp.random(n, d, density=density, format="csr", random_state=1)
+        self.Z = rng.random((d, k))
+        self.out = np.empty((n, k))
+        self.xz = xz
+        xz(self.X[:8], self.Z)  # JIT / cache load
+
+    def time_x_times_centroids(self, shape, method):
+        if method == "ours":
+            self.xz(self.X, self.Z, out=self.out)
+        else:
+            self.X @ self.Z
 
 
 # (regression rows, image dimension, text dimension, text density or None
