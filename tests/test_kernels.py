@@ -330,3 +330,19 @@ def test_csr_dense_product_and_xz_into_buffer(n, index_dtype):
         assert got is buf
         np.testing.assert_allclose(buf, X.toarray() @ Z[:, ::-1], rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(xz(X.toarray(), Z), X.toarray() @ Z)
+
+
+@pytest.mark.parametrize("n", [0, 1, 57])
+def test_xth_dense_and_csr_match_transpose_product(n):
+    from flexcmh_fast.flexcmh._start import xth
+
+    rng = np.random.default_rng(14)
+    d, k = 30, 7
+    X = sp.random(n, d, density=0.2, format="csr", random_state=4)
+    X.data = rng.standard_normal(X.data.size)
+    H = rng.random((n, k))
+    ref = X.toarray().T @ H
+    for data in (X, X.toarray()):
+        got = xth(data, H)
+        assert got.shape == (d, k) and got.flags.c_contiguous
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
