@@ -130,7 +130,7 @@ class Partition:
     def profiles(self, m, scale, sqz):
         """Eq. 1 profiles (top-ns distances, counts) of modality m's clusters
         measured from the scaled centroids."""
-        return self.K.nn_profiles(self.XZ[m], np.asarray(scale, dtype=np.float64), self.sqx[m],
+        return self.K.nn_profiles(self.XZ[m], scale, self.sqx[m],
                                   sqz, self.assignment(m), self.k, self.ns,
                                   numba.get_num_threads())
 

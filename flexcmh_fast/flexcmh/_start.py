@@ -24,11 +24,11 @@ def _product_threads(X, k):
 
 
 def xz(X, Z, out=None):
-    """``X @ Z`` as a C-contiguous float64 array (CSR stays sparse), written
-    into ``out`` (C-contiguous (n, k) float64) when given: the loop keeps
-    one buffer per modality instead of taking fresh memory every iteration
-    (at NUS-WIDE size, the page faults of a new 120 MB array cost more than
-    a sparse product)."""
+    """``X @ Z`` as a C-contiguous float64 array (CSR is never densified),
+    written into ``out`` (C-contiguous (n, k) float64) when given: the loop
+    keeps one buffer per modality instead of taking fresh memory every
+    iteration (at NUS-WIDE size, the page faults of a new 120 MB array cost
+    more than a sparse product)."""
     if out is None:
         out = np.empty((X.shape[0], Z.shape[1]))
     if sp.issparse(X):
@@ -43,9 +43,9 @@ def xz(X, Z, out=None):
 def xth(X, H):
     """``X^T @ H`` (d, k); for CSR, scipy's transpose product (no densify).
 
-    Dense data: computed as ``(H^T X)^T``, which OpenBLAS runs 1.3x faster
-    for these shapes (n rows, k << d: 186,577 x 500 by 80 columns 0.25 ->
-    0.18 s on two threads, Wiki's 2,006 x 128 by 10 0.23 -> 0.17 ms)."""
+    Dense data: computed as ``(H^T X)^T``, which OpenBLAS runs about 1.3x
+    faster for these shapes (n rows, k << d; docs/flexcmh.md, "Training
+    speed")."""
     if sp.issparse(X):
         return np.asarray(X.T @ H)
     with _product_threads(X, H.shape[1]):
