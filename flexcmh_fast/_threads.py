@@ -6,6 +6,14 @@ import numba
 # Multiply-adds from which one dense product runs on every thread of the fit
 # although BLAS is otherwise held to one thread (``dense_product_threads``).
 LARGE_PRODUCT = 2e8
+# The same for a product run between Numba parallel kernels (the data times
+# the centroids or indicators, every iteration).  After a call on several
+# threads OpenBLAS's workers keep spinning for up to ~0.1 s (its thread
+# timeout) and take cores from the kernels that follow, which then run up to
+# half as fast: on two cores that costs more than a second thread saves
+# below ~2e9 multiply-adds (MIRFlickr-sized fits, products of 2.6e8: 6.9 ->
+# 5.6 s with one thread; docs/flexcmh.md, "Training speed").
+PRODUCT_BETWEEN_KERNELS = 2e9
 
 
 @contextmanager
@@ -37,10 +45,10 @@ def thread_limits(n_threads, blas=None):
         yield
 
 
-def dense_product_threads(multiply_adds, threads=None):
+def dense_product_threads(multiply_adds, threads=None, large=LARGE_PRODUCT):
     """Context for one dense BLAS product of ``multiply_adds`` multiply-adds:
     BLAS on ``threads`` threads (default: the fit's, Numba's current count)
-    when the product is large, else unchanged.
+    when the product has at least ``large`` multiply-adds, else unchanged.
 
     FlexCMH holds BLAS to one thread (:func:`thread_limits`), which is right
     for its many small products but leaves all but one core idle in the
@@ -48,7 +56,7 @@ def dense_product_threads(multiply_adds, threads=None):
     (NUS-WIDE-sized: ~7.5e9 multiply-adds each, seconds long); there the
     cost of waking BLAS threads is negligible."""
     threads = numba.get_num_threads() if threads is None else threads
-    if threads <= 1 or multiply_adds < LARGE_PRODUCT:
+    if threads <= 1 or multiply_adds < large:
         return nullcontext()
     from threadpoolctl import threadpool_limits
 

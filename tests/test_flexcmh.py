@@ -659,6 +659,7 @@ def test_dense_product_threads_only_for_large_products():
 
     from flexcmh_fast import _threads
     from flexcmh_fast._threads import dense_product_threads, thread_limits
+    from flexcmh_fast.flexcmh import _start
 
     def blas_threads():
         return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
@@ -673,6 +674,23 @@ def test_dense_product_threads_only_for_large_products():
         with dense_product_threads(_threads.LARGE_PRODUCT):
             assert blas_threads() == {2}
         assert blas_threads() == {1}
+        # Products of the data between Numba parallel kernels have their
+        # own, higher threshold; the k-means start passes the general one.
+        between = _threads.PRODUCT_BETWEEN_KERNELS
+        assert between > _threads.LARGE_PRODUCT
+        with dense_product_threads(between - 1, large=between):
+            assert blas_threads() == {1}
+        with dense_product_threads(between, large=between):
+            assert blas_threads() == {2}
+        X = np.broadcast_to(0.0, (int(between // 400) + 1, 20))  # shape only, no memory
+        with _start._product_threads(X, 19):
+            assert blas_threads() == {1}
+        with _start._product_threads(X, 20):
+            assert blas_threads() == {2}
+        with _start._product_threads(X, 19, large=_threads.LARGE_PRODUCT):
+            assert blas_threads() == {2}
+        with _start._product_threads(sp.csr_matrix((2, 20)), 20):
+            assert blas_threads() == {1}
     with thread_limits(1, blas=1), dense_product_threads(10 * _threads.LARGE_PRODUCT):
         assert blas_threads() == {1}
 

@@ -9,33 +9,35 @@ from contextlib import nullcontext
 import numpy as np
 import scipy.sparse as sp
 
-from .._threads import dense_product_threads
+from .._threads import LARGE_PRODUCT, PRODUCT_BETWEEN_KERNELS, dense_product_threads
 from . import _tuning as T
 from ._kernels import (cluster_sums_csr, cluster_sums_dense, csr_dense_product,
                        nearest_from_products)
 
 
-def _product_threads(X, k):
-    """BLAS threads of a product of X with k columns (CSR: scipy's own
-    single-threaded product, unchanged)."""
+def _product_threads(X, k, large=PRODUCT_BETWEEN_KERNELS):
+    """BLAS threads of a product of X with k columns (CSR: no BLAS); by
+    default for a product run between Numba parallel kernels
+    (``PRODUCT_BETWEEN_KERNELS``)."""
     if sp.issparse(X):
         return nullcontext()
-    return dense_product_threads(X.shape[0] * X.shape[1] * k)
+    return dense_product_threads(X.shape[0] * X.shape[1] * k, large=large)
 
 
-def xz(X, Z, out=None):
+def xz(X, Z, out=None, large=PRODUCT_BETWEEN_KERNELS):
     """``X @ Z`` as a C-contiguous float64 array (CSR is never densified),
     written into ``out`` (C-contiguous (n, k) float64) when given: the loop
     keeps one buffer per modality instead of taking fresh memory every
     iteration (at NUS-WIDE size, the page faults of a new 120 MB array cost
-    more than a sparse product)."""
+    more than a sparse product).  ``large``: multiply-adds from which a
+    dense product runs on every thread (:func:`_product_threads`)."""
     if out is None:
         out = np.empty((X.shape[0], Z.shape[1]))
     if sp.issparse(X):
         X = X.tocsr()
         csr_dense_product(X.indptr, X.indices, X.data, np.ascontiguousarray(Z), out)
         return out
-    with _product_threads(X, Z.shape[1]):
+    with _product_threads(X, Z.shape[1], large):
         np.matmul(X, Z, out=out)
     return out
 
@@ -140,7 +142,10 @@ def kmeans(X, sqx, k, rng, n_iter=25):
                 sqx - 2.0 * (X @ centers[c]) + centers[c] @ centers[c], 0.0))
         assign = None
         for _ in range(n_iter + 1):
-            new, nearest = nearest_from_products(xz(X, centers.T), (centers ** 2).sum(axis=1))
+            # Only serial kernels run between these products: BLAS workers
+            # left spinning take no core from them (PRODUCT_BETWEEN_KERNELS).
+            products = xz(X, centers.T, large=LARGE_PRODUCT)
+            new, nearest = nearest_from_products(products, (centers ** 2).sum(axis=1))
             inertia = float(nearest.sum() + sqx.sum())
             if assign is not None and np.array_equal(new, assign):
                 break
