@@ -52,7 +52,7 @@ def test_nn_profiles_matches_reference(sparse, n_chunks):
     dprof, dcnt = R.nn_profiles_direct(Xd, Z * scale, a, ns)
     np.testing.assert_array_equal(cnt, rcnt)
     np.testing.assert_array_equal(cnt, dcnt)
-    np.testing.assert_allclose(prof, rprof, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(prof, rprof, rtol=0, atol=0)
     np.testing.assert_allclose(prof, dprof, rtol=1e-9, atol=1e-9)
     assert np.isinf(prof[2]).all() and np.isinf(prof[7]).all()
     # Clusters with fewer than ns members: exactly count finite entries.

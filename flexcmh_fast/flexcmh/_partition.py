@@ -104,9 +104,7 @@ class Partition:
 
     def set_z(self, Zs):
         self.Z = list(Zs)
-        # Into the previous X Z buffers (the H step has used them): fresh
-        # (n, k) arrays every iteration cost more in page faults than the
-        # products at NUS-WIDE size.
+        # Into the previous X Z buffers (the H step has used them; see xz).
         buffers = [None] * self.M if self.XZ is None else self.XZ
         self.XZ = [xz(X, Z, out=B) for X, Z, B in zip(self.Xs, Zs, buffers)]
         self._assign = [None] * self.M
