@@ -36,6 +36,9 @@ class HashingEstimator:
     """
 
     _FORMAT1_HISTORY_TERMS = ()
+    # Feature dtypes a method fits and encodes as they are (scikit-learn's
+    # ``preserves_dtype`` tag); other input is cast to float64.
+    _preserves_dtype = ("float64",)
 
     _parameters = {}
     kind = None
@@ -102,7 +105,7 @@ class HashingEstimator:
         from ._train import check_modalities, normalize_labels, normalize_pairs
 
         params = self._validated_params()
-        Xs = check_modalities(modalities)
+        Xs = [self._as_supported_dtype(X) for X in check_modalities(modalities)]
         n_samples = [X.shape[0] for X in Xs]
         pairs = normalize_pairs(pairs, n_samples)
         labels = normalize_labels(labels, n_samples)
@@ -113,6 +116,10 @@ class HashingEstimator:
         self.n_bits_ = params["n_bits"]
         self.n_features_ = [int(X.shape[1]) for X in Xs]
         return self
+
+    def _as_supported_dtype(self, X):
+        """``X`` in a dtype the method computes in (:attr:`_preserves_dtype`)."""
+        return X if X.dtype.name in self._preserves_dtype else X.astype(np.float64)
 
     # ---- using a fitted estimator ----------------------------------------
     def _check_fitted(self):
@@ -152,7 +159,7 @@ class HashingEstimator:
         self._check_fitted()
         modality = check_int(modality, "modality", 0, len(self.n_features_) - 1)
         packed = check_bool(packed, "packed")
-        X = check_matrix(X, "X", n_features=self.n_features_[modality])
+        X = self._as_supported_dtype(check_matrix(X, "X", n_features=self.n_features_[modality]))
         if X.shape[0] == 0:
             signs = np.zeros((0, self.n_bits_), dtype=np.int8)
         else:

@@ -27,20 +27,22 @@ Kinds (per modality):
     features are left as given: we have no validation evidence for them
     (pass ``"standard"`` or ``"l2"`` explicitly to try).
 
-Every statistic is a sum over rows (:func:`data_stats`), so row blocks of
-the data (Dask partitions) add up; CSR input is never densified.
+Every statistic is a sum over rows
+(:func:`flexcmh_fast._feature_stats.feature_stats`), so row blocks of the
+data (Dask partitions) add up; CSR input is never densified.  The training
+matrix is never transformed as a whole: the fit applies the map as it reads
+the rows (:class:`Preprocessor`).
 """
 import numpy as np
 import scipy.sparse as sp
 
+from ._feature_stats import feature_stats
 from ._validation import _describe
 
 KINDS = ("none", "l2", "hellinger", "standard")
 # Dense non-negative features with at least this fraction of zero entries
 # are treated as histograms / counts by "auto".
 AUTO_ZERO_FRACTION = 0.1
-# Rows normalised at a time (dense "l2" / "hellinger").
-NORM_BLOCK_ROWS = 8192
 
 
 class PreprocessSetting:
@@ -71,32 +73,6 @@ def per_modality(setting, n_modalities):
     return [setting] * n_modalities
 
 
-def data_stats(X):
-    """Sums over the rows of X that every kind needs: rows, column sums and
-    sums of squares, zero entries, minimum, and whether X is CSR."""
-    if sp.issparse(X):
-        values = X.data
-        col_sum = np.asarray(X.sum(axis=0)).ravel()
-        col_sq = np.asarray(X.multiply(X).sum(axis=0)).ravel()
-        zeros = X.shape[0] * X.shape[1] - int(np.count_nonzero(values))
-    else:
-        values = X
-        col_sum = X.sum(axis=0)
-        col_sq = np.einsum("ij,ij->j", X, X)
-        zeros = int(X.size - np.count_nonzero(X))
-    low = float(values.min()) if values.size else 0.0
-    return {"n": X.shape[0], "sum": col_sum, "sumsq": col_sq, "zeros": zeros,
-            "min": low, "sparse": sp.issparse(X)}
-
-
-def merge_stats(parts):
-    """The statistics of several row blocks of one modality."""
-    return {"n": sum(p["n"] for p in parts), "sum": np.add.reduce([p["sum"] for p in parts]),
-            "sumsq": np.add.reduce([p["sumsq"] for p in parts]),
-            "zeros": sum(p["zeros"] for p in parts), "min": min(p["min"] for p in parts),
-            "sparse": any(p["sparse"] for p in parts)}
-
-
 def auto_kind(stats):
     """The kind ``"auto"`` resolves to for data with these statistics."""
     if stats["min"] < 0:
@@ -109,15 +85,33 @@ def auto_kind(stats):
 
 class Preprocessor:
     """A fitted preprocessing of one modality: ``kind`` and, for
-    ``"standard"``, the column ``mean`` (zeros for CSR) and ``scale``."""
+    ``"standard"``, the column ``mean`` (zeros for CSR) and ``scale``.
+
+    Every kind maps a row ``x`` to ``r(x) * (f(x) - mean) / scale`` with
+    ``f = sqrt`` for ``"hellinger"`` (else the identity), the column terms
+    for ``"standard"`` only, and a factor per row ``r(x)`` for ``"l2"``
+    (``1 / ||x||``) and ``"hellinger"`` (``1 / sqrt(sum(x))``, the norm of
+    ``sqrt(x)``); all-zero rows keep the factor 1.  The row factors come
+    from the row sums of :func:`flexcmh_fast._feature_stats.feature_stats`,
+    so the training rows (:class:`flexcmh_fast.flexcmh._features.Features`,
+    which applies the map as it reads them) and queries
+    (:meth:`transform`) get the same values."""
 
     def __init__(self, kind, mean=None, scale=None):
         self.kind = kind
         self.mean = mean
         self.scale = scale
 
+    @property
+    def root(self):
+        """Whether the map takes the square root of every value."""
+        return self.kind == "hellinger"
+
     @classmethod
-    def from_stats(cls, setting, stats):
+    def from_stats(cls, setting, stats, dtype=np.float64):
+        """The preprocessing ``setting`` (a kind or ``"auto"``) fitted from a
+        modality's column statistics; the column terms of ``"standard"`` are
+        stored in ``dtype``, the model's."""
         kind = auto_kind(stats) if setting == "auto" else setting
         if kind == "hellinger" and stats["min"] < 0:
             raise ValueError("preprocess='hellinger' needs non-negative features; a modality "
@@ -134,43 +128,61 @@ class Preprocessor:
             scale = np.sqrt(stats["sumsq"] / n)
             scale[scale == 0] = 1.0
             mean = np.zeros_like(mean)
-        return cls(kind, mean, scale)
+        return cls(kind, mean.astype(dtype), scale.astype(dtype))
 
-    def transform(self, X):
-        """X (validated float64, dense or CSR) preprocessed; a new object
-        unless the kind is ``"none"``."""
-        if self.kind == "none":
-            return X
-        if self.kind == "standard":
-            if sp.issparse(X):
-                return sp.csr_matrix(X @ sp.diags(1.0 / self.scale))
-            return (X - self.mean) / self.scale
-        out = None
-        if self.kind == "hellinger":
-            if (X.data if sp.issparse(X) else X).min(initial=0.0) < 0:
-                raise ValueError("'X' must be non-negative: the model's preprocessing of this "
-                                 "modality is 'hellinger' (the square root of the features).")
-            if sp.issparse(X):
-                X = X.sqrt()
-            else:
-                X = out = np.sqrt(X)
+    def row_factors(self, row_sum, row_sumsq):
+        """The factor of every row (float64; None for the kinds without one)
+        from the rows' sums and sums of squares."""
+        if self.kind not in ("l2", "hellinger"):
+            return None
+        norms = np.sqrt(row_sumsq if self.kind == "l2" else np.maximum(row_sum, 0.0))
+        norms[norms == 0] = 1.0
+        return 1.0 / norms
+
+    def check_input(self, X):
+        """Refuse rows the map is not defined for (negative values under
+        ``"hellinger"``)."""
+        if self.root and (X.data if sp.issparse(X) else X).min(initial=0.0) < 0:
+            raise ValueError("'X' must be non-negative: the model's preprocessing of this "
+                             "modality is 'hellinger' (the square root of the features).")
+
+    def apply(self, X, factors, dtype, copy=True):
+        """The map of the rows ``X`` (dense or CSR; a block or a sample, not
+        the training matrix) with their row ``factors``, as a matrix of
+        ``dtype`` (CSR stays CSR); ``copy=False``: ``X`` is the caller's own
+        fresh copy and may be transformed in place."""
         if sp.issparse(X):
-            norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
-            norms[norms == 0] = 1.0
-            return sp.csr_matrix(sp.diags(1.0 / norms) @ X)
-        # Dense: normalised in blocks of rows, in place in the square roots'
-        # array for "hellinger": one array the size of X is allocated, not
-        # three (the square roots, the squares behind the norms, the quotient:
-        # 0.75 GB each at NUS-WIDE size).  Row norms do not depend on the
-        # blocking.
-        if out is None:
-            out = np.empty_like(X)
-        for start in range(0, X.shape[0], NORM_BLOCK_ROWS):
-            rows = slice(start, start + NORM_BLOCK_ROWS)
-            norms = np.linalg.norm(X[rows], axis=1, keepdims=True)
-            norms[norms == 0] = 1.0
-            np.divide(X[rows], norms, out=out[rows])
+            X = sp.csr_matrix(X, dtype=dtype, copy=copy)
+            values = X.data
+            if self.root:
+                np.sqrt(values, out=values)
+            if factors is not None:
+                values *= np.repeat(factors, np.diff(X.indptr))
+            if self.kind == "standard":
+                values /= self.scale[X.indices]
+            return X
+        out = np.array(X, dtype=dtype, order="C", copy=copy or None)
+        if self.root:
+            np.sqrt(out, out=out)
+        if self.kind == "standard":
+            out -= self.mean
+            out /= self.scale
+        if factors is not None:
+            out *= factors[:, None]
         return out
+
+    def transform(self, X, dtype=None):
+        """The map of the rows ``X`` (validated, dense or CSR), as a new
+        matrix of ``dtype`` (default: ``X``'s) unless the kind is
+        ``"none"`` and nothing changes."""
+        dtype = X.dtype if dtype is None else np.dtype(dtype)
+        if self.kind == "none":
+            return X if X.dtype == dtype else X.astype(dtype)
+        self.check_input(X)
+        factors = None
+        if self.kind in ("l2", "hellinger"):
+            factors = self.row_factors(*feature_stats(X)[0])
+        return self.apply(X, factors, dtype)
 
     def state(self, prefix):
         if self.kind != "standard":
@@ -183,5 +195,6 @@ class Preprocessor:
             raise ValueError(f"unknown preprocessing kind {kind!r}.")
         if kind != "standard":
             return cls(kind)
-        return cls(kind, np.asarray(arrays[prefix + "mean"], dtype=np.float64),
-                   np.asarray(arrays[prefix + "scale"], dtype=np.float64))
+        mean, scale = arrays[prefix + "mean"], arrays[prefix + "scale"]
+        dtype = np.float32 if mean.dtype == np.float32 else np.float64
+        return cls(kind, np.asarray(mean, dtype=dtype), np.asarray(scale, dtype=dtype))

@@ -81,22 +81,39 @@ def _rbf_csr_serial(indptr, indices, data, anchors_t, a_sq, inv_two_sigma_sq, ou
         _rbf_csr_row(indptr, indices, data, anchors_t, a_sq, inv_two_sigma_sq, out, i)
 
 
+@numba.njit(cache=True, nogil=True)
+def _sq_norms_f64(X, out):
+    """Squared norms of the rows of a float32 matrix, added in float64."""
+    for i in range(X.shape[0]):
+        s = 0.0
+        for j in range(X.shape[1]):
+            v = np.float64(X[i, j])
+            s += v * v
+        out[i] = s
+    return out
+
+
 def row_sq_norms(X):
-    """Squared L2 norm of every row of a dense or CSR matrix (float64)."""
+    """Squared L2 norm of every row of a dense or CSR matrix (float64, with
+    no float64 copy of float32 rows)."""
     if sp.issparse(X):
         return np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel()
-    return np.einsum("ij,ij->i", X, X)
+    if X.dtype == np.float64:
+        return np.einsum("ij,ij->i", X, X)
+    return _sq_norms_f64(X, np.empty(X.shape[0]))
 
 
 def kernel_block(Xb, anchors, a_sq, sigma, out, anchors_t=None, parallel=True):
-    """RBF features of the rows ``Xb`` (dense or CSR) into ``out`` (float64).
+    """RBF features of the rows ``Xb`` (dense or CSR, in ``out``'s dtype)
+    into ``out``.
 
     Dense rows: dot products by BLAS.  CSR rows: a fused Numba kernel (scipy's
     sparse x dense product is single-threaded); ``anchors_t`` is the
     C-contiguous transpose of the anchors, computed once by the caller.
     ``parallel=False``: the Numba kernels run on the calling thread only (the
     same arithmetic, so the same features), for callers that compute several
-    blocks at once on their own threads.
+    blocks at once on their own threads.  Distances and the exponent are
+    float64 whatever the features' dtype.
     """
     inv = 1.0 / (2.0 * sigma * sigma)
     if sp.issparse(Xb):
@@ -111,24 +128,43 @@ def kernel_block(Xb, anchors, a_sq, sigma, out, anchors_t=None, parallel=True):
     return out
 
 
-def rbf_blocks(X, anchors, sigma, block_rows=BLOCK_ROWS, parallel=True):
-    """Yield ``(start, stop, Phi)``: RBF features of ``X[start:stop]`` against
-    ``anchors``, ``block_rows`` rows at a time.  The buffer is reused, so
-    consume each block before asking for the next.  ``parallel``: see
-    :func:`kernel_block`."""
-    a_sq = np.einsum("ij,ij->i", anchors, anchors)
-    anchors_t = np.ascontiguousarray(anchors.T) if sp.issparse(X) else None
-    buf = np.empty((min(block_rows, max(X.shape[0], 1)), anchors.shape[0]))
+def rbf_of_blocks(blocks, anchors, sigma, parallel=True):
+    """Yield ``(start, stop, Phi)``: RBF features against ``anchors`` of
+    every block ``(start, stop, rows)`` of ``blocks`` (rows dense or CSR, in
+    the anchors' dtype), in a buffer that is reused: consume each block
+    before asking for the next.  ``parallel``: see :func:`kernel_block`."""
+    a_sq = row_sq_norms(anchors)
+    anchors_t = None
+    buf = np.empty((0, anchors.shape[0]), dtype=anchors.dtype)
+    for s, e, Xb in blocks:
+        if buf.shape[0] < e - s:
+            buf = np.empty((e - s, anchors.shape[0]), dtype=anchors.dtype)
+        if anchors_t is None and sp.issparse(Xb):
+            anchors_t = np.ascontiguousarray(anchors.T)
+        Phi = kernel_block(Xb, anchors, a_sq, sigma, buf[: e - s], anchors_t, parallel)
+        # Let the rows go before the next block is made: one block at a time.
+        del Xb
+        yield s, e, Phi
+
+
+def row_blocks(X, block_rows):
+    """``(start, stop, X[start:stop])`` for the rows of ``X``, ``block_rows``
+    at a time."""
     for s in range(0, X.shape[0], block_rows):
         e = min(s + block_rows, X.shape[0])
-        yield s, e, kernel_block(X[s:e], anchors, a_sq, sigma, buf[: e - s], anchors_t,
-                                 parallel)
+        yield s, e, X[s:e]
+
+
+def rbf_blocks(X, anchors, sigma, block_rows=BLOCK_ROWS, parallel=True):
+    """Yield ``(start, stop, Phi)``: RBF features of ``X[start:stop]`` against
+    ``anchors``, ``block_rows`` rows at a time (:func:`rbf_of_blocks`)."""
+    return rbf_of_blocks(row_blocks(X, block_rows), anchors, sigma, parallel)
 
 
 def mean_anchor_distance(X, anchors):
     """Mean Euclidean distance between the rows of ``X`` and the anchors
     (the scale of the RBF width heuristics)."""
-    a_sq = np.einsum("ij,ij->i", anchors, anchors)
+    a_sq = row_sq_norms(anchors)
     d2 = row_sq_norms(X)[:, None] + a_sq[None, :] - 2.0 * np.asarray(X @ anchors.T,
                                                                        dtype=np.float64)
     return float(np.sqrt(np.maximum(d2, 0.0)).mean())

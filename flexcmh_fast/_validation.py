@@ -12,13 +12,18 @@ import numpy as np
 import scipy.sparse as sp
 
 MAX_BITS = 4096
-_FLOAT_MAX = float(np.finfo(np.float64).max)
-# Largest accepted sum of squared entries of a feature matrix: float64 max
-# with room for the cross terms, distances and objective sums computed from
-# it (FlexCMH's codes change from half of float64 max on; 1/10 still trains
-# as at ordinary scales).
-MAX_SUM_OF_SQUARES = _FLOAT_MAX / 1e4
+# Feature matrices are computed with in their own floating dtype: float32
+# stays float32 (no copy), anything else becomes float64.
+FEATURE_DTYPES = (np.float32, np.float64)
+# Largest accepted sum of squared entries of a feature matrix, per dtype: the
+# dtype's maximum with room for the cross terms, distances and objective
+# sums computed from it (FlexCMH's codes change from half of float64 max on;
+# 1/10 still trains as at ordinary scales).
+MAX_SUM_OF_SQUARES = {np.dtype(t): float(np.finfo(t).max) / 1e4 for t in FEATURE_DTYPES}
 _SCALE_BLOCK_ROWS = 4096  # rows per block when summing rescaled squares
+# Bytes of a dense matrix read at a time by the checks (cache-sized blocks:
+# each block's reductions read it from cache).
+_CHECK_BLOCK_BYTES = 1 << 22
 
 
 class DegenerateDataWarning(UserWarning):
@@ -167,14 +172,24 @@ def check_random_state(random_state, name="random_state"):
     )
 
 
-def check_matrix(X, name, *, allow_sparse=True, n_features=None, min_samples=0,
-                 dtype=np.float64):
+def feature_dtype(dtype):
+    """The dtype a feature matrix of ``dtype`` is used in: float32 and
+    float64 as they are, anything else (ints, bools, other floats) float64."""
+    dtype = np.dtype(dtype)
+    return dtype if dtype in MAX_SUM_OF_SQUARES else np.dtype(np.float64)
+
+
+def check_matrix(X, name, *, allow_sparse=True, n_features=None, min_samples=0):
     """Validate a feature matrix.
 
-    Returns a C-contiguous ``dtype`` ndarray, or a CSR matrix of ``dtype``
-    with sorted indices and no explicit duplicates when sparse input is
-    allowed.  Never densifies sparse input; never modifies the caller's
-    object (a copy is made whenever anything must change).
+    Returns the matrix in :func:`feature_dtype` (float32 and float64 kept as
+    they are: scikit-learn's ``preserves_dtype``), a dense ndarray in the
+    caller's memory layout, or a CSR matrix with sorted indices and no
+    explicit duplicates when sparse input is allowed.  Never densifies
+    sparse input; never modifies the caller's object; copies only what must
+    change (another dtype, another sparse format, unsorted or duplicate
+    CSR entries).  The checks read a dense matrix once, in cache-sized
+    blocks of rows.
 
     Raises
     ------
@@ -195,9 +210,11 @@ def check_matrix(X, name, *, allow_sparse=True, n_features=None, min_samples=0,
             raise TypeError(
                 f"'{name}' must hold real numbers. Got dtype {X.dtype} instead."
             )
-        X = sp.csr_matrix(X, dtype=dtype, copy=True)
-        X.sum_duplicates()
-        X.sort_indices()
+        dtype = feature_dtype(X.dtype)
+        if not (X.format == "csr" and X.dtype == dtype and X.has_canonical_format):
+            X = sp.csr_matrix(X, dtype=dtype, copy=True)
+            X.sum_duplicates()
+            X.sort_indices()
         data = X.data
     else:
         if isinstance(X, (str, bytes, dict, set)) or X is None:
@@ -221,7 +238,7 @@ def check_matrix(X, name, *, allow_sparse=True, n_features=None, min_samples=0,
                 f"'{name}' must be 2-D (n_samples, n_features). "
                 f"Got {_describe(arr)} instead."
             )
-        X = np.ascontiguousarray(arr, dtype=dtype)
+        X = arr.astype(feature_dtype(arr.dtype), copy=False)
         data = X
     if X.shape[0] < min_samples:
         raise ValueError(
@@ -237,12 +254,14 @@ def check_matrix(X, name, *, allow_sparse=True, n_features=None, min_samples=0,
             f"'{name}' must have {n_features} features (columns), as in training. "
             f"Got shape {X.shape} instead."
         )
-    if data.size and not np.isfinite(data).all():
-        n_bad = int(data.size - np.isfinite(data).sum())
+    low, high = value_range(data)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        n_bad = sum(int(block.size - np.count_nonzero(np.isfinite(block)))
+                    for block in _row_blocks(data))
         raise ValueError(
             f"'{name}' must not contain NaN or inf. Found {n_bad} non-finite value(s)."
         )
-    check_finite_scale(X, name)
+    check_finite_scale(X, name, peak=max(high, -low))
     return X
 
 
@@ -250,36 +269,66 @@ def _stored_values(X):
     return X.data if sp.issparse(X) else X
 
 
-def check_finite_scale(X, name):
-    """Refuse values so large that their squares overflow float64.
+def _row_blocks(data):
+    """``data`` (a dense matrix or a 1-D array) in blocks of rows of about
+    ``_CHECK_BLOCK_BYTES``."""
+    if data.ndim == 1:
+        rows = max(1, _CHECK_BLOCK_BYTES // data.itemsize)
+    else:
+        rows = max(1, _CHECK_BLOCK_BYTES // max(data.itemsize * data.shape[1], 1))
+    for s in range(0, data.shape[0], rows):
+        yield data[s:s + rows]
+
+
+def value_range(data):
+    """Smallest and largest value of ``data`` (NaN in both when a value is
+    NaN), read once in blocks of rows; ``(0.0, 0.0)`` when empty."""
+    if data.size == 0:
+        return 0.0, 0.0
+    low, high = np.inf, -np.inf
+    for block in _row_blocks(data):
+        block_low, block_high = float(block.min()), float(block.max())
+        if np.isnan(block_low) or np.isnan(block_high):
+            return np.nan, np.nan
+        low, high = min(low, block_low), max(high, block_high)
+    return low, high
+
+
+def check_finite_scale(X, name, peak=None):
+    """Refuse values so large that their squares overflow ``X``'s dtype.
 
     Every method sums squares of the features (squared norms, distances,
-    the objective); near the float64 maximum (about 1.8e308, e.g. a few
-    entries of 1e154) those sums become inf or NaN and training or encoding
-    silently breaks.  The sum of all squared entries must stay below
-    ``MAX_SUM_OF_SQUARES`` (float64 max / 1e4).  ``X`` is a validated
-    float64 ndarray or CSR matrix (only its stored values are read; nothing
-    is densified or copied).
+    the objective) and multiplies them in their dtype; near its maximum
+    (float64: about 1.8e308, e.g. a few entries of 1e154; float32: about
+    3.4e38, e.g. entries of 1e19) those values become inf or NaN and
+    training or encoding silently breaks.  The sum of all squared entries
+    must stay below ``MAX_SUM_OF_SQUARES[X.dtype]`` (the dtype's maximum /
+    1e4).  ``X`` is a validated float32 / float64 ndarray or CSR matrix
+    (only its stored values are read; nothing is densified or copied);
+    ``peak``: its largest absolute value when already known.
 
     Raises
     ------
     ValueError
-        The sum of the squared entries of ``X`` exceeds ``MAX_SUM_OF_SQUARES``.
+        The sum of the squared entries of ``X`` exceeds the bound.
     """
     data = _stored_values(X)
     if data.size == 0:
         return
-    peak = max(float(data.max()), -float(data.min()))
-    if peak <= np.sqrt(MAX_SUM_OF_SQUARES / data.size):
+    bound = MAX_SUM_OF_SQUARES[np.dtype(data.dtype)]
+    if peak is None:
+        low, high = value_range(data)
+        peak = max(high, -low)
+    if peak <= np.sqrt(bound / data.size):
         return  # even size * peak**2 is below the bound
     # Near the limit: the exact sum of squares, rescaled by the peak.
     rows = data.reshape(-1) if data.ndim == 1 else data
-    total = sum(float(np.square(rows[s:s + _SCALE_BLOCK_ROWS] / peak).sum())
+    total = sum(float(np.square(rows[s:s + _SCALE_BLOCK_ROWS] / np.float64(peak)).sum())
                 for s in range(0, rows.shape[0], _SCALE_BLOCK_ROWS))
-    if 2.0 * np.log(peak) + np.log(total) > np.log(MAX_SUM_OF_SQUARES):
+    if 2.0 * np.log(peak) + np.log(total) > np.log(bound):
         raise ValueError(
             f"'{name}' holds values up to {peak:.3g} in absolute value: the sum of their "
-            f"squares exceeds {MAX_SUM_OF_SQUARES:.3g} (float64 max / 1e4), so norms, "
+            f"squares exceeds {bound:.3g} ({data.dtype} max / 1e4), so norms, "
             f"distances and the objective would overflow to inf or NaN. Scale the "
             f"features down (e.g. divide '{name}' by {peak:.3g}) before training or "
             f"encoding."
@@ -289,8 +338,10 @@ def check_finite_scale(X, name):
 def warn_if_constant(X, name):
     """Warn (:class:`DegenerateDataWarning`) when every row of ``X`` is the
     same (including all-zero): every sample of that modality will get the
-    same code.  ``X`` is a validated float64 ndarray or CSR matrix; sparse
-    input is not densified.  Returns whether ``X`` is constant."""
+    same code.  ``X`` is a validated ndarray or CSR matrix; sparse input is
+    not densified.  Dense rows are compared with the first in blocks, up to
+    the first block that differs (at once for real data).  Returns whether
+    ``X`` is constant."""
     n = X.shape[0]
     if n < 2:
         return False
@@ -298,7 +349,7 @@ def warn_if_constant(X, name):
         # Column-wise max == min, implicit zeros included.
         constant = bool(np.all(X.max(axis=0).toarray() == X.min(axis=0).toarray()))
     else:
-        constant = bool(np.all(X.max(axis=0) == X.min(axis=0)))
+        constant = not any(np.any(block != X[0]) for block in _row_blocks(X))
     if constant:
         all_zero = " (all zero)" if not _stored_values(X).any() else ""
         warnings.warn(

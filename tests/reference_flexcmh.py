@@ -162,3 +162,28 @@ def cluster_sums(X, assign, k):
     M = np.zeros((k, X.shape[0]))
     M[assign, np.arange(X.shape[0])] = 1.0
     return M @ (X.toarray() if sp.issparse(X) else X), np.bincount(assign, minlength=k)
+
+
+def linear_code_signs(Y, mu, P):
+    """±1 codes of ``(Y - mu) P`` (+1 where > 0)."""
+    V = (Y.astype(np.float64) - mu.astype(np.float64)) @ P.astype(np.float64)
+    return np.where(V > 0, 1, -1).astype(np.int8)
+
+
+def linear_code_bits(Y, mu, P, previous, out):
+    """Packed :func:`linear_code_signs` into ``out``; bits that differ from
+    ``previous`` (0 when it is empty)."""
+    out[...] = np.packbits(linear_code_signs(Y, mu, P) > 0, axis=1)
+    if previous.shape[0] != Y.shape[0] or Y.shape[0] == 0:
+        return 0
+    return int(np.unpackbits(out ^ previous).sum())
+
+
+def linear_common_code(Ys, rows, mu, P, out):
+    """Packed ``sign(sum_m (Ys[m][rows[m]] - mu) P)`` into ``out``; the bits
+    in which each modality's own code disagrees with it, summed."""
+    V = [(Y[r].astype(np.float64) - mu.astype(np.float64)) @ P.astype(np.float64)
+         for Y, r in zip(Ys, rows)]
+    B = np.add.reduce(V) > 0
+    out[...] = np.packbits(B, axis=1)
+    return int(sum(np.count_nonzero((v > 0) != B) for v in V))

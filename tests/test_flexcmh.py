@@ -12,13 +12,14 @@ from flexcmh_fast.flexcmh import _encoder as E
 from flexcmh_fast.flexcmh import _matching as F
 from flexcmh_fast.flexcmh import _tuning as T
 import reference_flexcmh as R
+from flexcmh_fast._rbf import row_blocks
 
 
 def fit_kernel_encoder(X, H, n_anchors, rng, rows=None):
     """The kernel encoder of in-memory rows X with indicators H."""
-    return E.solve_kernel_encoder(E.draw_encoder_rows(X.shape[0], n_anchors, rng, rows),
-                                  lambda r: X[r],
-                                  lambda r, A, s: E.encoder_gram(X[r], H[r], A, s))
+    return E.solve_kernel_encoder(
+        E.draw_encoder_rows(X.shape[0], n_anchors, rng, rows), lambda r: X[r],
+        lambda r, A, s: E.encoder_gram(row_blocks(X[r], T.ENC_BLOCK), H[r], A, s))
 
 
 def planted(n_per=80, k=4, p=8, d0=20, d1=40, seed=0, sparse=False):
@@ -617,24 +618,34 @@ def test_auto_preprocessing_rule_and_encode_applies_it(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["l2", "hellinger"])
-def test_dense_normalisation_in_row_blocks(monkeypatch, kind):
-    """Dense rows are normalised a block at a time (bounded temporaries):
-    exactly the whole-matrix formula, zero rows kept, the input untouched."""
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_row_normalisation_matches_formula(kind, dtype, sparse):
+    """Rows normalised to unit norm (after the square root for Hellinger):
+    the formula up to rounding, zero rows kept, the input untouched, the
+    requested dtype, CSR kept sparse; a row gets the same values alone as
+    among others (queries encoded one by one agree with a batch)."""
     from flexcmh_fast import _preprocess as PP
 
     rng = np.random.default_rng(1)
-    X = rng.random((11, 6)) * (rng.random((11, 6)) < 0.5)
+    X = (rng.random((11, 6)) * (rng.random((11, 6)) < 0.5)).astype(dtype)
     X[4] = 0.0
+    Xin = sp.csr_matrix(X) if sparse else X
     before = X.copy()
-    Y = np.sqrt(X) if kind == "hellinger" else X
+    Y = np.sqrt(X.astype(np.float64)) if kind == "hellinger" else X.astype(np.float64)
     norms = np.linalg.norm(Y, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    monkeypatch.setattr(PP, "NORM_BLOCK_ROWS", 4)
-    out = PP.Preprocessor(kind).transform(X)
-    np.testing.assert_array_equal(out, Y / norms)
+    out = PP.Preprocessor(kind).transform(Xin)
+    assert out.dtype == dtype and sp.issparse(out) == sparse
+    dense = out.toarray() if sparse else out
+    np.testing.assert_allclose(dense, Y / norms, rtol=1e-6 if dtype == np.float32 else 1e-14)
     np.testing.assert_array_equal(X, before)
-    assert not out[4].any() and out is not X
-    assert PP.Preprocessor(kind).transform(X[:0]).shape == (0, 6)
+    assert not dense[4].any() and out is not Xin
+    one = PP.Preprocessor(kind).transform(Xin[7:8])
+    np.testing.assert_array_equal(one.toarray() if sparse else one, dense[7:8])
+    assert PP.Preprocessor(kind).transform(Xin[:0]).shape == (0, 6)
+    as32 = PP.Preprocessor(kind).transform(Xin, np.float32)
+    assert as32.dtype == np.float32
 
 
 def test_convergence_flag_and_warning():
@@ -659,7 +670,6 @@ def test_dense_product_threads_only_for_large_products():
 
     from flexcmh_fast import _threads
     from flexcmh_fast._threads import dense_product_threads, thread_limits
-    from flexcmh_fast.flexcmh import _start
 
     def blas_threads():
         return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
@@ -682,17 +692,44 @@ def test_dense_product_threads_only_for_large_products():
             assert blas_threads() == {1}
         with dense_product_threads(between, large=between):
             assert blas_threads() == {2}
-        X = np.broadcast_to(0.0, (int(between // 400) + 1, 20))  # shape only, no memory
-        with _start._product_threads(X, 19):
-            assert blas_threads() == {1}
-        with _start._product_threads(X, 20):
-            assert blas_threads() == {2}
-        with _start._product_threads(X, 19, large=_threads.LARGE_PRODUCT):
-            assert blas_threads() == {2}
-        with _start._product_threads(sp.csr_matrix((2, 20)), 20):
-            assert blas_threads() == {1}
     with thread_limits(1, blas=1), dense_product_threads(10 * _threads.LARGE_PRODUCT):
         assert blas_threads() == {1}
+
+
+def test_data_products_use_the_between_kernels_threshold(monkeypatch):
+    """The fit's products of the data (dense, no square root: BLAS) ask for
+    BLAS threads from PRODUCT_BETWEEN_KERNELS multiply-adds on; the k-means
+    start's products from LARGE_PRODUCT; CSR and square-root products run
+    in Numba and ask for none."""
+    from flexcmh_fast import _threads
+    from flexcmh_fast._preprocess import Preprocessor
+    from flexcmh_fast.flexcmh import _features, _start
+
+    asked = []
+
+    def spy(multiply_adds, threads=None, large=_threads.LARGE_PRODUCT):
+        asked.append((multiply_adds, large))
+        return _threads.dense_product_threads(multiply_adds, threads, large)
+
+    monkeypatch.setattr(_features, "dense_product_threads", spy)
+    monkeypatch.setattr(_start, "dense_product_threads", spy)
+    rng = np.random.default_rng(0)
+    X = rng.random((30, 20))
+    f = _features.Features(X, np.float64)
+    f.xz(np.ones((20, 4)))
+    f.xth(np.ones((30, 4)))
+    assert asked == [(30 * 20 * 4, _threads.PRODUCT_BETWEEN_KERNELS)] * 2
+    asked.clear()
+    _start.xz(X, np.ones((20, 4)))
+    assert asked == [(30 * 20 * 4, _threads.LARGE_PRODUCT)]
+    asked.clear()
+    f.set_preprocessing(Preprocessor("hellinger"))
+    f.xz(np.ones((20, 4)))
+    f.xth(np.ones((30, 4)))
+    g = _features.Features(sp.csr_matrix(X), np.float64)
+    g.xz(np.ones((20, 4)))
+    g.xth(np.ones((30, 4)))
+    assert asked == []
 
 
 def test_map_concurrently_order_flags_and_errors():
@@ -801,10 +838,10 @@ def test_objective_reuses_gram_of_h_only_while_h_is_unchanged():
     Zs = [rng.standard_normal((X.shape[1], k)) for X in Xs]
     P.semi_nmf_sweep(part, Zs)
     part.set_z(Zs)
-    part.gamma, part.B, part.Ht = {}, np.ones((0, 3), dtype=np.int8), []
+    part.gamma, part.disagreements = {}, 0
 
     def from_scratch():
-        dense = [X.toarray() if sp.issparse(X) else X for X in part.Xs]
+        dense = [X.toarray() if sp.issparse(X) else X for X in Xs]
         return sum(float(((X - H @ Z.T) ** 2).sum())
                    for X, H, Z in zip(dense, part.H, part.Z))
 

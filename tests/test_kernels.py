@@ -302,7 +302,8 @@ def test_cluster_sums_match_indicator_product(sparse, n):
 
 @pytest.mark.parametrize("n", [0, 1, 57])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
-def test_csr_dense_product_and_xz_into_buffer(n, index_dtype):
+def test_csr_xz_and_xz_into_buffer(n, index_dtype):
+    from flexcmh_fast.flexcmh._passes import csr_xz
     from flexcmh_fast.flexcmh._start import xz
 
     rng = np.random.default_rng(13)
@@ -314,14 +315,21 @@ def test_csr_dense_product_and_xz_into_buffer(n, index_dtype):
     X.indptr, X.indices = X.indptr.astype(index_dtype), X.indices.astype(index_dtype)
     Z = rng.standard_normal((d, k))
     out = np.full((X.shape[0], k), np.nan)
-    K.csr_dense_product(X.indptr, X.indices, X.data, Z, out)
+    csr_xz(X.indptr, X.indices, X.data, False, np.empty(0), Z, out)
     np.testing.assert_allclose(out, X.toarray() @ Z, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(out, X @ Z)  # scipy's order of additions
+    # Row factors and square roots as a preprocessed copy would hold them.
+    scale = rng.random(X.shape[0]) + 0.5
+    A = abs(X)
+    csr_xz(A.indptr, A.indices, A.data, True, scale, Z, out)
+    copy = A.sqrt()
+    copy.data = np.repeat(scale, np.diff(copy.indptr)) * copy.data
+    np.testing.assert_array_equal(out, copy @ Z)
     # Unsorted and duplicate entries are summed, like scipy.
     U = sp.csr_matrix((np.array([1.0, 2.0, -3.0]), np.array([4, 1, 4]), np.array([0, 3])),
                       shape=(1, d))
     u = np.empty((1, k))
-    K.csr_dense_product(U.indptr, U.indices, U.data, Z, u)
+    csr_xz(U.indptr, U.indices, U.data, False, np.empty(0), Z, u)
     np.testing.assert_allclose(u, U.toarray() @ Z, rtol=1e-12, atol=1e-12)
     # xz writes into the caller's buffer, dense or CSR, and returns it.
     for data in (X, X.toarray()):
@@ -330,19 +338,42 @@ def test_csr_dense_product_and_xz_into_buffer(n, index_dtype):
         assert got is buf
         np.testing.assert_allclose(buf, X.toarray() @ Z[:, ::-1], rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(xz(X.toarray(), Z), X.toarray() @ Z)
+    assert xz(X.astype(np.float32), Z).dtype == np.float32
 
 
-@pytest.mark.parametrize("n", [0, 1, 57])
-def test_xth_dense_and_csr_match_transpose_product(n):
-    from flexcmh_fast.flexcmh._start import xth
 
-    rng = np.random.default_rng(14)
-    d, k = 30, 7
-    X = sp.random(n, d, density=0.2, format="csr", random_state=4)
-    X.data = rng.standard_normal(X.data.size)
-    H = rng.random((n, k))
-    ref = X.toarray().T @ H
-    for data in (X, X.toarray()):
-        got = xth(data, H)
-        assert got.shape == (d, k) and got.flags.c_contiguous
-        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_bits", [1, 8, 13, 64, 70])
+@pytest.mark.parametrize("n", [0, 1, 300])
+def test_linear_code_kernels_match_reference(dtype, n_bits, n):
+    """Codes of the code step: signs, packed bits (numpy's layout, padding
+    zero), changed bits, the common code of aligned rows and the
+    disagreements of the quantisation term, with exact zeros (ties: -1)."""
+    rng = np.random.default_rng(n_bits + n)
+    k = 6
+    Ys = [rng.random((n, k)).astype(dtype), rng.random((n + 5, k)).astype(dtype)]
+    mu = rng.random(k).astype(dtype)
+    P = rng.standard_normal((k, n_bits)).astype(dtype)
+    if n:
+        Ys[0][0] = mu                     # projection exactly zero: sign -1
+    width = (n_bits + 7) // 8
+    np.testing.assert_array_equal(K.linear_code_signs(Ys[0], mu, P),
+                                  R.linear_code_signs(Ys[0], mu, P))
+    previous = np.empty((0, width), np.uint8)
+    out, ref = np.empty((n, width), np.uint8), np.empty((n, width), np.uint8)
+    assert K.linear_code_bits(Ys[0], mu, P, previous, out) == 0
+    R.linear_code_bits(Ys[0], mu, P, previous, ref)
+    np.testing.assert_array_equal(out, ref)
+    flipped = ref.copy()
+    if n:
+        flipped[::3] ^= np.packbits(np.ones(n_bits, bool))
+    got = K.linear_code_bits(Ys[0], mu, P, flipped, out)
+    assert got == R.linear_code_bits(Ys[0], mu, P, flipped, ref) == len(flipped[::3]) * n_bits
+    rows = np.stack([rng.permutation(n)[:max(n - 2, 0)],
+                     rng.permutation(n + 5)[:max(n - 2, 0)]]).astype(np.int64)
+    B, B_ref = np.empty((rows.shape[1], width), np.uint8), np.empty((rows.shape[1], width),
+                                                                      np.uint8)
+    assert K.linear_common_code(tuple(Ys), rows, mu, P, B) == \
+        R.linear_common_code(Ys, rows, mu, P, B_ref)
+    np.testing.assert_array_equal(B, B_ref)

@@ -32,7 +32,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._base import ConvergenceWarning, history_dict
-from .._preprocess import Preprocessor, merge_stats, per_modality
+from .._feature_stats import merge_column_stats
+from .._preprocess import Preprocessor, per_modality
 from .._progress import progress
 from .._threads import map_concurrently
 from .._validation import available_cores
@@ -190,8 +191,10 @@ class FlexCMHFit:
         return X, np.concatenate([s for _, s in got])
 
     def solve_z(self, stats):
+        """Centroids in the model's dtype from the float64 statistics."""
         self.z_ridge = [z_ridge(G) for _, G in stats]
-        return [z_from_stats(XtH, G, eps) for (XtH, G), eps in zip(stats, self.z_ridge)]
+        return [z_from_stats(XtH, G, eps).astype(self.dtype, copy=False)
+                for (XtH, G), eps in zip(stats, self.z_ridge)]
 
     # ---- Eq. 3: k-means seeded SemiNMF ------------------------------------
     def init_semi_nmf(self):
@@ -323,12 +326,14 @@ class FlexCMHFit:
         terms of Eq. 6 and the fraction of the training codes' bits that
         changed since the last call."""
         if self.code_cls is ITQCode:
-            self.code = self.fit_itq(n_iter, positions)
+            code = self.fit_itq(n_iter, positions)
         else:
             got = self.backend.run(P.aligned_indicators, per_part=positions)
             Ys = [np.concatenate([g[m] for g in got]) for m in range(self.M)]
-            self.code = self.code_cls.fit(Ys, self.n_bits, self.rng, n_iter=n_iter,
-                                          previous=self.code)
+            code = self.code_cls.fit(Ys, self.n_bits, self.rng, n_iter=n_iter,
+                                     previous=self.code)
+        # Fitted in float64 from float64 moments, applied in the model's dtype.
+        self.code = code.astype(self.dtype)
         Lc, Ls, Lq, changed, bits = self.backend.run(P.apply_code, self.code, combine=True)
         return (float(Lc), max(float(Ls), 0.0), float(Lq)), changed / max(bits, 1)
 
@@ -376,8 +381,7 @@ class FlexCMHFit:
         """``sum_m eps_m ||Z_m||^2``: with the inter-modal and reconstruction
         terms, what the H and Z steps minimise (the convergence test's
         continuous objective)."""
-        return float(sum(eps * np.einsum("ij,ij->", Z, Z)
-                         for eps, Z in zip(self.z_ridge, self.Z)))
+        return float(sum(eps * P.inner(Z, Z) for eps, Z in zip(self.z_ridge, self.Z)))
 
     # ---- kernel encoder ----------------------------------------------------
     def requested_threads(self):
@@ -418,8 +422,10 @@ class FlexCMHFit:
     def preprocess(self):
         """Fit each modality's preprocessing from sums over its rows, apply it
         on the partitions; returns the fitted preprocessors."""
-        stats = self.backend.run(P.data_stats)
-        preps = [Preprocessor.from_stats(setting, merge_stats([s[m] for s in stats]))
+        got = self.backend.run(P.data_stats)
+        self.dtype = got[0][0]
+        preps = [Preprocessor.from_stats(setting, merge_column_stats([s[m] for _, s in got]),
+                                         self.dtype)
                  for m, setting in enumerate(per_modality(self.p["preprocess"], self.M))]
         if any(pp.kind != "none" for pp in preps):
             self.backend.run(P.preprocess, preps)
@@ -541,9 +547,7 @@ class FlexCMHFit:
         if kernel_enc is None:
             out.update(anchors_=None, sigmas_=None, encoder_weights_=None)
         else:
-            out.update(anchors_=[np.ascontiguousarray(a, dtype=np.float64)
-                                 for a, _, _ in kernel_enc],
+            out.update(anchors_=[np.ascontiguousarray(a) for a, _, _ in kernel_enc],
                        sigmas_=[float(s) for _, s, _ in kernel_enc],
-                       encoder_weights_=[np.ascontiguousarray(w, dtype=np.float64)
-                                         for _, _, w in kernel_enc])
+                       encoder_weights_=[np.ascontiguousarray(w) for _, _, w in kernel_enc])
         return out

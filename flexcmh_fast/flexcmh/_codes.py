@@ -31,13 +31,9 @@ unchanged to out-of-sample indicator vectors.
 import numpy as np
 
 from .._state_checks import check_code_state
+from ._kernels import linear_code_signs
 
 SCHEMES = ("itq", "kmeans")
-
-
-def _signs(V):
-    """The paper's sign: +1 where V > 0, else -1."""
-    return np.where(V > 0, 1, -1).astype(np.int8)
 
 
 def centred_product(Y, mu, M):
@@ -184,6 +180,20 @@ class ITQCode:
         """Continuous relaxation ``(Y - mu) W R`` of the codes."""
         return centred_product(Y, self.mu, self.projection)
 
+    def linear_form(self, Y):
+        """``(Y', mu, P)`` with the relaxation of the codes of ``Y`` equal to
+        ``(Y' - mu) P`` (the code kernels' input): here ``Y`` itself and the
+        code's mean and projection ``W R``."""
+        return Y, self.mu, self.projection
+
+    def astype(self, dtype):
+        """The code function with its arrays in ``dtype`` (the model's); the
+        warm-start state of the next fit is kept as it is."""
+        code = type(self)(self.mu.astype(dtype, copy=False), self.W.astype(dtype, copy=False),
+                          None if self.R is None else self.R.astype(dtype, copy=False))
+        code.spread, code.basis = self.spread, self.basis
+        return code
+
     @property
     def projection(self):
         """``W R`` (k, b), formed once (the loop projects every iteration)."""
@@ -193,8 +203,9 @@ class ITQCode:
         return P
 
     def signs(self, Y):
-        """±1 int8 codes of indicator rows ``Y``."""
-        return _signs(self.project(Y))
+        """±1 int8 codes of indicator rows ``Y`` (the arithmetic of the
+        training codes, :func:`flexcmh_fast.flexcmh._kernels.linear_code_signs`)."""
+        return linear_code_signs(np.ascontiguousarray(Y), self.mu, self.projection)
 
     def state(self, prefix):
         arrays = {prefix + "mu": self.mu, prefix + "W": self.W}
@@ -300,6 +311,16 @@ class KMeansCode:
     def project(self, Y):
         """The ±1 codes as floats (the scheme has no continuous relaxation)."""
         return self.signs(Y).astype(np.float64)
+
+    def linear_form(self, Y):
+        """``(Y', mu, P)`` with the ±1 codes of ``Y`` equal to ``(Y' - mu) P``:
+        the codes themselves, a zero mean and the identity."""
+        b = self.codebooks.shape[1]
+        return self.signs(Y), np.zeros(b), np.eye(b)
+
+    def astype(self, dtype):
+        """The code function with its codebooks in ``dtype``."""
+        return type(self)(self.codebooks.astype(dtype, copy=False))
 
     def state(self, prefix):
         return {prefix + "codebooks": self.codebooks}

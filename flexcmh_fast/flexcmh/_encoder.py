@@ -9,10 +9,10 @@ centroids.  The regression's statistics are sums over rows
 import numpy as np
 import scipy.linalg
 
-from .._rbf import mean_anchor_distance, rbf_blocks
+from .._rbf import mean_anchor_distance, rbf_of_blocks
 from . import _kernels as K
 from . import _tuning as T
-from ._start import xz
+from ._start import gram, xz
 
 
 def known_rows(pairs, m, k):
@@ -40,16 +40,20 @@ def encoder_width(X_probe, anchors):
     return float(T.ENC_SIGMA_FACTOR * mean_dist) if mean_dist > 0 else 1.0
 
 
-def encoder_gram(Xf, Hf, anchors, sigma, parallel=True):
-    """``Phi^T Phi`` (a, a) and ``Phi^T H`` (a, k) over the regression rows:
-    sums over rows, so partitions of the rows can be added up.
-    ``parallel``: see :func:`flexcmh_fast._rbf.kernel_block`."""
+def encoder_gram(blocks, Hf, anchors, sigma, parallel=True):
+    """``Phi^T Phi`` (a, a) and ``Phi^T H`` (a, k) over the regression rows
+    (``blocks``: ``(start, stop, preprocessed rows)``, ``Hf`` their
+    indicators), float64: sums over rows, so partitions of the rows can be
+    added up.  ``parallel``: see :func:`flexcmh_fast._rbf.kernel_block`."""
     a = anchors.shape[0]
     G = np.zeros((a, a))
     R = np.zeros((a, Hf.shape[1]))
-    for s, e, Phi in rbf_blocks(Xf, anchors, sigma, T.ENC_BLOCK, parallel):
+    for s, e, Phi in rbf_of_blocks(blocks, anchors, sigma, parallel):
+        # The Gram matrix and its solve stay float64 (docs/flexcmh.md,
+        # "Precision").
+        Phi = Phi.astype(np.float64, copy=False)
         G += Phi.T @ Phi
-        R += Phi.T @ Hf[s:e]
+        R += Phi.T @ Hf[s:e].astype(np.float64, copy=False)
     return G, R
 
 
@@ -70,30 +74,39 @@ def encoder_weights(G, R):
     return np.ascontiguousarray(W)
 
 
-def kernel_indicators(X, anchors, sigma, weights, parallel=True):
-    """``h = phi(x) W``: RBF features against the anchors times the weights.
-    ``parallel``: see :func:`flexcmh_fast._rbf.kernel_block`."""
-    out = np.empty((X.shape[0], weights.shape[1]))
-    for s, e, Phi in rbf_blocks(X, anchors, sigma, T.ENC_BLOCK, parallel):
+def kernel_indicators(blocks, n, anchors, sigma, weights, parallel=True):
+    """``h = phi(x) W`` of ``n`` rows given as ``blocks`` (``(start, stop,
+    preprocessed rows)``): RBF features against the anchors times the
+    weights, in the weights' dtype.  ``parallel``: see
+    :func:`flexcmh_fast._rbf.kernel_block`."""
+    out = np.empty((n, weights.shape[1]), dtype=weights.dtype)
+    for s, e, Phi in rbf_of_blocks(blocks, anchors, sigma, parallel):
         np.matmul(Phi, weights, out=out[s:e])
     return out
 
 
-def nnls_indicators(X, Z):
+def preprocessed_blocks(X, prep, dtype, block_rows):
+    """Yield ``(start, stop, rows)``: the rows of ``X`` (queries, dense or
+    CSR) preprocessed by ``prep`` in ``dtype``, ``block_rows`` at a time, so
+    that no transformed copy of all of ``X`` is made."""
+    for s in range(0, X.shape[0], block_rows):
+        e = min(s + block_rows, X.shape[0])
+        yield s, e, prep.transform(X[s:e], dtype)
+
+
+def nnls_indicators(blocks, n, Z):
     """``h = argmin_{h >= 0} ||x - Z h||^2`` per row (Eq. 3 with the learned
-    centroids)."""
+    centroids) of ``n`` rows given as ``blocks`` (``(start, stop,
+    preprocessed rows)``), in ``Z``'s dtype."""
     from threadpoolctl import threadpool_limits
 
-    Q = Z.T @ Z
-    out = np.zeros((X.shape[0], Z.shape[1]))
-    zero = np.zeros(min(X.shape[0], T.ENCODE_BATCH))
+    Q = gram(Z)
+    out = np.zeros((n, Z.shape[1]), dtype=Z.dtype)
     # One BLAS thread beside the Numba kernel (see flexcmh_fast._threads).
     with threadpool_limits(limits=1, user_api="blas"):
-        for s in range(0, X.shape[0], T.ENCODE_BATCH):
-            e = min(s + T.ENCODE_BATCH, X.shape[0])
-            H = np.zeros((e - s, Z.shape[1]))
-            K.nnls_rows(Q, xz(X[s:e], Z), zero[:e - s], H, T.ENCODE_SWEEPS, T.ENCODE_TOL)
-            out[s:e] = H
+        for s, e, Xb in blocks:
+            K.nnls_rows(Q, xz(Xb, Z), np.zeros(e - s), out[s:e], T.ENCODE_SWEEPS,
+                        T.ENCODE_TOL)
     return out
 
 
@@ -138,6 +151,8 @@ def solve_kernel_encoder(drawn, take_rows, gram):
     Returns
     -------
     anchors : ndarray (a, d), sigma : float, weights : ndarray (a, k)
+        In the dtype of the rows ``take_rows`` gives (the model's); the
+        Gram matrix and the solve are float64.
     """
     anchor_rows, probe_rows, fit_rows = drawn
     anchors = take_rows(anchor_rows)
@@ -145,4 +160,4 @@ def solve_kernel_encoder(drawn, take_rows, gram):
                                    else anchors)
     sigma = encoder_width(take_rows(probe_rows), anchors)
     G, R = gram(fit_rows, anchors, sigma)
-    return anchors, sigma, encoder_weights(G, R)
+    return anchors, sigma, encoder_weights(G, R).astype(anchors.dtype, copy=False)

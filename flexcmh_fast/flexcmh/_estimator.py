@@ -9,7 +9,7 @@ from .._validation import available_cores
 from . import _tuning as T
 from ._algorithm import FlexCMHFit, LocalBackend
 from ._codes import SCHEMES, code_class
-from ._encoder import kernel_indicators, nnls_indicators
+from ._encoder import kernel_indicators, nnls_indicators, preprocessed_blocks
 from ._partition import Partition
 
 PARAMETERS = table(
@@ -180,6 +180,8 @@ class FlexCMH(HashingEstimator):
 
     _parameters = PARAMETERS
     kind = "FlexCMH"
+    # float32 data give a float32 model (docs/flexcmh.md, "Precision").
+    _preserves_dtype = ("float32", "float64")
 
     def __init__(self, n_bits=32, preprocess="auto", n_clusters=None, n_neighbors=5, lam=1.0,
                  max_iter=500, tol=1e-4, code_scheme="itq", joint=True, n_repairs=50,
@@ -230,14 +232,17 @@ class FlexCMH(HashingEstimator):
 
     # ---- encoding --------------------------------------------------------
     def indicators(self, X, modality):
-        """Indicator vectors of new samples (``X`` validated float64, dense
-        or CSR, as given: the fitted preprocessing is applied here), by the
-        fitted encoder."""
-        X = self.preprocessors_[modality].transform(X)
+        """Indicator vectors of new samples (``X`` validated, dense or CSR,
+        as given: the fitted preprocessing is applied here, block by block,
+        in the model's dtype), by the fitted encoder."""
+        prep, Z = self.preprocessors_[modality], self.centroids_[modality]
+        prep.check_input(X)
         if self.anchors_ is not None:
-            return kernel_indicators(X, self.anchors_[modality], self.sigmas_[modality],
-                                     self.encoder_weights_[modality])
-        return nnls_indicators(X, self.centroids_[modality])
+            blocks = preprocessed_blocks(X, prep, Z.dtype, T.ENC_BLOCK)
+            return kernel_indicators(blocks, X.shape[0], self.anchors_[modality],
+                                     self.sigmas_[modality], self.encoder_weights_[modality])
+        return nnls_indicators(preprocessed_blocks(X, prep, Z.dtype, T.ENCODE_BATCH),
+                               X.shape[0], Z)
 
     def _encode_signs(self, X, modality):
         return self.code_.signs(self.indicators(X, modality))
@@ -293,16 +298,15 @@ class FlexCMH(HashingEstimator):
             "preprocessors_": [Preprocessor.from_state(kind, arrays, f"pre_{m}_")
                                for m, kind in enumerate(kinds)],
             "converged_": bool(meta.get("converged", False)),
-            "centroids_": [np.ascontiguousarray(arrays[f"Z_{m}"]) for m in range(M)],
+            "centroids_": [_model_array(arrays[f"Z_{m}"]) for m in range(M)],
             "code_": code_class(scheme).from_state(arrays, "code_"),
             "cluster_matching_": arrays["cluster_matching"],
             "correspondence_": {(int(a), int(b)): arrays[f"gamma_{a}_{b}"]
                                 for a, b in meta["pair_keys"]},
-            "anchors_": [np.ascontiguousarray(arrays[f"anchors_{m}"], dtype=np.float64)
+            "anchors_": [_model_array(arrays[f"anchors_{m}"])
                          for m in range(M)] if kernel else None,
             "sigmas_": [float(s) for s in meta["sigmas"]] if kernel else None,
-            "encoder_weights_": [np.ascontiguousarray(arrays[f"encoder_weights_{m}"],
-                                                      dtype=np.float64)
+            "encoder_weights_": [_model_array(arrays[f"encoder_weights_{m}"])
                                  for m in range(M)] if kernel else None,
         })
         if kernel != (self.encoder == "kernel"):
@@ -317,3 +321,10 @@ class FlexCMH(HashingEstimator):
                         or W.shape != (A.shape[0], Z.shape[1]) or not self.sigmas_[m] > 0):
                     raise ValueError(f"kernel encoder {m} has anchors {A.shape}, weights "
                                      f"{W.shape}, sigma {self.sigmas_[m]}.")
+
+
+def _model_array(values):
+    """A saved float array as the model keeps it: float32 stays float32 (a
+    model fitted on float32 data), anything else becomes float64."""
+    dtype = np.float32 if values.dtype == np.float32 else np.float64
+    return np.ascontiguousarray(values, dtype=dtype)

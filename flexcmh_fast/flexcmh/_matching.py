@@ -27,8 +27,9 @@ def is_fully_paired(pairs, n_samples):
 
 
 def scaled_sq_norms(Z, scale):
-    """Squared norms of the centroids (columns of Z) times ``scale**2``."""
-    return (Z ** 2).sum(axis=0) * scale ** 2
+    """Squared norms of the centroids (columns of Z) times ``scale**2``
+    (float64)."""
+    return (Z.astype(np.float64, copy=False) ** 2).sum(axis=0) * scale ** 2
 
 
 def uses_size_score(match_score, pairs, m):

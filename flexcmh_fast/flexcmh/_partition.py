@@ -17,15 +17,13 @@ within a partition: with one partition that is the paper's Γ.
 import numba
 import numpy as np
 
-from .._codes import pack_codes
-from .._preprocess import data_stats as _data_stats
-from .._rbf import row_sq_norms
 from .._threads import map_concurrently
 from . import _kernels
 from . import _tuning as T
 from ._codes import centred_product
 from ._encoder import encoder_gram, kernel_indicators
-from ._start import nearest_centres, start_indicators, xz, z_stats
+from ._features import Features, model_dtype
+from ._start import gram, nearest_centres, start_indicators
 
 
 def _pair_csr(n, self_idx, other_idx):
@@ -52,7 +50,8 @@ class Partition:
     Parameters
     ----------
     Xs : list of ndarray or CSR matrix
-        The partition's rows of each modality (validated float64).
+        The partition's rows of each modality (validated float32 / float64,
+        kept as given: :class:`~flexcmh_fast.flexcmh._features.Features`).
     k, ns : int
         Clusters and profile length (Eq. 1).
     lam : float
@@ -70,13 +69,13 @@ class Partition:
     def __init__(self, Xs, k, ns, lam, matching="clusters", labels=None, threads=None,
                  kernels=_kernels):
         self.K = kernels
-        self.Xs = Xs
+        # Every array the fit keeps per row (H, X Z, ...) is in this dtype.
+        self.dtype = model_dtype(Xs)
+        self.features = [Features(X, self.dtype) for X in Xs]
         self.M = len(Xs)
         self.n = [X.shape[0] for X in Xs]
         self.k, self.ns, self.lam, self.matching = k, ns, lam, matching
         self.threads = threads
-        self.sqx = [row_sq_norms(X) for X in Xs]
-        self.sqX = [float(s.sum()) for s in self.sqx]
         self.pairs = {}
         self.fully_paired = False
         self.label_group = None if labels is None else [label_groups(lab) for lab in labels]
@@ -88,7 +87,11 @@ class Partition:
         self.gram_H = None
         self._assign = [None] * self.M
         self.gamma = self.adj = self._aligned = None
-        self.code = self.B = self.Ht = None
+        # The code function, the packed common code of the aligned rows and
+        # the bits in which the modalities' codes disagree with it, and the
+        # packed codes of every row (apply_code).
+        self.code = self.B = None
+        self.disagreements = 0
         self.code_bits = None
         self.itq_U = None
         # Kernel-encoded indicators of aligned rows (encode_aligned): when
@@ -104,10 +107,14 @@ class Partition:
 
     def set_z(self, Zs):
         self.Z = list(Zs)
-        # Into the previous X Z buffers (the H step has used them; see xz).
+        # Into the previous X Z buffers (the H step has used them).
         buffers = [None] * self.M if self.XZ is None else self.XZ
-        self.XZ = [xz(X, Z, out=B) for X, Z, B in zip(self.Xs, Zs, buffers)]
+        self.XZ = [f.xz(Z, out=B) for f, Z, B in zip(self.features, Zs, buffers)]
         self._assign = [None] * self.M
+
+    def set_preprocessing(self, preprocessors):
+        for f, pp in zip(self.features, preprocessors):
+            f.set_preprocessing(pp)
 
     # ---- Eq. 1: per-cluster summaries ----------------------------------
     def votes(self, m0, m, pair_lists):
@@ -128,7 +135,7 @@ class Partition:
     def profiles(self, m, scale, sqz):
         """Eq. 1 profiles (top-ns distances, counts) of modality m's clusters
         measured from the scaled centroids."""
-        return self.K.nn_profiles(self.XZ[m], scale, self.sqx[m],
+        return self.K.nn_profiles(self.XZ[m], scale, self.features[m].sqx,
                                   sqz, self.assignment(m), self.k, self.ns,
                                   numba.get_num_threads())
 
@@ -198,10 +205,10 @@ class Partition:
                         else np.vstack([self.H[m2] for m2 in mods]))
             # The linear term, in one buffer kept for the fit (see set_z).
             if self._linear is None:
-                self._linear = np.empty((max(self.n), self.k))
+                self._linear = np.empty((max(self.n), self.k), dtype=self.dtype)
             C = self._linear[:self.n[m]]
             self.K.gather_sum(ptr, idx, partners, self.XZ[m], C)
-            self.K.nnls_rows(self.Z[m].T @ self.Z[m], C, deg, self.H[m], T.H_SWEEPS, 0.0)
+            self.K.nnls_rows(gram(self.Z[m]), C, deg, self.H[m], T.H_SWEEPS, 0.0)
             self._assign[m] = None
 
     # ---- Eq. 5, 10-11: codes ----------------------------------------------
@@ -241,26 +248,31 @@ class Partition:
         return [H[r] for H, r in zip(self.H, self.aligned_rows(positions))]
 
     def apply_code(self, code):
-        """Per-modality codes ``Ht`` and common code B (Eq. 11) of the aligned
-        rows under the code function ``code``; returns the bits of the
-        training codes of every sample (all modalities) that changed since
-        the last call and the number of bits (the codes' share of the
-        convergence test)."""
+        """Set the code function: the packed codes of every row of every
+        modality and the common code B (Eq. 11) of the aligned rows, with the
+        bits in which the modalities' own codes disagree with B (the
+        quantisation term); returns the bits of the training codes that
+        changed since the last call and the number of bits (the codes' share
+        of the convergence test)."""
         self.code = code
         self.itq_U = None
-        # Every row's relaxed code once: the aligned rows' codes and all
-        # rows' bit changes come from it.
-        projected = [code.project(H) for H in self.H]
-        proj = [P[r] for P, r in zip(projected, self.aligned())]
-        self.B = np.where(np.add.reduce(proj) > 0, 1, -1).astype(np.int8)
-        self.Ht = [np.where(p > 0, 1, -1).astype(np.int8) for p in proj]
-        bits = [P > 0 for P in projected]
-        total = sum(b.size for b in bits)
+        forms = [code.linear_form(H) for H in self.H]
+        mu, P = forms[0][1], forms[0][2]
+        width = (P.shape[1] + 7) // 8
+        previous = self.code_bits or [np.empty((0, width), dtype=np.uint8)] * self.M
+        bits, changed = [], 0
+        for (Y, _, _), prev in zip(forms, previous):
+            out = np.empty((Y.shape[0], width), dtype=np.uint8)
+            changed += int(self.K.linear_code_bits(Y, mu, P, prev, out))
+            bits.append(out)
+        total = sum(b.shape[0] for b in bits) * P.shape[1]
         if self.code_bits is None:
             changed = total
-        else:
-            changed = sum(int(np.count_nonzero(a != b)) for a, b in zip(bits, self.code_bits))
         self.code_bits = bits
+        rows = np.array(self.aligned(), dtype=np.int64).reshape(self.M, -1)
+        self.B = np.empty((rows.shape[1], width), dtype=np.uint8)
+        self.disagreements = int(self.K.linear_common_code(
+            tuple(np.ascontiguousarray(Y) for Y, _, _ in forms), rows, mu, P, self.B))
         return changed, total
 
     # ---- Eq. 6 ------------------------------------------------------------
@@ -273,31 +285,39 @@ class Partition:
         Ls = 0.0
         for m in range(self.M):
             H, Z = self.H[m], self.Z[m]
-            HtH = H.T @ H if self.gram_H is None else self.gram_H[m]
-            Ls += (self.sqX[m] - 2.0 * np.einsum("ij,ij->", H, self.XZ[m])
-                   + np.einsum("ij,ij->", HtH, Z.T @ Z))
-        Lq = self.lam * sum(4.0 * np.count_nonzero(self.B != Ht) for Ht in self.Ht)
+            HtH = gram(H) if self.gram_H is None else self.gram_H[m]
+            Ls += (self.features[m].sqx_total - 2.0 * inner(H, self.XZ[m])
+                   + np.einsum("ij,ij->", HtH, gram(Z)))
+        Lq = self.lam * 4.0 * self.disagreements
         return Lc, Ls, Lq
 
 
 # --------------------------------------------------------------------------
 # Steps: ``step(partition, *args)``, run by a backend on every partition.
 # --------------------------------------------------------------------------
+def inner(A, B):
+    """``sum_ij A_ij B_ij`` in float64 (the objective's sums)."""
+    if A.dtype == B.dtype == np.float64:
+        return float(np.einsum("ij,ij->", A, B))
+    return float(np.einsum("ij,ij->", A, B, dtype=np.float64))
+
+
 def _all_z_stats(part):
-    stats = [z_stats(X, H) for X, H in zip(part.Xs, part.H)]
+    """Sufficient statistics of the Z step per modality, ``X^T H`` and
+    ``H^T H`` (float64 sums over rows, so row blocks add up)."""
+    stats = [(f.xth(H), gram(H)) for f, H in zip(part.features, part.H)]
     part.gram_H = [G for _, G in stats]
     return stats
 
 
 def data_stats(part):
-    return [_data_stats(X) for X in part.Xs]
+    """The model's dtype and every modality's column statistics."""
+    return part.dtype, [f.column_stats for f in part.features]
 
 
 def preprocess(part, preprocessors):
-    """Replace the rows by their preprocessed version (and their norms)."""
-    part.Xs = [pp.transform(X) for pp, X in zip(preprocessors, part.Xs)]
-    part.sqx = [row_sq_norms(X) for X in part.Xs]
-    part.sqX = [float(s.sum()) for s in part.sqx]
+    """Apply the fitted preprocessing from now on (as the rows are read)."""
+    part.set_preprocessing(preprocessors)
 
 
 def set_pairs(part, fully_paired, pairs):
@@ -312,7 +332,9 @@ def set_label_ranks(part, ranks):
 
 
 def take_rows(part, m, rows):
-    return part.Xs[m][rows], part.sqx[m][rows]
+    """The preprocessed rows ``rows`` of modality m and their squared norms."""
+    f = part.features[m]
+    return f.rows(rows), f.sqx[rows]
 
 
 def row_clusters(part, m, rows):
@@ -325,8 +347,8 @@ def init_indicators(part, starts):
     clusters, ``("centres", C)``: nearest of the centres); back: Z statistics."""
     part.H = []
     for m, (kind, value) in enumerate(starts):
-        assign = value if kind == "assign" else nearest_centres(part.Xs[m], value)
-        part.H.append(start_indicators(assign, part.k))
+        assign = value if kind == "assign" else nearest_centres(part.features[m], value)
+        part.H.append(start_indicators(assign, part.k, part.dtype))
     part.XZ = [None] * part.M
     part.Z = [None] * part.M
     part._assign = [None] * part.M
@@ -335,10 +357,10 @@ def init_indicators(part, starts):
 
 def semi_nmf_sweep(part, Zs):
     """One SemiNMF warm-up iteration (H by NNLS from X Z), then Z statistics."""
-    for m, (X, Z) in enumerate(zip(part.Xs, Zs)):
+    for m, (f, Z) in enumerate(zip(part.features, Zs)):
         # X Z goes into the buffers the loop keeps (Partition.set_z).
-        part.XZ[m] = xz(X, Z, out=part.XZ[m])
-        part.K.nnls_rows(Z.T @ Z, part.XZ[m], np.zeros(part.n[m]), part.H[m], T.H_SWEEPS, 0.0)
+        part.XZ[m] = f.xz(Z, out=part.XZ[m])
+        part.K.nnls_rows(gram(Z), part.XZ[m], np.zeros(part.n[m]), part.H[m], T.H_SWEEPS, 0.0)
     return _all_z_stats(part)
 
 
@@ -398,9 +420,11 @@ def code_positions(part, fraction):
 
 
 def code_moments(part, positions):
+    """Rows, row sum and scatter ``Y^T Y`` (float64) of the code-fit rows."""
     Ys = part.code_inputs(positions)
-    return (sum(Y.shape[0] for Y in Ys), np.add.reduce([Y.sum(axis=0) for Y in Ys]),
-            np.add.reduce([Y.T @ Y for Y in Ys]))
+    return (sum(Y.shape[0] for Y in Ys), np.add.reduce([Y.sum(axis=0, dtype=np.float64)
+                                                        for Y in Ys]),
+            np.add.reduce([gram(Y) for Y in Ys]))
 
 
 def aligned_indicators(part, positions):
@@ -416,7 +440,8 @@ def encode_aligned(part, encoders, workers, positions):
 
     def encode(m, parallel):
         anchors, sigma, weights = encoders[m]
-        return kernel_indicators(part.Xs[m][rows[m]], anchors, sigma, weights, parallel)
+        return kernel_indicators(part.features[m].blocks(rows[m], T.ENC_BLOCK), len(rows[m]),
+                                 anchors, sigma, weights, parallel)
 
     part.encoded = map_concurrently(encode, part.M, workers)
 
@@ -440,15 +465,16 @@ def apply_code(part, code):
 
 
 def indicator_gram(part, m, anchors, sigma, parallel, rows):
-    return encoder_gram(part.Xs[m][rows], part.H[m][rows], anchors, sigma, parallel)
+    return encoder_gram(part.features[m].blocks(rows, T.ENC_BLOCK), part.H[m][rows], anchors,
+                        sigma, parallel)
 
 
 def result_train_codes(part, m):
-    return pack_codes(part.code.signs(part.H[m]))
+    return part.code_bits[m]
 
 
 def result_codes(part):
-    return pack_codes(part.B)
+    return part.B
 
 
 def gamma_sizes(part):

@@ -1,63 +1,41 @@
 """The start of FlexCMH (Eq. 3): k-means clusters seed SemiNMF, and the
 ridge least-squares centroid update shared by the start and the loop.
 
-Dense and CSR data go through the same code: the data enter only through
-``X @ Z`` and ``X^T @ H`` products (CSR stays sparse).
+k-means runs on a sample of preprocessed rows (dense or CSR), materialised
+by :meth:`flexcmh_fast.flexcmh._features.Features.rows`; every row is then
+assigned to its nearest centre through the streaming product of
+:class:`~flexcmh_fast.flexcmh._features.Features`.
 """
 from contextlib import nullcontext
 
 import numpy as np
 import scipy.sparse as sp
 
-from .._threads import LARGE_PRODUCT, PRODUCT_BETWEEN_KERNELS, dense_product_threads
+from .._threads import LARGE_PRODUCT, dense_product_threads
 from . import _tuning as T
-from ._kernels import (cluster_sums_csr, cluster_sums_dense, csr_dense_product,
-                       nearest_from_products)
+from ._kernels import cluster_sums_csr, cluster_sums_dense, nearest_from_products
+from ._passes import csr_xz
+
+_NO_FACTORS = np.empty(0)
 
 
-def _product_threads(X, k, large=PRODUCT_BETWEEN_KERNELS):
-    """BLAS threads of a product of X with k columns (CSR: no BLAS); by
-    default for a product run between Numba parallel kernels
-    (``PRODUCT_BETWEEN_KERNELS``)."""
-    if sp.issparse(X):
-        return nullcontext()
-    return dense_product_threads(X.shape[0] * X.shape[1] * k, large=large)
-
-
-def xz(X, Z, out=None, large=PRODUCT_BETWEEN_KERNELS):
-    """``X @ Z`` as a C-contiguous float64 array (CSR is never densified),
-    written into ``out`` (C-contiguous (n, k) float64) when given: the loop
-    keeps one buffer per modality instead of taking fresh memory every
-    iteration (at NUS-WIDE size, the page faults of a new 120 MB array cost
-    more than a sparse product).  ``large``: multiply-adds from which a
-    dense product runs on every thread (:func:`_product_threads`)."""
+def xz(X, Z, out=None, large=LARGE_PRODUCT):
+    """``X @ Z`` for a materialised matrix (a sample or a block of rows,
+    dense or CSR, never densified), in ``X``'s dtype, written into ``out``
+    when given.  ``large``: multiply-adds from which a dense product runs
+    on every thread (:func:`flexcmh_fast._threads.dense_product_threads`)."""
+    Z = np.ascontiguousarray(Z, dtype=X.dtype)
     if out is None:
-        out = np.empty((X.shape[0], Z.shape[1]))
+        out = np.empty((X.shape[0], Z.shape[1]), dtype=X.dtype)
     if sp.issparse(X):
         X = X.tocsr()
-        csr_dense_product(X.indptr, X.indices, X.data, np.ascontiguousarray(Z), out)
+        csr_xz(X.indptr, X.indices, X.data, False, _NO_FACTORS, Z, out)
         return out
-    with _product_threads(X, Z.shape[1], large):
+    context = dense_product_threads(X.shape[0] * X.shape[1] * Z.shape[1], large=large) \
+        if X.shape[0] else nullcontext()
+    with context:
         np.matmul(X, Z, out=out)
     return out
-
-
-def xth(X, H):
-    """``X^T @ H`` (d, k); for CSR, scipy's transpose product (no densify).
-
-    Dense data: computed as ``(H^T X)^T``, which OpenBLAS runs about 1.3x
-    faster for these shapes (n rows, k << d; docs/flexcmh.md, "Training
-    speed")."""
-    if sp.issparse(X):
-        return np.asarray(X.T @ H)
-    with _product_threads(X, H.shape[1]):
-        return np.ascontiguousarray((H.T @ X).T)
-
-
-def z_stats(X, H):
-    """Sufficient statistics of the Z step, ``X^T H`` and ``H^T H``: sums over
-    samples, so row blocks of the data add up."""
-    return xth(X, H), H.T @ H
 
 
 def z_ridge(G):
@@ -80,23 +58,32 @@ def z_from_stats(XtH, G, eps):
     return np.linalg.solve(G + eps * np.eye(k), XtH.T).T.copy()
 
 
-def start_indicators(assign, k):
+def gram(H):
+    """``H^T H`` (k, k) float64."""
+    H64 = H if H.dtype == np.float64 else H.astype(np.float64)
+    return H64.T @ H64
+
+
+def start_indicators(assign, k, dtype=np.float64):
     """Ding et al.'s SemiNMF start: one-hot k-means clusters + 0.2."""
-    H = np.full((assign.shape[0], k), 0.2)
+    H = np.full((assign.shape[0], k), 0.2, dtype=dtype)
     H[np.arange(assign.shape[0]), assign] += 1.0
     return H
 
 
-def kmeans_subsample(n, rng, max_sample=T.KMEANS_SAMPLE):
-    """Sorted rows the k-means of the start runs on, or None (all ``n``)."""
-    if n <= max_sample:
+def kmeans_subsample(n, rng):
+    """Sorted rows the k-means of the start runs on (at most
+    ``KMEANS_SAMPLE``, materialised preprocessed), or None (all ``n``)."""
+    if n <= T.KMEANS_SAMPLE:
         return None
-    return np.sort(rng.choice(n, max_sample, replace=False))
+    return np.sort(rng.choice(n, T.KMEANS_SAMPLE, replace=False))
 
 
-def nearest_centres(X, centers):
-    """Nearest centre of every row of X (dense or CSR); ties: smaller index."""
-    return nearest_from_products(xz(X, centers.T), (centers ** 2).sum(axis=1))[0]
+def nearest_centres(features, centers):
+    """Nearest centre of every row of ``features`` (:class:`Features`);
+    ties: smaller index."""
+    sq = (np.asarray(centers, dtype=np.float64) ** 2).sum(axis=1)
+    return nearest_from_products(features.xz(centers.T), sq)[0]
 
 
 def cluster_sums(X, assign, k):
@@ -104,6 +91,12 @@ def cluster_sums(X, assign, k):
     if sp.issparse(X):
         return cluster_sums_csr(X.indptr, X.indices, X.data, X.shape[1], assign, k)
     return cluster_sums_dense(X, assign, k)
+
+
+def _sq(v):
+    """Squared norm of a vector, in float64."""
+    v = np.asarray(v, dtype=np.float64)
+    return float(v @ v)
 
 
 def kmeans(X, sqx, k, rng, n_iter=25):
@@ -128,9 +121,9 @@ def kmeans(X, sqx, k, rng, n_iter=25):
     best = best_centers = None
     best_inertia = np.inf
     for _ in range(T.KMEANS_INITS):
-        centers = np.empty((k, X.shape[1]))
+        centers = np.empty((k, X.shape[1]), dtype=X.dtype)
         centers[0] = row(int(rng.integers(n)))
-        d2 = np.maximum(sqx - 2.0 * (X @ centers[0]) + centers[0] @ centers[0], 0.0)
+        d2 = np.maximum(sqx - 2.0 * (X @ centers[0]) + _sq(centers[0]), 0.0)
         for c in range(1, k):
             total = d2.sum()
             if total > 0:
@@ -139,13 +132,14 @@ def kmeans(X, sqx, k, rng, n_iter=25):
                 idx = int(rng.integers(n))
             centers[c] = row(min(idx, n - 1))
             d2 = np.minimum(d2, np.maximum(
-                sqx - 2.0 * (X @ centers[c]) + centers[c] @ centers[c], 0.0))
+                sqx - 2.0 * (X @ centers[c]) + _sq(centers[c]), 0.0))
         assign = None
         for _ in range(n_iter + 1):
             # Only serial kernels run between these products: BLAS workers
             # left spinning take no core from them (PRODUCT_BETWEEN_KERNELS).
             products = xz(X, centers.T, large=LARGE_PRODUCT)
-            new, nearest = nearest_from_products(products, (centers ** 2).sum(axis=1))
+            new, nearest = nearest_from_products(
+                products, (centers.astype(np.float64) ** 2).sum(axis=1))
             inertia = float(nearest.sum() + sqx.sum())
             if assign is not None and np.array_equal(new, assign):
                 break

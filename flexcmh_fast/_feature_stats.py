@@ -1,0 +1,137 @@
+"""One pass over a feature matrix: the row and column statistics that the
+preprocessing is fitted from and applied with.
+
+Dense matrices (float32 or float64, any memory layout) and CSR matrices are
+read as they are, never copied.  Every sum is float64, added in row order
+within a chunk of rows and chunk by chunk afterwards; the number of chunks
+depends on the shape only, so the statistics do not depend on the thread
+count.  Row sums are added in column order (no fastmath), so the row
+statistics of a row do not depend on the rows around it: a query encoded
+alone gets the factors its row got in training.
+"""
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+# Chunks of rows whose column sums are kept apart (at most), and the float64
+# memory those partial sums may take together.
+MAX_CHUNKS = 64
+PARTIAL_SUM_BYTES = 1 << 26
+
+
+def row_chunks(n, width=1):
+    """Chunks of rows of a pass over ``n`` rows whose partial sums have
+    ``width`` float64 entries: a function of the shape only, so results do
+    not depend on the thread count."""
+    by_memory = max(1, PARTIAL_SUM_BYTES // (8 * max(int(width), 1)))
+    return int(max(1, min(MAX_CHUNKS, n // 256, by_memory)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_rows(parts):
+    """Sum of the rows of ``parts`` (chunk partial sums), in chunk order."""
+    out = np.zeros(parts.shape[1])
+    for t in range(parts.shape[0]):
+        for j in range(parts.shape[1]):
+            out[j] += parts[t, j]
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def dense_stats(X, n_chunks):
+    """Per row the sum and the sum of squares, per column the sum and the
+    sum of squares, the zero entries and the smallest entry of dense ``X``."""
+    n, d = X.shape
+    row_sum = np.zeros(n)
+    row_sumsq = np.zeros(n)
+    col_sum = np.zeros((n_chunks, d))
+    col_sumsq = np.zeros((n_chunks, d))
+    zeros = np.zeros(n_chunks, dtype=np.int64)
+    low = np.full(n_chunks, np.inf)
+    step = (n + n_chunks - 1) // n_chunks
+    for t in numba.prange(n_chunks):
+        for i in range(t * step, min(n, (t + 1) * step)):
+            s = 0.0
+            q = 0.0
+            for j in range(d):
+                v = np.float64(X[i, j])
+                s += v
+                q += v * v
+                col_sum[t, j] += v
+                col_sumsq[t, j] += v * v
+                if v == 0.0:
+                    zeros[t] += 1
+                if v < low[t]:
+                    low[t] = v
+            row_sum[i] = s
+            row_sumsq[i] = q
+    return (row_sum, row_sumsq, _merge_rows(col_sum), _merge_rows(col_sumsq), zeros.sum(),
+            low.min())
+
+
+@numba.njit(cache=True, parallel=True)
+def csr_stats(indptr, indices, data, d, n_chunks):
+    """:func:`dense_stats` of CSR rows (implicit zeros counted)."""
+    n = indptr.shape[0] - 1
+    row_sum = np.zeros(n)
+    row_sumsq = np.zeros(n)
+    col_sum = np.zeros((n_chunks, d))
+    col_sumsq = np.zeros((n_chunks, d))
+    zeros = np.zeros(n_chunks, dtype=np.int64)
+    low = np.full(n_chunks, np.inf)
+    step = (n + n_chunks - 1) // n_chunks
+    for t in numba.prange(n_chunks):
+        for i in range(t * step, min(n, (t + 1) * step)):
+            s = 0.0
+            q = 0.0
+            implicit = d - (indptr[i + 1] - indptr[i])
+            zeros[t] += implicit
+            if implicit > 0 and low[t] > 0.0:
+                low[t] = 0.0
+            for p in range(indptr[i], indptr[i + 1]):
+                v = np.float64(data[p])
+                j = indices[p]
+                s += v
+                q += v * v
+                col_sum[t, j] += v
+                col_sumsq[t, j] += v * v
+                if v == 0.0:
+                    zeros[t] += 1
+                if v < low[t]:
+                    low[t] = v
+            row_sum[i] = s
+            row_sumsq[i] = q
+    return (row_sum, row_sumsq, _merge_rows(col_sum), _merge_rows(col_sumsq), zeros.sum(),
+            low.min())
+
+
+def feature_stats(X):
+    """Row and column statistics of ``X`` (dense or CSR) in one pass.
+
+    Returns
+    -------
+    rows : tuple of ndarray
+        ``(row_sum, row_sumsq)``, float64 (n,).
+    columns : dict
+        ``n``, ``sum`` and ``sumsq`` (float64 (d,)), ``zeros``, ``min``,
+        ``sparse``: what the preprocessing is fitted from (sums over rows, so
+        row blocks add up, :func:`merge_column_stats`).
+    """
+    n, d = X.shape
+    chunks = row_chunks(n, 2 * d)
+    if sp.issparse(X):
+        out = csr_stats(X.indptr, X.indices, X.data, d, chunks)
+    else:
+        out = dense_stats(X, chunks)
+    row_sum, row_sumsq, col_sum, col_sumsq, zeros, low = out
+    columns = {"n": n, "sum": col_sum, "sumsq": col_sumsq, "zeros": int(zeros),
+               "min": float(low) if n else 0.0, "sparse": sp.issparse(X)}
+    return (row_sum, row_sumsq), columns
+
+
+def merge_column_stats(parts):
+    """The column statistics of several row blocks of one modality."""
+    return {"n": sum(p["n"] for p in parts), "sum": np.add.reduce([p["sum"] for p in parts]),
+            "sumsq": np.add.reduce([p["sumsq"] for p in parts]),
+            "zeros": sum(p["zeros"] for p in parts), "min": min(p["min"] for p in parts),
+            "sparse": any(p["sparse"] for p in parts)}

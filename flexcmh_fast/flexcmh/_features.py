@@ -1,0 +1,166 @@
+"""A modality's training rows as the FlexCMH fit reads them.
+
+:class:`Features` holds the caller's matrix as it was given (dense float32
+or float64 in any memory layout, or CSR; never copied, never densified)
+and the fitted preprocessing (:class:`flexcmh_fast._preprocess.Preprocessor`),
+which it applies as the rows are read.  The fit reads the data only
+through it: the products with the centroids ``X Z`` and with the
+indicators ``X^T H`` (one streaming pass each), and samples of rows
+(k-means start, anchors, regression rows), which it materialises
+preprocessed.
+
+Products are computed in the data's dtype (float32 data: float32
+products); what they produce is stored in the model's dtype and sums over
+rows are float64 (``docs/flexcmh.md``, "Precision").
+"""
+import numpy as np
+import scipy.sparse as sp
+
+from .._feature_stats import feature_stats, row_chunks
+from .._preprocess import Preprocessor
+from .._threads import PRODUCT_BETWEEN_KERNELS, dense_product_threads
+from ._passes import (csr_xth, csr_xz, dense_centred_sq_norms, dense_root_xth,
+                      dense_root_xz)
+
+_NO_FACTORS = np.empty(0)
+
+
+def model_dtype(Xs):
+    """The dtype of a model fitted on the matrices ``Xs``: float32 when all
+    of them are float32, else float64."""
+    return np.dtype(np.float32) if all(X.dtype == np.float32 for X in Xs) \
+        else np.dtype(np.float64)
+
+
+class Features:
+    """One modality's rows and their preprocessing.
+
+    Parameters
+    ----------
+    X : ndarray or CSR matrix (n, d)
+        Validated float32 / float64 rows, kept as given.
+    dtype : numpy dtype
+        The model's dtype (:func:`model_dtype`): of the products' results,
+        of the samples and of everything fitted from them.
+
+    Attributes
+    ----------
+    sqx : float64 ndarray (n,)
+        Squared norms of the preprocessed rows.
+    sqx_total : float
+        Their sum (the constant of the reconstruction term).
+    column_stats : dict
+        Column statistics of the raw rows (what the preprocessing is fitted
+        from; :func:`flexcmh_fast._feature_stats.feature_stats`).
+    """
+
+    def __init__(self, X, dtype):
+        self.X = X
+        self.sparse = sp.issparse(X)
+        self.n, self.d = X.shape
+        self.dtype = np.dtype(dtype)
+        (self.row_sum, self.row_sumsq), self.column_stats = feature_stats(X)
+        self.prep = Preprocessor("none")
+        self.factors = None
+        self.sqx = self.row_sumsq
+        self.sqx_total = float(self.sqx.sum())
+
+    def set_preprocessing(self, prep):
+        """Apply ``prep`` from now on (row factors from the row sums; the
+        squared norms of ``"standard"`` rows take one pass)."""
+        if prep.root and self.column_stats["min"] < 0:
+            raise ValueError("preprocess='hellinger' needs non-negative features; a modality "
+                             f"has negative values (min {self.column_stats['min']:.3g}).")
+        self.prep = prep
+        self.factors = prep.row_factors(self.row_sum, self.row_sumsq)
+        if prep.kind == "none":
+            self.sqx = self.row_sumsq
+        elif prep.kind == "standard":
+            inv = 1.0 / np.asarray(prep.scale, dtype=np.float64)
+            if self.sparse:
+                # CSR is only scaled (no centring): sum_j (x_ij / s_j)^2.
+                X = self.X
+                self.sqx = np.bincount(np.repeat(np.arange(self.n), np.diff(X.indptr)),
+                                       weights=(X.data * inv[X.indices]) ** 2,
+                                       minlength=self.n)
+            else:
+                self.sqx = dense_centred_sq_norms(
+                    self.X, np.asarray(prep.mean, dtype=np.float64), inv)
+        else:
+            sums = self.row_sum if prep.root else self.row_sumsq
+            self.sqx = sums * self.factors ** 2
+        self.sqx_total = float(self.sqx.sum())
+
+    # ---- the two streaming products ------------------------------------
+    def xz(self, Z, out=None, large=PRODUCT_BETWEEN_KERNELS):
+        """The preprocessed rows times ``Z`` (d, k): ``(n, k)`` in the model's
+        dtype, written into ``out`` (C-contiguous) when given (the loop keeps
+        one buffer per modality instead of fresh memory every iteration).
+        ``large``: multiply-adds from which a dense BLAS product runs on
+        every thread (:func:`flexcmh_fast._threads.dense_product_threads`)."""
+        k = Z.shape[1]
+        if out is None:
+            out = np.empty((self.n, k), dtype=self.dtype)
+        prep, data_dtype = self.prep, self.X.dtype
+        inv = None if prep.kind != "standard" else 1.0 / np.asarray(prep.scale, np.float64)
+        # Column scales of "standard" move onto Z: (X / s) Z = X (Z / s).
+        Zc = np.ascontiguousarray((Z if inv is None else Z * inv[:, None]), dtype=data_dtype)
+        factors = _NO_FACTORS if self.factors is None else self.factors
+        if self.sparse:
+            X = self.X
+            csr_xz(X.indptr, X.indices, X.data, prep.root, factors, Zc, out)
+        elif prep.root:
+            dense_root_xz(self.X, factors, np.ascontiguousarray(Zc.T), out)
+        else:
+            with dense_product_threads(self.n * self.d * k, large=large):
+                if out.dtype == data_dtype:
+                    np.matmul(self.X, Zc, out=out)
+                else:
+                    out[...] = self.X @ Zc
+            if self.factors is not None:
+                out *= self.factors[:, None]
+        if prep.kind == "standard" and not self.sparse:
+            # (X - mean) Z / s = X (Z / s) - mean (Z / s)
+            out -= np.asarray(prep.mean, np.float64) @ (Z * inv[:, None])
+        return out
+
+    def xth(self, H):
+        """The preprocessed rows' transpose times ``H`` (n, k): ``(d, k)``
+        float64, a sum over rows (row blocks of the data add up)."""
+        prep, data_dtype = self.prep, self.X.dtype
+        W = H if self.factors is None else H * self.factors[:, None]
+        W = np.ascontiguousarray(W, dtype=data_dtype)
+        k = H.shape[1]
+        if self.sparse:
+            X = self.X
+            out = csr_xth(X.indptr, X.indices, X.data, prep.root, W, self.d,
+                          row_chunks(self.n, self.d * k))
+        elif prep.root:
+            out = dense_root_xth(self.X, W, row_chunks(self.n, self.d * k))
+        else:
+            with dense_product_threads(self.n * self.d * k, large=PRODUCT_BETWEEN_KERNELS):
+                # (W^T X)^T: the faster form for n >> d > k (docs/flexcmh.md,
+                # "Training speed").
+                out = np.asarray((W.T @ self.X).T, dtype=np.float64)
+        if prep.kind == "standard":
+            mean = np.asarray(prep.mean, np.float64)
+            if not self.sparse:
+                out = out - np.outer(mean, H.sum(axis=0, dtype=np.float64))
+            out = out / np.asarray(prep.scale, np.float64)[:, None]
+        return np.ascontiguousarray(out)
+
+    # ---- samples ------------------------------------------------------------
+    def rows(self, rows):
+        """The preprocessed rows ``rows`` (sorted indices; a sample or a
+        block) as a new matrix in the model's dtype (CSR stays CSR)."""
+        factors = None if self.factors is None else self.factors[rows]
+        # Indexing with an array copies the rows: transform that copy in place.
+        return self.prep.apply(self.X[np.asarray(rows)], factors, self.dtype, copy=False)
+
+    def blocks(self, rows, block_rows):
+        """Yield ``(start, stop, block)``: :meth:`rows` of
+        ``rows[start:stop]`` (None: every row), ``block_rows`` at a time."""
+        n = self.n if rows is None else len(rows)
+        for s in range(0, n, block_rows):
+            e = min(n, s + block_rows)
+            yield s, e, self.rows(np.arange(s, e) if rows is None else rows[s:e])

@@ -1,0 +1,199 @@
+"""Numba kernels that stream a modality's feature matrix.
+
+These are the only kernels of the trainer that read the data themselves
+(the rest work on ``n x k`` summaries, :mod:`._kernels`).  Each reads the
+matrix once, as it is given: dense float32 or float64 in any memory layout,
+or the ``indptr`` / ``indices`` / ``data`` arrays of a CSR matrix.  The
+row-wise preprocessing is applied as the values are read (the square root
+of ``"hellinger"`` and a factor per row), never by materialising a
+transformed copy (:class:`flexcmh_fast.flexcmh._features.Features`).
+
+Sums over rows are taken per chunk of rows and the chunks' partial sums are
+added serially afterwards.  The caller passes the number of chunks, a
+function of the shape only (:func:`flexcmh_fast._feature_stats.row_chunks`),
+never the thread count, so results do not depend on ``n_threads``.  Partial sums and every statistic are float64; dense
+products accumulate in the data's dtype within a row and in float64 across
+rows (:func:`dense_root_xth`).
+
+``fastmath`` is limited to re-association / contraction (no ``nnan`` /
+``ninf``: the statistics must see NaN and inf as they are).
+
+Plain numpy references of every kernel live in ``tests/reference_flexcmh.py``.
+"""
+import numpy as np
+from numba import njit, prange
+
+_FM = {"contract", "reassoc", "arcp"}
+# Rows advanced together by the dense product kernels: each loaded centroid
+# (or indicator) value is used for this many rows.
+ROW_TILE = 4
+# Rows whose float32 partial products are added up before they are added
+# into the float64 sums (dense_root_xth).
+FLUSH_ROWS = 64
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def dense_root_xz(X, scale, Zt, out):
+    """``out[i, c] = scale[i] * sum_j sqrt(X[i, j]) * Zt[c, j]``: the
+    Hellinger rows (non-negative ``X``) times the centroids, ``Zt`` (k, d)
+    C-contiguous in the data's dtype.
+
+    Rows go in tiles of :data:`ROW_TILE`: their square roots are taken once
+    into a small buffer and every centroid value loaded is used for all of
+    them."""
+    n, d = X.shape
+    k = Zt.shape[0]
+    n_tiles = (n + ROW_TILE - 1) // ROW_TILE
+    n_blocks = max(1, min(n_tiles, 256))
+    per = (n_tiles + n_blocks - 1) // n_blocks
+    for b in prange(n_blocks):
+        buf = np.zeros((ROW_TILE, d), dtype=Zt.dtype)
+        zero = buf[0, 0]
+        for tile in range(b * per, min(n_tiles, (b + 1) * per)):
+            i0 = tile * ROW_TILE
+            rows = min(ROW_TILE, n - i0)
+            for r in range(rows):
+                for j in range(d):
+                    buf[r, j] = np.sqrt(X[i0 + r, j])
+            for r in range(rows, ROW_TILE):
+                for j in range(d):
+                    buf[r, j] = 0.0
+            for c in range(k):
+                s0 = zero
+                s1 = zero
+                s2 = zero
+                s3 = zero
+                for j in range(d):
+                    z = Zt[c, j]
+                    s0 += buf[0, j] * z
+                    s1 += buf[1, j] * z
+                    s2 += buf[2, j] * z
+                    s3 += buf[3, j] * z
+                out[i0, c] = s0 * scale[i0]
+                if rows > 1:
+                    out[i0 + 1, c] = s1 * scale[i0 + 1]
+                if rows > 2:
+                    out[i0 + 2, c] = s2 * scale[i0 + 2]
+                if rows > 3:
+                    out[i0 + 3, c] = s3 * scale[i0 + 3]
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def dense_root_xth(X, W, n_chunks):
+    """``sum_i sqrt(X[i])^T W[i]`` (d, k) float64 for non-negative ``X``
+    (``W``: the indicators times the row factors, in the data's dtype).
+
+    Within a chunk, products of :data:`FLUSH_ROWS` rows are summed in the
+    data's dtype and then added to the chunk's float64 sums."""
+    n, d = X.shape
+    k = W.shape[1]
+    parts = np.zeros((n_chunks, k, d))
+    step = (n + n_chunks - 1) // n_chunks
+    for t in prange(n_chunks):
+        acc = np.zeros((k, d), dtype=W.dtype)
+        buf = np.zeros((ROW_TILE, d), dtype=W.dtype)
+        w = np.zeros((ROW_TILE, k), dtype=W.dtype)
+        stop = min(n, (t + 1) * step)
+        since_flush = 0
+        for i0 in range(t * step, stop, ROW_TILE):
+            rows = min(ROW_TILE, stop - i0)
+            for r in range(rows):
+                for j in range(d):
+                    buf[r, j] = np.sqrt(X[i0 + r, j])
+                for c in range(k):
+                    w[r, c] = W[i0 + r, c]
+            for r in range(rows, ROW_TILE):
+                for j in range(d):
+                    buf[r, j] = 0.0
+                for c in range(k):
+                    w[r, c] = 0.0
+            for c in range(k):
+                w0 = w[0, c]
+                w1 = w[1, c]
+                w2 = w[2, c]
+                w3 = w[3, c]
+                for j in range(d):
+                    acc[c, j] += (w0 * buf[0, j] + w1 * buf[1, j]) + (w2 * buf[2, j]
+                                                                      + w3 * buf[3, j])
+            since_flush += rows
+            if since_flush >= FLUSH_ROWS or i0 + ROW_TILE >= stop:
+                since_flush = 0
+                for c in range(k):
+                    for j in range(d):
+                        parts[t, c, j] += acc[c, j]
+                        acc[c, j] = 0.0
+    out = np.zeros((d, k))
+    for t in range(n_chunks):
+        for c in range(k):
+            for j in range(d):
+                out[j, c] += parts[t, c, j]
+    return out
+
+
+@njit(cache=True, parallel=True)
+def csr_xz(indptr, indices, data, root, scale, Z, out):
+    """``out[i] = sum_p scale[i] * f(data[p]) * Z[indices[p]]`` over row i's
+    stored entries, in their order, with ``f = sqrt`` when ``root`` else the
+    identity (an empty ``scale``: no factor): CSR rows, preprocessed as they
+    are read, times the centroids, rows in parallel, written into ``out``.
+
+    Each value is formed as a preprocessed CSR copy would hold it
+    (``scale[i] * f(v)``) and the products are added in the order of the
+    stored entries, as scipy does (no fastmath): the result is scipy's
+    product of that copy, without the copy, into a buffer the caller keeps
+    (fresh ``(n, k)`` arrays every iteration cost more in page faults than
+    the product, ``docs/flexcmh.md``, "Training speed")."""
+    n, k = out.shape
+    scaled = scale.shape[0] > 0
+    for i in prange(n):
+        for c in range(k):
+            out[i, c] = 0.0
+        for p in range(indptr[i], indptr[i + 1]):
+            j = indices[p]
+            v = data[p]
+            if root:
+                v = np.sqrt(v)
+            if scaled:
+                v = scale[i] * v
+            for c in range(k):
+                out[i, c] += v * Z[j, c]
+
+
+@njit(cache=True, parallel=True)
+def csr_xth(indptr, indices, data, root, W, d, n_chunks):
+    """``sum_i f(x_i)^T W[i]`` (d, k) float64 for CSR rows ``x_i`` (``f``:
+    see :func:`csr_xz`; ``W``: the indicators times the row factors)."""
+    n = indptr.shape[0] - 1
+    k = W.shape[1]
+    parts = np.zeros((n_chunks, d, k))
+    step = (n + n_chunks - 1) // n_chunks
+    for t in prange(n_chunks):
+        for i in range(t * step, min(n, (t + 1) * step)):
+            for p in range(indptr[i], indptr[i + 1]):
+                j = indices[p]
+                v = np.float64(data[p])
+                if root:
+                    v = np.sqrt(v)
+                for c in range(k):
+                    parts[t, j, c] += v * W[i, c]
+    out = np.zeros((d, k))
+    for t in range(n_chunks):
+        for j in range(d):
+            for c in range(k):
+                out[j, c] += parts[t, j, c]
+    return out
+
+
+@njit(cache=True, parallel=True)
+def dense_centred_sq_norms(X, mean, inv_scale):
+    """``sum_j ((X[i, j] - mean[j]) * inv_scale[j])^2`` per row (float64):
+    the squared norms of ``"standard"`` rows."""
+    n, d = X.shape
+    out = np.empty(n)
+    for i in prange(n):
+        s = 0.0
+        for j in range(d):
+            v = (np.float64(X[i, j]) - mean[j]) * inv_scale[j]
+            s += v * v
+        out[i] = s
+    return out
