@@ -30,7 +30,8 @@ unchanged to out-of-sample indicator vectors.
 """
 import numpy as np
 
-from .._state_checks import check_code_state
+from .._persist import FileFormatError
+from .._state_checks import array_entry
 
 SCHEMES = ("itq", "kmeans")
 
@@ -315,3 +316,26 @@ class KMeansCode:
 
 def code_class(scheme):
     return ITQCode if scheme == "itq" else KMeansCode
+
+
+def check_code_state(arrays, prefix, scheme, n_bits=None, k=None):
+    """Saved state of an ITQ or k-means code function for ``n_bits`` bits on
+    ``k``-dimensional indicator vectors (``None``: whatever the arrays say,
+    as long as they agree with each other).  Returns ``(n_bits, k)``."""
+    if scheme == "itq":
+        mu = array_entry(arrays, prefix + "mu", shape=(k,))
+        W = array_entry(arrays, prefix + "W", shape=(mu.shape[0], n_bits))
+        if W.shape[1] < 1:
+            raise FileFormatError(f"entry {prefix + 'W'!r} of shape {W.shape} has no bit")
+        # Long codes fold the rotation into W; files written before that
+        # (a full rotation for every length) still load.
+        if full_rotation(W.shape[1], mu.shape[0]) or prefix + "R" in arrays:
+            array_entry(arrays, prefix + "R", shape=(W.shape[1], W.shape[1]))
+        return W.shape[1], mu.shape[0]
+    if scheme == "kmeans":
+        books = array_entry(arrays, prefix + "codebooks", shape=(None, n_bits, k))
+        if books.shape[0] < 1 or books.shape[1] < 1:
+            raise FileFormatError(f"entry {prefix + 'codebooks'!r} of shape {books.shape} "
+                                  "holds no codebook")
+        return books.shape[1], books.shape[2]
+    raise FileFormatError(f"unknown code scheme {scheme!r}")

@@ -11,6 +11,7 @@ from ._algorithm import FlexCMHFit, LocalBackend
 from ._codes import SCHEMES, code_class
 from ._encoder import kernel_indicators, nnls_indicators
 from ._partition import Partition
+from ._state import check_flexcmh_state
 
 PARAMETERS = table(
     preprocess=Param("auto", PreprocessSetting(),
@@ -204,10 +205,11 @@ class FlexCMH(HashingEstimator):
         self.verbose = verbose
         self.callback = callback
 
+    def _labels_required_by(self, params):
+        # FlexCMH(nC) takes the correspondence from equal labels.
+        return "FlexCMH with matching='labels'" if params["matching"] == "labels" else None
+
     def _fit(self, Xs, pairs, labels, params, rng, kernels=None):
-        if params["matching"] == "labels" and labels is None:
-            raise ValueError("matching='labels' (FlexCMH(nC)) needs 'labels': one array "
-                             "per modality. Got labels=None.")
         if params["n_clusters"] is None:
             params = dict(params, n_clusters=min(T.DEFAULT_CLUSTERS,
                                                  min(X.shape[0] for X in Xs)))
@@ -273,10 +275,7 @@ class FlexCMH(HashingEstimator):
 
     @classmethod
     def _check_state(cls, meta, arrays):
-        from .._state_checks import check_flexcmh_state, check_preprocess_state
-
         check_flexcmh_state(meta, arrays)
-        check_preprocess_state(meta, arrays, meta["n_features"])
 
     def _set_state(self, meta, arrays):
         M = len(self.n_features_)
