@@ -14,21 +14,20 @@ scenarios, distributed.  The layout is described in ``docs/architecture.md``.
 """
 import importlib
 
+from . import _registry
+
 __version__ = "0.2.0"
 
 # Attributes are imported on first use: ``import flexcmh_fast`` stays fast
-# and does not import Numba until a trainer or kernel is needed.
+# and does not import Numba until a trainer or kernel is needed.  The
+# estimator classes come from the method registry.
 _LAZY = {
     "train": "._train",
     "load": "._persist",
     "HammingIndex": "._index",
     "pack_codes": "._codes",
     "unpack_codes": "._codes",
-    "FlexCMH": ".flexcmh",
-    "CSMH": ".csmh",
-    "CCAITQ": ".baselines",
-    "CMFH": ".baselines",
-    "SCM": ".baselines",
+    **_registry.estimator_exports(),
     "NotFittedError": "._base",
     "ConvergenceWarning": "._base",
     "FileFormatError": "._persist",

@@ -1,24 +1,7 @@
-"""``train``: the functional entry point (build a method's estimator and
-fit it)."""
-import importlib
-
-from ._validation import check_option, check_parameter_names
-
-# method name -> "module:estimator class"
-METHODS = {
-    "flexcmh": "flexcmh_fast.flexcmh:FlexCMH",
-    "csmh": "flexcmh_fast.csmh:CSMH",
-    "cca_itq": "flexcmh_fast.baselines:CCAITQ",
-    "cmfh": "flexcmh_fast.baselines:CMFH",
-    "scm": "flexcmh_fast.baselines:SCM",
-}
-
-
-def estimator_class(method):
-    """The estimator class of ``method`` (a name of :data:`METHODS`)."""
-    method = check_option(method, "method", tuple(METHODS))
-    module, name = METHODS[method].split(":")
-    return getattr(importlib.import_module(module), name)
+"""``train``: the functional entry point (build a method's estimator from
+the registry and fit it)."""
+from ._registry import estimator_class
+from ._validation import check_parameter_names
 
 
 def train(modalities, pairs=None, *, method="flexcmh", labels=None, **params):

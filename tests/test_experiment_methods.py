@@ -142,7 +142,3 @@ def test_markdown_unpaired_cells(comparison):
     assert "**" not in unpaired and "| n/a | n/a | -/- |" in unpaired
     assert "FlexCMH minus" not in md        # FlexCMH not among the methods
 
-
-def test_cli_methods_mirror_train_methods():
-    from flexcmh_fast._train import METHODS
-    assert _cli.METHODS == tuple(METHODS)
