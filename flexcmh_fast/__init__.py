@@ -21,9 +21,9 @@ __version__ = "0.2.0"
 _LAZY = {
     "train": "._train",
     "load": "._persist",
-    "HammingIndex": "._index",
-    "pack_codes": "._codes",
-    "unpack_codes": "._codes",
+    "HammingIndex": ".search",
+    "pack_codes": ".search",
+    "unpack_codes": ".search",
     "FlexCMH": ".flexcmh",
     "CSMH": ".csmh",
     "CCAITQ": ".baselines",

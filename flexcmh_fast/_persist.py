@@ -41,7 +41,7 @@ FORMAT_VERSION = 2
 # kind -> "module:attribute" of a class with a ``_from_state(meta, arrays)``
 # classmethod; imported lazily so loading an index does not import Numba.
 _REGISTRY = {
-    "HammingIndex": "flexcmh_fast._index:HammingIndex",
+    "HammingIndex": "flexcmh_fast.search._index:HammingIndex",
     "FlexCMH": "flexcmh_fast.flexcmh._estimator:FlexCMH",
     "CSMH": "flexcmh_fast.csmh._estimator:CSMH",
     "FlexCMHModel": "flexcmh_fast.flexcmh._estimator:FlexCMH",

@@ -13,6 +13,9 @@ import numpy as np
 
 from ._persist import FileFormatError
 from ._validation import MAX_BITS
+# The layout module alone, not the search package, whose HammingIndex loads
+# its saved state through this module.
+from .search._layout import code_bytes
 
 _KIND_NAMES = {"f": "float", "i": "signed int", "u": "unsigned int", "b": "bool"}
 
@@ -96,7 +99,7 @@ def array_entry(arrays, key, kinds="f", shape=None, ndim=None, finite=True):
 
 def packed_codes_entry(arrays, key, n_bits, n_rows=None):
     """Packed ±1 codes: uint8, (n_rows, ceil(n_bits / 8)), zero padding bits."""
-    width = -(-n_bits // 8)
+    width = code_bytes(n_bits)
     codes = arrays.get(key)
     if codes is None:
         raise FileFormatError(f"entry {key!r} is missing")

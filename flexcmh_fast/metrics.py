@@ -30,9 +30,9 @@ import numbers
 
 import numpy as np
 
-from ._codes import check_codes
 from ._validation import (_describe, check_int, check_n_bits, check_n_threads,
                           check_option)
+from .search import as_words, check_codes
 
 TIES = ("stable", "aware")
 
@@ -51,21 +51,6 @@ def _engine():
     from ._ext import load_extension
 
     return load_extension("_ranking")
-
-
-def _as_words(codes):
-    """Packed uint8 codes -> C-contiguous uint64 words (zero padded).
-
-    Hamming distance only needs the same layout on both sides, so the byte
-    order inside a word does not matter.
-    """
-    n, width = codes.shape
-    n_words = max(1, -(-width // 8))
-    if width == 8 * n_words:
-        return np.ascontiguousarray(codes).view(np.uint64)
-    out = np.zeros((n, 8 * n_words), dtype=np.uint8)
-    out[:, :width] = codes
-    return out.view(np.uint64)
 
 
 def _check_label_array(labels, name, n_rows):
@@ -130,7 +115,7 @@ def _label_inputs(query_labels, db_labels, n_q, n_db):
             "'query_labels' and 'db_labels' must have the same number of label columns. "
             f"Got {ql.shape[1]} and {dl.shape[1]} instead."
         )
-    return (_as_words(np.packbits(ql, axis=1)), _as_words(np.packbits(dl, axis=1)),
+    return (as_words(np.packbits(ql, axis=1)), as_words(np.packbits(dl, axis=1)),
             np.zeros(0, dtype=np.uint32))
 
 
@@ -173,7 +158,7 @@ def _rank_stats(query_codes, db_codes, query_labels, db_labels, n_bits, ties,
     q_lab, db_lab, db_ids = _label_inputs(query_labels, db_labels, n_q, n_db)
     engine = _engine()
     ap, n_rel, pk, h_all, h_rel = engine.rank_stats(
-        _as_words(query_codes), _as_words(db_codes), q_lab, db_lab, db_ids,
+        as_words(query_codes), as_words(db_codes), q_lab, db_lab, db_ids,
         n_bits, ties == "stable", want_ap, top_k, ks_sorted, want_hist, n_threads)
     if ks_inverse is not None:
         pk = pk[:, ks_inverse.reshape(-1)]

@@ -391,6 +391,10 @@ HM_INLINE HM_AVX512 __m512i hm_dv_min_avx512(__m512i a, __m512i b)
  * whole tile, and the 8 byte accumulators of 4 pairs leave registers for
  * the rest (10 measured as fast, 12 spills). */
 #define HM_QT2 8
+/* _hamming.pyx cuts query groups at multiples of HM_QT: whole AVX2 tiles. */
+#if HM_QT % HM_QT2
+#error "HM_QT must be a multiple of HM_QT2"
+#endif
 /* Longest code (in words) for the byte group test: distances accumulate in
  * bytes, exact below 256. */
 #define HM_BYTES_MAX_W 4

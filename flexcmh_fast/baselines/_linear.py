@@ -11,10 +11,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._base import HashingEstimator, history_dict
-from .._codes import pack_codes
 from .._params import Param
 from .._threads import thread_limits
 from .._validation import _describe, available_cores, check_float
+from ..search import pack_codes
 
 
 # --------------------------------------------------------------------------

@@ -6,13 +6,13 @@ import uuid
 import dask.array as da
 import numpy as np
 
+from .._dask import resolve_client
 from .._train import normalize_pairs
 from .._validation import _describe, check_random_state
 from ..flexcmh import FlexCMH
 from ..flexcmh import _tuning as T
 from ..flexcmh._algorithm import FlexCMHFit
 from ._backend import DaskBackend
-from ._client import resolve_client
 
 
 def check_modalities(modalities, align_rows):
