@@ -13,6 +13,7 @@ import numpy as np
 
 from ._persist import FileFormatError
 from ._validation import MAX_BITS
+
 # The layout module alone, not the search package, whose HammingIndex loads
 # its saved state through this module.
 from .search._layout import code_bytes
