@@ -10,7 +10,7 @@ import numpy as np
 
 from ._params import validate_params
 from ._persist import save_state
-from ._validation import check_bool, check_int, check_matrix, check_random_state
+from ._validation import _describe, check_bool, check_int, check_matrix, check_random_state
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -243,7 +243,11 @@ def _jsonable_params(params):
 
 def as_int_array(values, name):
     """Integer ndarray view of ``values`` with a clear error for non-integers."""
-    arr = np.asarray(values)
+    try:
+        arr = np.asarray(values)
+    except ValueError:  # ragged nested sequences
+        raise TypeError(f"'{name}' must be an integer array. Got {_describe(values)} "
+                        "instead.") from None
     if arr.dtype.kind == "f":
         if arr.size and (not np.isfinite(arr).all() or np.any(arr != np.round(arr))):
             raise ValueError(f"'{name}' must hold integers. Got non-integer values.")

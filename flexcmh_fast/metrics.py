@@ -30,11 +30,12 @@ import numbers
 
 import numpy as np
 
-from ._validation import (_describe, check_int, check_n_bits, check_n_threads,
-                          check_option)
+from ._validation import _describe, check_int, check_n_bits, check_n_threads, check_option
 from .search import as_words, check_codes
 
 TIES = ("stable", "aware")
+# ``ks`` of _rank_stats when no precision@k is wanted (None is a bad ``ks``).
+_NO_KS = object()
 
 __all__ = [
     "average_precision",
@@ -60,7 +61,13 @@ def _check_label_array(labels, name, n_rows):
                 f"'{name}' must be a 1-D array of class ids or a 2-D 0/1 matrix. "
                 f"Got {_describe(labels)} of type {type(labels).__name__} instead."
             )
-        labels = np.asarray(labels)
+        try:
+            labels = np.asarray(labels)
+        except ValueError:  # ragged nested sequences
+            raise TypeError(
+                f"'{name}' must be a 1-D array of class ids or a 2-D 0/1 matrix. "
+                f"Got {_describe(labels)} instead."
+            ) from None
     if labels.dtype.kind not in "biuf":
         raise TypeError(
             f"'{name}' must hold integers (class ids or 0/1). Got dtype {labels.dtype} instead."
@@ -120,7 +127,7 @@ def _label_inputs(query_labels, db_labels, n_q, n_db):
 
 
 def _rank_stats(query_codes, db_codes, query_labels, db_labels, n_bits, ties,
-                want_ap=True, top_k=None, ks=None, want_hist=False, n_threads=None):
+                want_ap=True, top_k=None, ks=_NO_KS, want_hist=False, n_threads=None):
     """Validate everything and run the compiled engine once."""
     n_bits = check_n_bits(n_bits)
     check_codes(query_codes, "query_codes", n_bits)
@@ -140,11 +147,13 @@ def _rank_stats(query_codes, db_codes, query_labels, db_labels, n_bits, ties,
         top_k = min(check_int(top_k, "top_k", 1), max(db_codes.shape[0], 1))
     ks_sorted = np.zeros(0, dtype=np.int64)
     ks_inverse = None
-    if ks is not None:
-        ks_arr = np.asarray(ks)
-        if ks_arr.ndim == 0:
-            ks_arr = ks_arr.reshape(1)
-        if (ks_arr.ndim != 1 or ks_arr.size == 0 or ks_arr.dtype.kind not in "iu"):
+    if ks is not _NO_KS:
+        try:
+            ks_arr = np.atleast_1d(ks)
+        except ValueError:  # ragged nested sequences
+            ks_arr = None
+        if ks_arr is None or ks_arr.ndim != 1 or ks_arr.size == 0 \
+                or ks_arr.dtype.kind not in "iu":
             raise ValueError(
                 f"'ks' must be a non-empty 1-D sequence of ints in [1, {n_db}]. "
                 f"Got {_describe(ks)} instead."
@@ -325,6 +334,15 @@ def retrieval_report(query_codes, db_codes, query_labels, db_labels, *, n_bits,
                      ks=(), radius=2, n_threads=None):
     """Every metric at once, with two engine passes (stable and tie-aware).
 
+    Parameters
+    ----------
+    ks : int or sequence of int, default=()
+        Cut-offs of precision@k in ``[1, n_db]``; ``None`` or empty: none.
+    radius : int in [0, n_bits], default=2
+        Radius of precision within a Hamming ball.
+
+    Other parameters as in :func:`average_precision`.
+
     Returns
     -------
     dict with keys
@@ -334,11 +352,13 @@ def retrieval_report(query_codes, db_codes, query_labels, db_labels, *, n_bits,
         and ``radius``, ``pr_precision``, ``pr_recall`` (macro, radii
         0..n_bits).
     """
-    ks = list(ks)
+    no_ks = (ks is None or isinstance(ks, (list, tuple)) and not ks
+             or isinstance(ks, np.ndarray) and ks.shape == (0,))
     radius = check_int(radius, "radius", 0, check_n_bits(n_bits))
     ap, n_rel, pk, h_all, h_rel = _rank_stats(
         query_codes, db_codes, query_labels, db_labels, n_bits, "stable",
-        ks=ks if ks else None, want_hist=True, n_threads=n_threads)
+        ks=_NO_KS if no_ks else ks, want_hist=True, n_threads=n_threads)
+    ks = [] if no_ks else np.atleast_1d(ks).astype(np.int64).tolist()
     ap_aware, _, _, _, _ = _rank_stats(query_codes, db_codes, query_labels, db_labels,
                                        n_bits, "aware", n_threads=n_threads)
     valid = n_rel > 0
