@@ -158,7 +158,7 @@ if _env:
 
 
 # Below this many (query, code word) comparisons per thread a thread costs
-# more to start and synchronise than it saves (~0.5 ms of work).
+# more to start and synchronise than it saves.
 cdef int64_t _MIN_WORK_PER_THREAD = 1 << 22
 
 

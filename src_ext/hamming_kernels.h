@@ -481,8 +481,9 @@ typedef struct {
     int64_t cb;
 } hm_chunk_avx2;
 
-/* Queries from which a call transposes whole chunks (measured on Zen 4 at
- * 128 bits: the separate pass breaks even at 3 to 4 tiles). */
+/* Queries from which a call transposes whole chunks: with fewer, the
+ * separate pass costs more than it saves (docs/benchmarks.md, "AVX2 linear
+ * scan"). */
 #define HM_CHUNK_NIB_MIN_Q 32
 
 HM_INLINE HM_AVX2 void hm_chunk_open_avx2(hm_chunk_avx2 *ch, const int W, int64_t CH,
