@@ -154,7 +154,7 @@ class HashingEstimator:
         -------
         ndarray
         """
-        from ._codes import pack_codes
+        from .search import pack_codes
 
         self._check_fitted()
         modality = check_int(modality, "modality", 0, len(self.n_features_) - 1)

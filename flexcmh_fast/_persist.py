@@ -45,7 +45,7 @@ FORMAT_VERSION = 2
 # import Numba: the saved kinds of the file format itself, then those of
 # every hashing method (from the method registry).
 _KINDS = {
-    "HammingIndex": "flexcmh_fast:HammingIndex",
+    "HammingIndex": "flexcmh_fast.search:HammingIndex",
     **saved_kinds(),
 }
 

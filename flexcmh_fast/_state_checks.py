@@ -1,6 +1,5 @@
 """Checks of a loaded object's state (header ``meta`` and stored arrays):
-the helpers every saved object's check is written with, and the check of a
-``HammingIndex``.
+the helpers every saved object's check is written with.
 
 A file that passed the archive checks of ``_persist.read_state`` may still
 have been edited by hand or written by another program: every field an
@@ -8,8 +7,8 @@ object's ``_from_state`` relies on is checked before it is used, and every
 failure raises :class:`~flexcmh_fast._persist.FileFormatError` saying which
 entry is wrong and what was expected (``flexcmh_fast.load`` adds the file
 name).  Each method's own check lives in its package (``flexcmh/_state.py``,
-``csmh/_state.py``, ``baselines/_state.py``); this module imports no method
-package.
+``csmh/_state.py``, ``baselines/_state.py``), the checks of packed codes and
+of a ``HammingIndex`` in ``search/_saved.py``; this module imports neither.
 """
 import numbers
 
@@ -96,33 +95,6 @@ def array_entry(arrays, key, kinds="f", shape=None, ndim=None, finite=True):
     if finite and value.dtype.kind == "f" and not np.isfinite(value).all():
         raise FileFormatError(f"entry {key!r} holds NaN or inf")
     return value
-
-
-def packed_codes_entry(arrays, key, n_bits, n_rows=None):
-    """Packed ±1 codes: uint8, (n_rows, ceil(n_bits / 8)), zero padding bits."""
-    width = -(-n_bits // 8)
-    codes = arrays.get(key)
-    if codes is None:
-        raise FileFormatError(f"entry {key!r} is missing")
-    if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] != width or (
-            n_rows is not None and codes.shape[0] != n_rows):
-        raise FileFormatError(
-            f"entry {key!r} must be uint8 codes of shape ({'any' if n_rows is None else n_rows}"
-            f", {width}) for n_bits={n_bits}. Got {codes.dtype} of shape {codes.shape}")
-    if n_bits % 8 and codes.size and np.any(codes[:, -1] & ((1 << (8 - n_bits % 8)) - 1)):
-        raise FileFormatError(f"entry {key!r} has nonzero padding bits beyond n_bits={n_bits}")
-    return codes
-
-
-def check_index_state(meta, arrays):
-    """``HammingIndex`` state; returns ``(n_bits, n_codes, n_threads)``."""
-    n_bits = meta_int(meta, "n_bits", 1, MAX_BITS)
-    n_codes = meta_int(meta, "n_codes", 0)
-    n_threads = meta_int(meta, "n_threads", -1, allow_none=True)
-    if n_threads == 0:
-        raise FileFormatError("header meta 'n_threads' must be null, -1 or >= 1. Got 0")
-    packed_codes_entry(arrays, "codes", n_bits, n_codes)
-    return n_bits, n_codes, n_threads
 
 
 def model_shape(meta):

@@ -348,7 +348,11 @@ def warn_if_constant(X, name):
 # --------------------------------------------------------------------------
 def as_int_array(values, name):
     """Integer ndarray view of ``values`` with a clear error for non-integers."""
-    arr = np.asarray(values)
+    try:
+        arr = np.asarray(values)
+    except ValueError:  # ragged nested sequences
+        raise TypeError(f"'{name}' must be an integer array. Got {_describe(values)} "
+                        "instead.") from None
     if arr.dtype.kind == "f":
         if arr.size and (not np.isfinite(arr).all() or np.any(arr != np.round(arr))):
             raise ValueError(f"'{name}' must hold integers. Got non-integer values.")

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 import flexcmh_fast as fc
 from flexcmh_fast import metrics
-from flexcmh_fast._codes import unpack_codes
+from flexcmh_fast.search import unpack_codes
 from flexcmh_fast.baselines import _cca_itq
 
 METHODS = ("cca_itq", "cmfh", "scm")

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 import flexcmh_fast as fc
 from flexcmh_fast.csmh import _solver as _csmh
-from flexcmh_fast._codes import unpack_codes
+from flexcmh_fast.search import unpack_codes
 
 
 def make_data(n=120, dims=(12, 9), n_classes=4, seed=0, multilabel=False):

@@ -11,10 +11,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._base import HashingEstimator, history_dict
-from .._codes import pack_codes
 from .._params import Float, Param
 from .._threads import thread_limits
 from .._validation import _describe, check_n_threads
+from ..search import pack_codes
 from ._state import check_linear_hash_state
 
 

@@ -1,7 +1,8 @@
 """What a saved peer baseline must hold: the check of its state (header
 ``meta`` and stored arrays) before ``_from_state`` reads it; every failure
 raises :class:`~flexcmh_fast._persist.FileFormatError`."""
-from .._state_checks import array_entry, meta_dict, model_shape, packed_codes_entry
+from .._state_checks import array_entry, meta_dict, model_shape
+from ..search._saved import packed_codes_entry
 
 
 def check_linear_hash_state(meta, arrays, history_terms):

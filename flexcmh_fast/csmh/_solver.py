@@ -25,10 +25,10 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from .._base import history_dict
-from .._codes import pack_codes
 from .._progress import progress
 from .._rbf import BLOCK_ROWS, mean_anchor_distance, rbf_blocks
 from .._validation import check_float
+from ..search import pack_codes
 
 # Rows of kernel features computed at once: bounds the temporaries
 # (block x n_anchors dot products) whatever the number of samples.

@@ -1,8 +1,8 @@
 """What a saved CSMH must hold: the check of its state (header ``meta`` and
 stored arrays) before ``CSMH._from_state`` reads it; every failure raises
 :class:`~flexcmh_fast._persist.FileFormatError`."""
-from .._state_checks import (array_entry, meta_dict, meta_int, meta_sigmas, model_shape,
-                             packed_codes_entry)
+from .._state_checks import array_entry, meta_dict, meta_int, meta_sigmas, model_shape
+from ..search._saved import packed_codes_entry
 
 
 def check_csmh_state(meta, arrays):

@@ -6,13 +6,13 @@ import uuid
 import dask.array as da
 import numpy as np
 
+from .._dask import resolve_client
 from .._validation import (_describe, check_modalities, check_parameter_names,
                            check_random_state, normalize_pairs)
 from ..flexcmh import FlexCMH
 from ..flexcmh import _tuning as T
 from ..flexcmh._algorithm import FlexCMHFit
 from ._backend import DaskBackend
-from ._client import resolve_client
 
 
 def _check_dask_matrix(X, name):

@@ -36,6 +36,7 @@ from .._preprocess import Preprocessor, merge_stats, per_modality
 from .._progress import progress
 from .._threads import map_concurrently
 from .._validation import available_cores
+from ..search import code_bytes
 from . import _partition as P
 from . import _tuning as T
 from ._codes import ITQCode, code_class
@@ -511,7 +512,7 @@ class FlexCMHFit:
 
     def results(self, n_iter, kernel_enc):
         backend, n_parts = self.backend, self.backend.sizes.shape[0]
-        width = (self.n_bits + 7) // 8
+        width = code_bytes(self.n_bits)
         sizes, counts = self.backend.sizes, self.aligned_counts
         train_codes = [backend.lazy(P.result_train_codes, m, dtype=np.uint8,
                                     shape=lambda q, m=m: (int(sizes[q, m]), width))

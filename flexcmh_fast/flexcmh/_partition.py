@@ -17,10 +17,10 @@ within a partition: with one partition that is the paper's Γ.
 import numba
 import numpy as np
 
-from .._codes import pack_codes
 from .._preprocess import data_stats as _data_stats
 from .._rbf import row_sq_norms
 from .._threads import map_concurrently
+from ..search import pack_codes
 from . import _kernels
 from . import _tuning as T
 from ._codes import centred_product

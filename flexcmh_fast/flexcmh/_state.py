@@ -3,8 +3,8 @@ and stored arrays) before ``FlexCMH._from_state`` reads it; every failure
 raises :class:`~flexcmh_fast._persist.FileFormatError`."""
 from .._persist import FileFormatError
 from .._preprocess import KINDS
-from .._state_checks import (array_entry, meta_dict, meta_option, meta_sigmas, model_shape,
-                             packed_codes_entry)
+from .._state_checks import array_entry, meta_dict, meta_option, meta_sigmas, model_shape
+from ..search._saved import packed_codes_entry
 from ._codes import SCHEMES, check_code_state
 
 
