@@ -8,7 +8,7 @@ from .._params import Float, Int, Param, table
 from .._rbf import rbf_blocks
 from .._threads import thread_limits
 from .._validation import _describe, available_cores, check_float
-from ._solver import (_BLOCK_ROWS, HISTORY_TERMS, _check_sigma, _label_matrix, _object_order,
+from ._solver import (_BLOCK_ROWS, HISTORY_TERMS, CSMHSettings, _label_matrix, _object_order,
                       fit_csmh)
 
 
@@ -138,15 +138,11 @@ class CSMH(HashingEstimator):
                 "CSMH is supervised and needs 'labels' (one array per modality, 1-D class "
                 "ids or 2-D 0/1 matrices). Got labels=None.")
         orders = _object_order(pairs, [X.shape[0] for X in Xs])
-        sigmas = _check_sigma(params["sigma"], len(Xs))
+        settings = CSMHSettings.from_params(params, orders[0].shape[0], len(Xs))
         Y = _label_matrix(labels, orders)
-        n_anchors = min(params["n_anchors"], Y.shape[0])
         threads = params["n_threads"] or available_cores()
         with thread_limits(threads):
-            fitted = fit_csmh(Xs, orders, Y, params["n_bits"], rng, params["verbose"],
-                              params["callback"], n_anchors, sigmas, params["alpha"],
-                              params["beta"], params["gamma"], params["reg"],
-                              params["max_iter"], params["tol"], params["n_sweeps"])
+            fitted = fit_csmh(Xs, orders, Y, settings, rng)
         for name, value in fitted.items():
             setattr(self, name, value)
 
