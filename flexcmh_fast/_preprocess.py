@@ -162,8 +162,8 @@ class Preprocessor:
             return sp.csr_matrix(sp.diags(1.0 / norms) @ X)
         # Dense: normalised in blocks of rows, in place in the square roots'
         # array for "hellinger": one array the size of X is allocated, not
-        # three (the square roots, the squares behind the norms, the quotient:
-        # 0.75 GB each at NUS-WIDE size).  Row norms do not depend on the
+        # three (the square roots, the squares behind the norms, the quotient;
+        # docs/flexcmh.md, "Training speed").  Row norms do not depend on the
         # blocking.
         if out is None:
             out = np.empty_like(X)

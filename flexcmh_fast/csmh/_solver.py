@@ -78,11 +78,11 @@ def kernel_features(X, anchors, sigma, dtype=np.float64, block_rows=None, out=No
 
 
 def _sigma_heuristic(X, anchors, rng, n_probe=1000):
-    """0.35 x the mean Euclidean distance between (up to ``n_probe``)
+    """``SIGMA_FACTOR`` x the mean Euclidean distance between (up to ``n_probe``)
     training rows and the anchors.  Narrower than the mean: the hash function
     then reproduces the training codes (the retrieval database) more closely
-    and, on Wiki images, also generalised better; the factor was chosen on a
-    validation split of Wiki training data (docs/csmh.md)."""
+    and, on Wiki images, also generalises better (docs/csmh.md, "Results on
+    Wiki", "RBF width")."""
     n = X.shape[0]
     rows = np.sort(rng.choice(n, size=min(n_probe, n), replace=False))
     mean_dist = mean_anchor_distance(X[rows], anchors)

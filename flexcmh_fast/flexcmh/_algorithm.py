@@ -267,10 +267,7 @@ class FlexCMHFit:
                 self.Z[m] = np.ascontiguousarray(self.Z[m][:, perm])
                 self.cluster_matching[m] = self.cluster_matching[m][perm]
         # Γ is rebuilt when the matching changes and in the re-ranking
-        # iterations (``repair``, the first n_repairs).  Re-ranking after
-        # every H step without end (the paper's loop) reorders near-ties
-        # within clusters and makes the pair term jump: the objective then
-        # never settles (docs/flexcmh.md, "Convergence").
+        # iterations (``repair``: the schedule of _loop.schedule_repair).
         out = self.backend.run(P.relabel, perms, self.all_rows_fit,
                                bool(perms) or not rematch or repair)
         self.aligned_counts = [count for count, _ in out]
@@ -312,9 +309,9 @@ class FlexCMHFit:
         so it stays put from one iteration to the next and changes by a few
         rows when a re-ranking changes the aligned set.  A new subset each
         iteration moved the principal directions of the in-loop code
-        function, and with them the codes: at NUS-WIDE size 54% of the
-        training codes' bits changed in an iteration whose indicators had
-        settled, and the fit never met the convergence test."""
+        function, and with them the codes, even once the indicators had
+        settled, so a large fit never met the convergence test
+        (docs/flexcmh.md, "Training speed")."""
         counts = np.asarray(self.aligned_counts, dtype=np.int64)
         total = int(counts.sum())
         if total == 0:
