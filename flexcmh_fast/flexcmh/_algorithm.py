@@ -233,35 +233,11 @@ class FlexCMHFit:
                      if self.labels_matching or (0, m) in self.pairs]
         masses, votes = self.backend.run(P.cluster_summaries, self.Z, votes_for,
                                          self.labels_matching, combine=True)
-        counts = [c for c, _ in masses]
-        if use_scores:
-            scales = [profile_scale(c, w) for c, w in masses]
-            sqzs = [scaled_sq_norms(self.Z[m], scales[m]) for m in range(self.M)]
-            got = self.backend.run(P.profiles, scales, sqzs)
-            profs = []
-            for m in range(self.M):
-                # Top-ns lists merge exactly: the ns smallest of the union.
-                merged = np.concatenate([g[m][0] for g in got], axis=1)
-                merged.sort(axis=1)
-                profs.append((np.ascontiguousarray(merged[:, :self.p["n_neighbors"]]),
-                              add(*(g[m][1] for g in got))))
-        gw_for = [m for m in range(1, self.M)
-                  if use_scores and uses_gw_score(self.p["match_score"], self.pairs, m)]
-        if gw_for:
-            self.fit_gw(gw_for)
-            clusters = {m: self.sample_clusters(m) for m in [0] + gw_for}
+        scores = self.matching_scores(masses) if use_scores else {}
         perms = {}
         for m in range(1, self.M):
-            scores = []
-            if use_scores:
-                scores.append(match_scores(profs[0][0], profs[0][1], sqzs[0],
-                                           profs[m][0], profs[m][1], sqzs[m]))
-                if uses_size_score(self.p["match_score"], self.pairs, m):
-                    scores.append(size_scores(counts[0], counts[m]))
-                if m in gw_for:
-                    scores.append(coupling_scores(self.gw_couplings[m], clusters[0],
-                                                  clusters[m], self.k))
-            perm = choose_matching(matching_cost(scores, votes.get(m), self.k), rematch)
+            cost = matching_cost(scores.get(m, []), votes.get(m), self.k)
+            perm = choose_matching(cost, rematch)
             if perm is not None:
                 perms[m] = perm
                 self.Z[m] = np.ascontiguousarray(self.Z[m][:, perm])
@@ -272,6 +248,44 @@ class FlexCMHFit:
                                bool(perms) or not rematch or repair)
         self.aligned_counts = [count for count, _ in out]
         self.moments = add(*(mo for _, mo in out)) if self.all_rows_fit else None
+
+    def matching_scores(self, masses):
+        """Per modality m >= 1, the score matrices of its clusters against
+        modality 0's: Eq. 1 profiles, plus the size and Gromov–Wasserstein
+        scores where ``match_score`` asks for them (``masses``: per-cluster
+        member counts and indicator sums)."""
+        counts = [c for c, _ in masses]
+        scales = [profile_scale(c, w) for c, w in masses]
+        sqzs = [scaled_sq_norms(self.Z[m], scales[m]) for m in range(self.M)]
+        profs = self.cluster_profiles(scales, sqzs)
+        gw_for = [m for m in range(1, self.M)
+                  if uses_gw_score(self.p["match_score"], self.pairs, m)]
+        if gw_for:
+            self.fit_gw(gw_for)
+            clusters = {m: self.sample_clusters(m) for m in [0] + gw_for}
+        scores = {}
+        for m in range(1, self.M):
+            scores[m] = [match_scores(profs[0][0], profs[0][1], sqzs[0],
+                                      profs[m][0], profs[m][1], sqzs[m])]
+            if uses_size_score(self.p["match_score"], self.pairs, m):
+                scores[m].append(size_scores(counts[0], counts[m]))
+            if m in gw_for:
+                scores[m].append(coupling_scores(self.gw_couplings[m], clusters[0],
+                                                 clusters[m], self.k))
+        return scores
+
+    def cluster_profiles(self, scales, sqzs):
+        """Eq. 1 profiles of every modality's clusters over all partitions:
+        per modality the top-ns distances (k, ns) and member counts."""
+        got = self.backend.run(P.profiles, scales, sqzs)
+        profs = []
+        for m in range(self.M):
+            # Top-ns lists merge exactly: the ns smallest of the union.
+            merged = np.concatenate([g[m][0] for g in got], axis=1)
+            merged.sort(axis=1)
+            profs.append((np.ascontiguousarray(merged[:, :self.p["n_neighbors"]]),
+                          add(*(g[m][1] for g in got))))
+        return profs
 
     def fit_gw(self, modalities):
         """Gromov–Wasserstein couplings of a random sample of modality 0's
