@@ -33,9 +33,11 @@ the data (Dask partitions) add up; CSR input is never densified.
 import numpy as np
 import scipy.sparse as sp
 
-from ._validation import _describe
+from ._validation import _describe, check_matrix, check_option
 
 KINDS = ("none", "l2", "hellinger", "standard")
+# The kinds that need no fitted statistics (normalize_rows).
+ROW_KINDS = ("none", "l2", "hellinger")
 # Dense non-negative features with at least this fraction of zero entries
 # are treated as histograms / counts by "auto".
 AUTO_ZERO_FRACTION = 0.1
@@ -160,8 +162,8 @@ class Preprocessor:
             return sp.csr_matrix(sp.diags(1.0 / norms) @ X)
         # Dense: normalised in blocks of rows, in place in the square roots'
         # array for "hellinger": one array the size of X is allocated, not
-        # three (the square roots, the squares behind the norms, the quotient:
-        # 0.75 GB each at NUS-WIDE size).  Row norms do not depend on the
+        # three (the square roots, the squares behind the norms, the quotient;
+        # docs/flexcmh.md, "Training speed").  Row norms do not depend on the
         # blocking.
         if out is None:
             out = np.empty_like(X)
@@ -185,3 +187,26 @@ class Preprocessor:
             return cls(kind)
         return cls(kind, np.asarray(arrays[prefix + "mean"], dtype=np.float64),
                    np.asarray(arrays[prefix + "scale"], dtype=np.float64))
+
+
+def normalize_rows(X, kind):
+    """Row-wise feature normalisation (needs no fitted statistics, so it can be
+    applied before a train/test split without leaking information).
+
+    Parameters
+    ----------
+    X : ndarray or scipy.sparse matrix of shape (n_samples, n_features)
+    kind : {"none", "l2", "hellinger"}
+        ``"l2"``: each row divided by its L2 norm.  ``"hellinger"``: the
+        element-wise square root, then L2 (for non-negative histograms such
+        as bag-of-visual-words; the square root damps bursty words).
+        All-zero rows stay zero.
+
+    Returns
+    -------
+    ndarray or CSR matrix (float64); ``X`` itself for ``"none"``.
+    """
+    check_option(kind, "kind", ROW_KINDS)
+    if kind == "none":
+        return X
+    return Preprocessor(kind).transform(check_matrix(X, "X"))

@@ -408,6 +408,22 @@ def test_inconsistent_pairs_and_labels():
         fc.train(Xs[:2], "all", method="csmh", labels=[lab, other], n_anchors=10)
 
 
+def test_settings_resolved_for_the_data():
+    """The fit's settings: n_anchors capped to the objects, one sigma per
+    modality, frozen."""
+    params = dict(fc.CSMH(n_anchors=500, sigma=[None, 2.0], tol=0.5).get_params(),
+                  verbose=False)
+    settings = _csmh.CSMHSettings.from_params(params, 120, 2)
+    assert settings.n_anchors == 120 and settings.sigmas == (None, 2.0)
+    assert settings.tol == 0.5 and settings.n_bits == 32 and settings.callback is None
+    assert _csmh.CSMHSettings.from_params(dict(params, sigma=1.5), 700, 3).sigmas == (1.5,) * 3
+    assert _csmh.CSMHSettings.from_params(dict(params, sigma=None), 700, 2).n_anchors == 500
+    with pytest.raises(ValueError, match=r"one value per modality \(3\). Got 2"):
+        _csmh.CSMHSettings.from_params(params, 120, 3)
+    with pytest.raises(AttributeError):
+        settings.tol = 1.0
+
+
 @pytest.mark.parametrize("kw,exc,match", [
     ({"n_anchors": 0}, ValueError, "n_anchors"),
     ({"n_anchors": 2.5}, TypeError, "n_anchors"),

@@ -9,7 +9,7 @@ from .._rbf import rbf_blocks
 from .._threads import thread_limits
 from .._validation import _describe, check_float, check_n_threads
 from ._state import check_csmh_state
-from ._solver import (_BLOCK_ROWS, HISTORY_TERMS, _check_sigma, _label_matrix, _object_order,
+from ._solver import (_BLOCK_ROWS, HISTORY_TERMS, CSMHSettings, _label_matrix, _object_order,
                       fit_csmh)
 
 
@@ -136,14 +136,10 @@ class CSMH(HashingEstimator):
 
     def _fit(self, Xs, pairs, labels, params, rng):
         orders = _object_order(pairs, [X.shape[0] for X in Xs])
-        sigmas = _check_sigma(params["sigma"], len(Xs))
+        settings = CSMHSettings.from_params(params, orders[0].shape[0], len(Xs))
         Y = _label_matrix(labels, orders)
-        n_anchors = min(params["n_anchors"], Y.shape[0])
         with thread_limits(check_n_threads(params["n_threads"])):
-            fitted = fit_csmh(Xs, orders, Y, params["n_bits"], rng, params["verbose"],
-                              params["callback"], n_anchors, sigmas, params["alpha"],
-                              params["beta"], params["gamma"], params["reg"],
-                              params["max_iter"], params["tol"], params["n_sweeps"])
+            fitted = fit_csmh(Xs, orders, Y, settings, rng)
         for name, value in fitted.items():
             setattr(self, name, value)
 

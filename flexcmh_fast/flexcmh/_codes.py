@@ -42,8 +42,9 @@ def _signs(V):
 
 
 def centred_product(Y, mu, M):
-    """``(Y - mu) @ M`` as ``Y M - mu M``: no centred copy of ``Y`` (at
-    186,577 x 80 indicators the copy cost more than the product)."""
+    """``(Y - mu) @ M`` as ``Y M - mu M``: no centred copy of ``Y`` (for
+    many rows the copy costs more than the product; docs/flexcmh.md,
+    "Training speed")."""
     out = Y @ M
     out -= mu @ M
     return out
@@ -141,8 +142,8 @@ class ITQCode:
             # subspace, take the one closest to the previous basis, so that
             # the warm-started rotation still fits.  Eigenvectors of close
             # eigenvalues swap and change sign from one fit to the next;
-            # the codes then jumped (8-15% of the bits) until the rotation
-            # caught up.
+            # the codes then jumped until the rotation caught up
+            # (docs/flexcmh.md, "Convergence").
             left, _, right = np.linalg.svd(evecs[:, :r].T @ previous_basis)
             evecs = np.concatenate([evecs[:, :r] @ (left @ right), evecs[:, r:]], axis=1)
         basis = np.ascontiguousarray(evecs[:, :r])

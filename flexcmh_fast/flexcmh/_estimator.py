@@ -83,13 +83,12 @@ class FlexCMH(HashingEstimator):
         How many iterations re-rank the inferred pairs of Γ (samples without
         a known partner) from the current indicators: every iteration after
         the first, until ``n_repairs`` re-rankings are spent; then Γ stays
-        fixed and the fit runs to the convergence test (``docs/flexcmh.md``,
-        "Convergence").  They set most of the iteration count of weakly
-        paired and unpaired fits (Wiki: 55-57 iterations with 50; 186,577
-        synthetic pairs: 57 with 50, 32 with 10); 0 keeps the first
-        inferred pairs until the cluster matching changes (fastest; lower
-        Image->Text MAP on Wiki validation splits: 20 re-rankings cost about
-        0.004).
+        fixed and the fit runs to the convergence test.  They set most of the
+        iteration count of weakly paired and unpaired fits: fewer re-rankings
+        train faster and give a lower validation MAP; 0 keeps the first
+        inferred pairs until the cluster matching changes (fastest).  The
+        measured trade-off: ``docs/flexcmh.md``, "Convergence" (MAP and
+        iterations) and "Training speed" (times).
     matching : {"clusters", "labels"}, default="clusters"
         ``"labels"``: FlexCMH(nC), the correspondence of samples without a
         known pair comes from equal labels (``fit`` then needs ``labels``).
@@ -99,9 +98,10 @@ class FlexCMH(HashingEstimator):
         kernel ridge regression from RBF features (against ``n_anchors``
         training rows) to the learned training indicators of the samples with
         a known partner (every sample if too few have one); better validation
-        MAP on Wiki.  With ``"kernel"`` the final code function is fitted on
-        the encoded indicators of the aligned training rows (at most 20,000),
-        what ``encode`` applies it to (``docs/flexcmh.md``, "Final code
+        MAP on Wiki (``docs/flexcmh.md``, "Out-of-sample encoder").  With
+        ``"kernel"`` the final code function is fitted on the encoded
+        indicators of the aligned training rows (at most 20,000), what
+        ``encode`` applies it to (``docs/flexcmh.md``, "Final code
         function").
     n_anchors : int >= 1, default=1000
         Anchors of the kernel encoder per modality (at most the rows it is
@@ -214,8 +214,8 @@ class FlexCMH(HashingEstimator):
             params = dict(params, n_clusters=min(T.DEFAULT_CLUSTERS,
                                                  min(X.shape[0] for X in Xs)))
         threads = params["n_threads"] or available_cores()
-        # Tiny problems (Wiki: ~2,000 x 10 indicators) finish each kernel in
-        # microseconds; waking worker threads would cost more than it saves.
+        # Below PARALLEL_MIN_SIZE indicator entries each kernel is so short
+        # that waking worker threads costs more than it saves.
         if sum(X.shape[0] for X in Xs) * params["n_clusters"] < T.PARALLEL_MIN_SIZE:
             threads = 1
         extra = {} if kernels is None else {"kernels": kernels}

@@ -28,8 +28,8 @@ def xz(X, Z, out=None, large=PRODUCT_BETWEEN_KERNELS):
     """``X @ Z`` as a C-contiguous float64 array (CSR is never densified),
     written into ``out`` (C-contiguous (n, k) float64) when given: the loop
     keeps one buffer per modality instead of taking fresh memory every
-    iteration (at NUS-WIDE size, the page faults of a new 120 MB array cost
-    more than a sparse product).  ``large``: multiply-adds from which a
+    iteration (at scale the page faults of a new (n, k) array cost more than
+    a sparse product; docs/flexcmh.md, "Training speed").  ``large``: multiply-adds from which a
     dense product runs on every thread (:func:`_product_threads`)."""
     if out is None:
         out = np.empty((X.shape[0], Z.shape[1]))
@@ -45,9 +45,8 @@ def xz(X, Z, out=None, large=PRODUCT_BETWEEN_KERNELS):
 def xth(X, H):
     """``X^T @ H`` (d, k); for CSR, scipy's transpose product (no densify).
 
-    Dense data: computed as ``(H^T X)^T``, which OpenBLAS runs about 1.3x
-    faster for these shapes (n rows, k << d; docs/flexcmh.md, "Training
-    speed")."""
+    Dense data: computed as ``(H^T X)^T``, which OpenBLAS runs faster for
+    these shapes (n rows, k << d; docs/flexcmh.md, "Training speed")."""
     if sp.issparse(X):
         return np.asarray(X.T @ H)
     with _product_threads(X, H.shape[1]):
