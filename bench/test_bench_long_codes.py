@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import flexcmh_fast as fc
-from flexcmh_fast import _flexcmh_codes
+from flexcmh_fast.flexcmh import _codes as _flexcmh_codes
 
 BITS = (16, 64, 128, 256, 512, 1024, 2048, 4096)
 SAMPLES = (200, 2000)

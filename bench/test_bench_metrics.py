@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 
 from flexcmh_fast import metrics
+from flexcmh_fast.search import as_words
 
 N_DB = int(os.environ.get("FLEXCMH_BENCH_N", 1_000_000))
 N_QUERIES = int(os.environ.get("FLEXCMH_BENCH_Q", 1_000))
@@ -92,7 +93,7 @@ def test_map_previous_engine(benchmark, data, ties):
         pytest.skip("the fast pass does not run on this CPU")
     n_bits, db, queries, ql, dl = data
     q_lab, db_lab, db_ids = metrics._label_inputs(ql, dl, len(ql), len(dl))
-    args = (metrics._as_words(queries), metrics._as_words(db), q_lab, db_lab, db_ids, n_bits,
+    args = (as_words(queries), as_words(db), q_lab, db_lab, db_ids, n_bits,
             ties == "stable", True, 0, np.zeros(0, dtype=np.int64), False, os.cpu_count())
     ap = benchmark.pedantic(_ranking.rank_stats, args=args,
                             kwargs={"fast_pass": False}, rounds=1, iterations=1)[0]

@@ -15,7 +15,7 @@ import numpy as np
 
 import flexcmh_fast as fc
 from flexcmh_fast import metrics
-from flexcmh_fast.experiments._protocol import PAPER_BITS, PAPER_WIKI
+from flexcmh_fast.experiments import PAPER_BITS, PAPER_WIKI
 from flexcmh_fast.scenarios import SCENARIOS, make_scenario, train_test_split
 
 BITS = (16, 32, 64, 128)

@@ -9,34 +9,38 @@ Public API
 ----------
 FlexCMH, CSMH, CCAITQ, CMFH, SCM (estimators), train, load, HammingIndex, pack_codes,
 unpack_codes, NotFittedError, ConvergenceWarning, FileFormatError,
-DegenerateDataWarning, and the submodules metrics, datasets,
-scenarios, distributed.  The layout is described in ``docs/architecture.md``.
+DegenerateDataWarning, and the submodules search (the Hamming search
+engine), metrics, datasets and scenarios: ``__all__``, what
+``from flexcmh_fast import *`` imports.  The submodule distributed (Dask
+scale-out) needs the optional ``dask`` extra, so it is not in ``__all__``:
+import it by name (``from flexcmh_fast import distributed``).  The layout is
+described in ``docs/architecture.md``.
 """
 import importlib
+
+from . import _registry
 
 __version__ = "0.2.0"
 
 # Attributes are imported on first use: ``import flexcmh_fast`` stays fast
-# and does not import Numba until a trainer or kernel is needed.
+# and does not import Numba until a trainer or kernel is needed.  The
+# estimator classes come from the method registry.
 _LAZY = {
     "train": "._train",
     "load": "._persist",
-    "HammingIndex": "._index",
-    "pack_codes": "._codes",
-    "unpack_codes": "._codes",
-    "FlexCMH": ".flexcmh",
-    "CSMH": ".csmh",
-    "CCAITQ": ".baselines",
-    "CMFH": ".baselines",
-    "SCM": ".baselines",
+    "HammingIndex": ".search",
+    "pack_codes": ".search",
+    "unpack_codes": ".search",
+    **_registry.estimator_exports(),
     "NotFittedError": "._base",
     "ConvergenceWarning": "._base",
     "FileFormatError": "._persist",
     "DegenerateDataWarning": "._validation",
 }
-_SUBMODULES = ("metrics", "datasets", "scenarios", "distributed")
+# Public submodules; all but distributed (which needs Dask) are in __all__.
+_SUBMODULES = ("search", "metrics", "datasets", "scenarios", "distributed")
 
-__all__ = sorted(list(_LAZY) + ["metrics", "datasets", "scenarios", "distributed"])
+__all__ = sorted(list(_LAZY) + [name for name in _SUBMODULES if name != "distributed"])
 
 
 def __getattr__(name):
@@ -50,4 +54,7 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    # The public names and the module's dunders only: not this module's
+    # helpers, nor the private submodules that imports bind here.
+    dunders = {name for name in globals() if name.startswith("__") and name.endswith("__")}
+    return sorted(set(__all__) | set(_SUBMODULES) | dunders)

@@ -10,7 +10,9 @@ import numpy as np
 
 from ._params import validate_params
 from ._persist import save_state
-from ._validation import check_bool, check_int, check_matrix, check_random_state
+from ._validation import (check_bool, check_int, check_matrix, check_modalities,
+                          check_parameter_names, check_random_state, normalize_labels,
+                          normalize_pairs)
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -25,8 +27,11 @@ class HashingEstimator:
     """Base class: parameters, validation, ``encode`` / ``transform``, ``save``.
 
     Subclasses declare ``_parameters`` (their table), ``kind`` (the name
-    saved files carry), an ``__init__`` whose keyword arguments are exactly
-    the table's names, ``_fit(modalities, pairs, labels, params, rng)``,
+    saved files carry), ``_requires_labels`` (``True`` for supervised
+    methods: ``fit`` refuses ``labels=None``; a method that needs labels for
+    some settings only overrides :meth:`_labels_required_by`), an
+    ``__init__`` whose keyword arguments are exactly the table's names,
+    ``_fit(modalities, pairs, labels, params, rng)``,
     ``_encode_signs(X, modality)`` returning ±1 int8, and
     ``_get_state()`` / ``_set_state(meta, arrays)`` / ``_check_state`` for
     the method's own saved state.  What every method has — ``codes_``,
@@ -42,6 +47,7 @@ class HashingEstimator:
 
     _parameters = {}
     kind = None
+    _requires_labels = False
 
     # ---- parameters ----------------------------------------------------
     @classmethod
@@ -55,16 +61,19 @@ class HashingEstimator:
 
     def set_params(self, **params):
         """Change settings (validated at the next ``fit``); returns ``self``."""
-        valid = self._get_param_names()
+        check_parameter_names(params, self._get_param_names(), type(self).__name__,
+                              error=ValueError)
         for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"Invalid parameter {name!r} for estimator "
-                                 f"{type(self).__name__}. Valid parameters: {sorted(valid)}.")
             setattr(self, name, value)
         return self
 
     def _validated_params(self):
-        return validate_params(self.get_params(), self._parameters, type(self).__name__)
+        return validate_params(self.get_params(), self._parameters)
+
+    def _labels_required_by(self, params):
+        """Who needs ``labels`` with the validated settings ``params`` (the
+        name the error gives), or ``None`` when labels are optional."""
+        return type(self).__name__ if self._requires_labels else None
 
     def __repr__(self):
         shown = []
@@ -102,13 +111,11 @@ class HashingEstimator:
         -------
         self
         """
-        from ._train import check_modalities, normalize_labels, normalize_pairs
-
         params = self._validated_params()
         Xs = [self._as_supported_dtype(X) for X in check_modalities(modalities)]
         n_samples = [X.shape[0] for X in Xs]
         pairs = normalize_pairs(pairs, n_samples)
-        labels = normalize_labels(labels, n_samples)
+        labels = normalize_labels(labels, n_samples, self._labels_required_by(params))
         # random_state is resolved once, here: every draw of the fit comes
         # from this one generator, in a fixed order.
         rng = check_random_state(params["random_state"])
@@ -154,7 +161,7 @@ class HashingEstimator:
         -------
         ndarray
         """
-        from ._codes import pack_codes
+        from .search import pack_codes
 
         self._check_fitted()
         modality = check_int(modality, "modality", 0, len(self.n_features_) - 1)
@@ -246,17 +253,3 @@ def _jsonable_params(params):
             value = value.item()
         out[name] = value
     return out
-
-
-def as_int_array(values, name):
-    """Integer ndarray view of ``values`` with a clear error for non-integers."""
-    arr = np.asarray(values)
-    if arr.dtype.kind == "f":
-        if arr.size and (not np.isfinite(arr).all() or np.any(arr != np.round(arr))):
-            raise ValueError(f"'{name}' must hold integers. Got non-integer values.")
-        arr = arr.astype(np.int64)
-    elif arr.dtype.kind in "iub":
-        arr = arr.astype(np.int64)
-    else:
-        raise TypeError(f"'{name}' must be an integer array. Got dtype {arr.dtype} instead.")
-    return arr

@@ -3,14 +3,14 @@ pattern): every setting of a method is declared once, with its default, its
 type and range or options, and a one-line description.  The estimators'
 ``fit``, :func:`flexcmh_fast.train` and the distributed trainer all validate
 through :func:`validate_params`, so they accept the same values and raise
-the same messages.
+the same messages.  The constraints are thin wrappers of the checks in
+:mod:`flexcmh_fast._validation`: one rule per kind of value.
 """
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from ._validation import (MAX_BITS, _describe, check_bool, check_float, check_int,
-                          check_option)
+from ._validation import (MAX_BITS, check_bool, check_callable, check_float, check_int,
+                          check_n_threads, check_option, check_random_state)
 
 
 class Int:
@@ -27,13 +27,7 @@ class OptionalInt(Int):
     """None, or an int in ``[low, high]``."""
 
     def __call__(self, value, name):
-        if value is None:
-            return None
-        try:
-            return super().__call__(value, name)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(str(exc).replace("must be an int", "must be None or an int",
-                                             1)) from None
+        return check_int(value, name, self.low, self.high, allow_none=True)
 
 
 class Float:
@@ -66,44 +60,26 @@ class Bool:
 
 class Threads:
     """``None`` or ``-1`` (every core of the process doing the work) or an
-    int >= 1.  Kept as given: each backend resolves "all cores" where the
-    work runs (this process, or each Dask worker)."""
+    int in [1, max_threads()], the bound of every thread count.  "Every
+    core" is kept as ``None``: each backend resolves it where the work runs
+    (this process, or each Dask worker)."""
 
     def __call__(self, value, name):
-        if value is None:
-            return None
-        value = check_int(value, name)
-        if value == -1:
-            return None
-        if value < 1:
-            raise ValueError(f"'{name}' must be None, -1 or an int >= 1. Got {value} instead.")
-        return value
+        return check_n_threads(value, name, resolve=False)
 
 
 class RandomState:
-    """None, a non-negative int, or a numpy Generator / RandomState (the
-    estimator resolves it into a Generator once, at the start of ``fit``)."""
+    """None, a non-negative int, or a numpy Generator / RandomState, checked
+    by :func:`~flexcmh_fast._validation.check_random_state`'s rule; the
+    estimator resolves it into a Generator once, at the start of ``fit``."""
 
     def __call__(self, value, name):
-        import numpy as np
-
-        if value is None or isinstance(value, (np.random.Generator, np.random.RandomState)):
-            return value
-        if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)) \
-                and value >= 0:
-            return int(value)
-        raise (ValueError if isinstance(value, numbers.Integral) and
-               not isinstance(value, (bool, np.bool_)) else TypeError)(
-            f"'{name}' must be None, a non-negative int or a numpy Generator. "
-            f"Got {_describe(value)} of type {type(value).__name__} instead.")
+        return check_random_state(value, name, resolve=False)
 
 
 class CallableOrNone:
     def __call__(self, value, name):
-        if value is not None and not callable(value):
-            raise TypeError(f"'{name}' must be callable or None. Got {_describe(value)} "
-                            "instead.")
-        return value
+        return check_callable(value, name, allow_none=True)
 
 
 @dataclass(frozen=True)
@@ -141,15 +117,12 @@ def table(**specific):
     return out
 
 
-def validate_params(params, spec, method):
-    """Validate ``params`` (a dict of settings) against the table ``spec``.
+def validate_params(params, spec):
+    """Validate ``params`` (a dict of settings named by the table ``spec``;
+    names are checked where settings are given, with
+    :func:`~flexcmh_fast._validation.check_parameter_names`).
 
-    Unknown names raise ``TypeError`` listing the valid ones; each value is
-    checked by its constraint (``TypeError`` / ``ValueError`` naming it).
-    Returns a new dict of validated values, defaults filled in.
+    Each value is checked by its constraint (``TypeError`` / ``ValueError``
+    naming it).  Returns a new dict of validated values, defaults filled in.
     """
-    unknown = sorted(set(params) - set(spec))
-    if unknown:
-        raise TypeError(f"Unknown parameter(s) {unknown} for {method}. "
-                        f"Valid parameters: {sorted(spec)}.")
     return {name: p.check(params.get(name, p.default), name) for name, p in spec.items()}

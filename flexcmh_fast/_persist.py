@@ -32,6 +32,8 @@ import zipfile
 
 import numpy as np
 
+from ._registry import resolve, saved_kinds
+
 FORMAT_NAME = "flexcmh_fast"
 # Version 2: models are the estimators (kinds "FlexCMH" / "CSMH", settings
 # in meta["params"], history with named terms).  Version 1 model files
@@ -39,16 +41,12 @@ FORMAT_NAME = "flexcmh_fast"
 FORMAT_VERSION = 2
 
 # kind -> "module:attribute" of a class with a ``_from_state(meta, arrays)``
-# classmethod; imported lazily so loading an index does not import Numba.
-_REGISTRY = {
-    "HammingIndex": "flexcmh_fast._index:HammingIndex",
-    "FlexCMH": "flexcmh_fast.flexcmh._estimator:FlexCMH",
-    "CSMH": "flexcmh_fast.csmh._estimator:CSMH",
-    "FlexCMHModel": "flexcmh_fast.flexcmh._estimator:FlexCMH",
-    "CSMHModel": "flexcmh_fast.csmh._estimator:CSMH",
-    "CCAITQ": "flexcmh_fast.baselines._cca_itq:CCAITQ",
-    "CMFH": "flexcmh_fast.baselines._cmfh:CMFH",
-    "SCM": "flexcmh_fast.baselines._scm:SCM",
+# classmethod, imported on first use so that loading an index does not
+# import Numba: the saved kinds of the file format itself, then those of
+# every hashing method (from the method registry).
+_KINDS = {
+    "HammingIndex": "flexcmh_fast.search:HammingIndex",
+    **saved_kinds(),
 }
 
 _TMP_PREFIX = ".flexcmh_tmp_"
@@ -119,7 +117,7 @@ def _create_temporary(folder):
 def save_state(path, kind, meta, arrays):
     """Atomically write ``meta`` (JSON-able dict) and ``arrays`` to ``path``."""
     path = os.fspath(path)
-    if kind not in _REGISTRY:
+    if kind not in _KINDS:
         raise ValueError(f"Unknown object kind {kind!r} for saving.")
     for key, value in arrays.items():
         if key == "__meta__" or not isinstance(value, np.ndarray) or value.dtype.hasobject:
@@ -260,8 +258,8 @@ def read_state(path):
             f"{path!r} has format version {version}; this flexcmh_fast reads "
             f"versions <= {FORMAT_VERSION}. Upgrade flexcmh_fast to load it.")
     kind = header.get("kind")
-    if not isinstance(kind, str) or kind not in _REGISTRY:
-        raise _fail(path, f"header 'kind' must be one of {sorted(_REGISTRY)}. Got {kind!r}")
+    if not isinstance(kind, str) or kind not in _KINDS:
+        raise _fail(path, f"header 'kind' must be one of {sorted(_KINDS)}. Got {kind!r}")
     meta = header.get("meta")
     if not isinstance(meta, dict):
         raise _fail(path, f"header 'meta' must be a JSON object. Got {meta!r:.60}")
@@ -297,14 +295,17 @@ def load(path, kind=None):
     Parameters
     ----------
     path : str or os.PathLike
-    kind : {None, "FlexCMHModel", "CSMHModel", "HammingIndex"}, default=None
-        The kind of object expected; a file holding another kind raises
-        :class:`FileFormatError` (names registered to the same class count
-        as one kind).  ``None`` accepts any kind.
+    kind : None or str, default=None
+        The kind of object expected: ``"HammingIndex"`` or an estimator's
+        ``kind`` (``"FlexCMH"``, ``"CSMH"``, ``"CCAITQ"``, ``"CMFH"``,
+        ``"SCM"``, or the format-1 names ``"FlexCMHModel"`` /
+        ``"CSMHModel"``); a file holding another kind raises
+        :class:`FileFormatError` (names of the same class count as one
+        kind).  ``None`` accepts any kind.
 
     Returns
     -------
-    FlexCMHModel, CSMHModel or HammingIndex
+    HammingIndex or a fitted estimator (FlexCMH, CSMH, CCAITQ, CMFH, SCM)
 
     Raises
     ------
@@ -314,19 +315,16 @@ def load(path, kind=None):
         The file is corrupted, truncated, foreign or edited so that it no
         longer describes a valid object, or holds another ``kind``.
     """
-    if kind is not None and (not isinstance(kind, str) or kind not in _REGISTRY):
-        raise ValueError(f"'kind' must be None or one of {sorted(_REGISTRY)}. "
+    if kind is not None and (not isinstance(kind, str) or kind not in _KINDS):
+        raise ValueError(f"'kind' must be None or one of {sorted(_KINDS)}. "
                          f"Got {kind!r} instead.")
     stored_kind, meta, arrays = read_state(path)
     path = os.fspath(path)
     # Kinds registered to the same class (a renamed kind kept for old files)
     # are one kind.
-    if kind is not None and _REGISTRY[stored_kind] != _REGISTRY[kind]:
+    if kind is not None and _KINDS[stored_kind] != _KINDS[kind]:
         raise FileFormatError(f"{path!r} holds a {stored_kind}, not the {kind} asked for.")
-    module_name, attr = _REGISTRY[stored_kind].split(":")
-    import importlib
-
-    cls = getattr(importlib.import_module(module_name), attr)
+    cls = resolve(_KINDS[stored_kind])
     try:
         return cls._from_state(meta, arrays)
     except MemoryError:

@@ -37,9 +37,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._feature_stats import feature_stats
-from ._validation import _describe
+from ._validation import _describe, check_matrix, check_option
 
 KINDS = ("none", "l2", "hellinger", "standard")
+# The kinds that need no fitted statistics (normalize_rows).
+ROW_KINDS = ("none", "l2", "hellinger")
 # Dense non-negative features with at least this fraction of zero entries
 # are treated as histograms / counts by "auto".
 AUTO_ZERO_FRACTION = 0.1
@@ -198,3 +200,27 @@ class Preprocessor:
         mean, scale = arrays[prefix + "mean"], arrays[prefix + "scale"]
         dtype = np.float32 if mean.dtype == np.float32 else np.float64
         return cls(kind, np.asarray(mean, dtype=dtype), np.asarray(scale, dtype=dtype))
+
+
+def normalize_rows(X, kind):
+    """Row-wise feature normalisation (needs no fitted statistics, so it can be
+    applied before a train/test split without leaking information).
+
+    Parameters
+    ----------
+    X : ndarray or scipy.sparse matrix of shape (n_samples, n_features)
+    kind : {"none", "l2", "hellinger"}
+        ``"l2"``: each row divided by its L2 norm.  ``"hellinger"``: the
+        element-wise square root, then L2 (for non-negative histograms such
+        as bag-of-visual-words; the square root damps bursty words).
+        All-zero rows stay zero.
+
+    Returns
+    -------
+    ndarray or CSR matrix in ``X``'s floating dtype (float32 stays float32,
+        other input becomes float64); ``X`` itself for ``"none"``.
+    """
+    check_option(kind, "kind", ROW_KINDS)
+    if kind == "none":
+        return X
+    return Preprocessor(kind).transform(check_matrix(X, "X"))

@@ -1,11 +1,14 @@
-"""Checks of a loaded object's state (header ``meta`` and stored arrays).
+"""Checks of a loaded object's state (header ``meta`` and stored arrays):
+the helpers every saved object's check is written with.
 
 A file that passed the archive checks of ``_persist.read_state`` may still
 have been edited by hand or written by another program: every field an
-object's ``_from_state`` relies on is checked here before it is used, and
-every failure raises :class:`~flexcmh_fast._persist.FileFormatError` saying
-which entry is wrong and what was expected (``flexcmh_fast.load`` adds the
-file name).
+object's ``_from_state`` relies on is checked before it is used, and every
+failure raises :class:`~flexcmh_fast._persist.FileFormatError` saying which
+entry is wrong and what was expected (``flexcmh_fast.load`` adds the file
+name).  Each method's own check lives in its package (``flexcmh/_state.py``,
+``csmh/_state.py``, ``baselines/_state.py``), the checks of packed codes and
+of a ``HammingIndex`` in ``search/_saved.py``; this module imports neither.
 """
 import numbers
 
@@ -94,59 +97,7 @@ def array_entry(arrays, key, kinds="f", shape=None, ndim=None, finite=True):
     return value
 
 
-def packed_codes_entry(arrays, key, n_bits, n_rows=None):
-    """Packed ±1 codes: uint8, (n_rows, ceil(n_bits / 8)), zero padding bits."""
-    width = -(-n_bits // 8)
-    codes = arrays.get(key)
-    if codes is None:
-        raise FileFormatError(f"entry {key!r} is missing")
-    if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] != width or (
-            n_rows is not None and codes.shape[0] != n_rows):
-        raise FileFormatError(
-            f"entry {key!r} must be uint8 codes of shape ({'any' if n_rows is None else n_rows}"
-            f", {width}) for n_bits={n_bits}. Got {codes.dtype} of shape {codes.shape}")
-    if n_bits % 8 and codes.size and np.any(codes[:, -1] & ((1 << (8 - n_bits % 8)) - 1)):
-        raise FileFormatError(f"entry {key!r} has nonzero padding bits beyond n_bits={n_bits}")
-    return codes
-
-
-def check_code_state(arrays, prefix, scheme, n_bits=None, k=None):
-    """State of an ITQ or k-means code function for ``n_bits`` bits on
-    ``k``-dimensional indicator vectors (``None``: whatever the arrays say,
-    as long as they agree with each other).  Returns ``(n_bits, k)``."""
-    if scheme == "itq":
-        from .flexcmh._codes import full_rotation
-
-        mu = array_entry(arrays, prefix + "mu", shape=(k,))
-        W = array_entry(arrays, prefix + "W", shape=(mu.shape[0], n_bits))
-        if W.shape[1] < 1:
-            raise FileFormatError(f"entry {prefix + 'W'!r} of shape {W.shape} has no bit")
-        # Long codes fold the rotation into W; files written before that
-        # (a full rotation for every length) still load.
-        if full_rotation(W.shape[1], mu.shape[0]) or prefix + "R" in arrays:
-            array_entry(arrays, prefix + "R", shape=(W.shape[1], W.shape[1]))
-        return W.shape[1], mu.shape[0]
-    if scheme == "kmeans":
-        books = array_entry(arrays, prefix + "codebooks", shape=(None, n_bits, k))
-        if books.shape[0] < 1 or books.shape[1] < 1:
-            raise FileFormatError(f"entry {prefix + 'codebooks'!r} of shape {books.shape} "
-                                  "holds no codebook")
-        return books.shape[1], books.shape[2]
-    raise FileFormatError(f"unknown code scheme {scheme!r}")
-
-
-def check_index_state(meta, arrays):
-    """``HammingIndex`` state; returns ``(n_bits, n_codes, n_threads)``."""
-    n_bits = meta_int(meta, "n_bits", 1, MAX_BITS)
-    n_codes = meta_int(meta, "n_codes", 0)
-    n_threads = meta_int(meta, "n_threads", -1, allow_none=True)
-    if n_threads == 0:
-        raise FileFormatError("header meta 'n_threads' must be null, -1 or >= 1. Got 0")
-    packed_codes_entry(arrays, "codes", n_bits, n_codes)
-    return n_bits, n_codes, n_threads
-
-
-def _model_shape(meta):
+def model_shape(meta):
     """``n_bits`` and ``n_features`` (>= 2 modalities) of a model's meta."""
     n_bits = meta_int(meta, "n_bits", 1, MAX_BITS)
     n_features = meta_int_list(meta, "n_features", low=1)
@@ -157,7 +108,7 @@ def _model_shape(meta):
     return n_bits, n_features
 
 
-def _sigmas(meta, n_mod):
+def meta_sigmas(meta, n_mod):
     """The per-modality RBF widths: ``n_mod`` finite positive numbers."""
     sigmas = meta.get("sigmas")
     if not isinstance(sigmas, list) or len(sigmas) != n_mod:
@@ -165,88 +116,3 @@ def _sigmas(meta, n_mod):
                               f"Got {sigmas!r:.60}")
     return [finite_number(sigma, f"header meta 'sigmas'[{m}]", positive=True)
             for m, sigma in enumerate(sigmas)]
-
-
-def check_flexcmh_state(meta, arrays):
-    """``FlexCMH`` state (formats 1 and 2): every meta field and array its
-    ``_from_state`` reads, with consistent shapes."""
-    n_bits, n_features = _model_shape(meta)
-    n_mod = len(n_features)
-    params = meta_dict(meta, "params")
-    scheme = meta_option(params, "code_scheme", ("itq", "kmeans"))
-    encoder = meta_option(params, "encoder", ("nnls", "kernel"), default="nnls")
-    k = None
-    for m, d in enumerate(n_features):
-        Z = array_entry(arrays, f"Z_{m}", shape=(d, k))
-        k = Z.shape[1]
-    check_code_state(arrays, "code_", scheme, n_bits, k)
-    array_entry(arrays, "history", ndim=2)
-    packed_codes_entry(arrays, "codes", n_bits)
-    for m in range(n_mod):
-        packed_codes_entry(arrays, f"train_codes_{m}", n_bits)
-    array_entry(arrays, "cluster_matching", kinds="iu", ndim=2)
-    pair_keys = meta.get("pair_keys")
-    if not isinstance(pair_keys, list):
-        raise FileFormatError(f"header meta 'pair_keys' must be a list. Got {pair_keys!r:.60}")
-    for key in pair_keys:
-        if (not isinstance(key, list) or len(key) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < n_mod
-                           for v in key) or key[0] == key[1]):
-            raise FileFormatError(f"header meta 'pair_keys' must hold [m, m2] pairs of "
-                                  f"distinct modalities < {n_mod}. Got {key!r:.60}")
-        array_entry(arrays, f"gamma_{key[0]}_{key[1]}", kinds="iu", ndim=2)
-    if encoder == "kernel":
-        _sigmas(meta, n_mod)
-        for m, d in enumerate(n_features):
-            anchors = array_entry(arrays, f"anchors_{m}", shape=(None, d))
-            array_entry(arrays, f"encoder_weights_{m}", shape=(anchors.shape[0], k))
-
-
-def check_preprocess_state(meta, arrays, n_features):
-    """FlexCMH's fitted preprocessing (format 2): one known kind per
-    modality, and for ``"standard"`` finite column means and positive scales."""
-    from ._preprocess import KINDS
-
-    kinds = meta.get("preprocess_kinds", ["none"] * len(n_features))
-    if not isinstance(kinds, list) or len(kinds) != len(n_features):
-        raise FileFormatError(f"header meta 'preprocess_kinds' must list {len(n_features)} "
-                              f"kinds. Got {kinds!r:.60}")
-    for m, (kind, d) in enumerate(zip(kinds, n_features)):
-        if not isinstance(kind, str) or kind not in KINDS:
-            raise FileFormatError(f"header meta 'preprocess_kinds'[{m}] must be one of "
-                                  f"{list(KINDS)}. Got {kind!r:.60}")
-        if kind == "standard":
-            array_entry(arrays, f"pre_{m}_mean", shape=(d,))
-            scale = array_entry(arrays, f"pre_{m}_scale", shape=(d,))
-            if not (scale > 0).all():
-                raise FileFormatError(f"array 'pre_{m}_scale' must be positive.")
-
-
-def check_csmh_state(meta, arrays):
-    """``CSMH`` state (formats 1 and 2): every meta field and array its
-    ``_from_state`` reads, with consistent shapes."""
-    n_bits, n_features = _model_shape(meta)
-    _sigmas(meta, len(n_features))
-    meta_dict(meta, "params")
-    if "n_threads" in meta:
-        meta_int(meta, "n_threads", 1)
-    packed_codes_entry(arrays, "codes", n_bits)
-    array_entry(arrays, "history", ndim=2)
-    for m, d in enumerate(n_features):
-        anchors = array_entry(arrays, f"anchors_{m}", shape=(None, d))
-        array_entry(arrays, f"weights_{m}", shape=(anchors.shape[0] + 1, n_bits))
-        packed_codes_entry(arrays, f"train_codes_{m}", n_bits)
-
-
-def check_linear_hash_state(meta, arrays, history_terms):
-    """State of a peer baseline (``CCAITQ``, ``CMFH``, ``SCM``): a mean and
-    a ``(d_m, n_bits)`` projection per modality, packed codes and a history
-    with one column per name of ``history_terms``."""
-    n_bits, n_features = _model_shape(meta)
-    meta_dict(meta, "params")
-    packed_codes_entry(arrays, "codes", n_bits)
-    array_entry(arrays, "history", shape=(None, len(history_terms)))
-    for m, d in enumerate(n_features):
-        array_entry(arrays, f"mean_{m}", shape=(d,))
-        array_entry(arrays, f"projection_{m}", shape=(d, n_bits))
-        packed_codes_entry(arrays, f"train_codes_{m}", n_bits)

@@ -8,11 +8,11 @@ import numba
 LARGE_PRODUCT = 2e8
 # The same for a product run between Numba parallel kernels (the data times
 # the centroids or indicators, every iteration).  After a call on several
-# threads OpenBLAS's workers keep spinning for up to ~0.1 s (its thread
-# timeout) and take cores from the kernels that follow, which then run up to
-# half as fast: on two cores that costs more than a second thread saves
-# below ~2e9 multiply-adds (MIRFlickr-sized fits, products of 2.6e8: 6.9 ->
-# 5.6 s with one thread; docs/flexcmh.md, "Training speed").
+# threads OpenBLAS's workers keep spinning until its thread timeout and take
+# cores from the kernels that follow, which then run slower: on two cores a
+# second BLAS thread pays for that only on products ten times larger than
+# LARGE_PRODUCT (measured in docs/flexcmh.md, "Training speed": "Mid-sized
+# products stay on one BLAS thread").
 PRODUCT_BETWEEN_KERNELS = 2e9
 
 
@@ -35,9 +35,9 @@ def thread_limits(n_threads, blas=None):
 
     FlexCMH passes ``blas=1``: its BLAS products are small, and BLAS worker
     threads woken right after a Numba parallel region contend with Numba's
-    for the same cores (products like ``H.T @ H`` measured up to 100x slower,
-    ``docs/performance.md``).  CSMH's large kernel products use BLAS on
-    ``n_threads``."""
+    for the same cores, which can stall a product for many times its own
+    cost (``docs/performance.md``, "Scaling").  CSMH's large kernel products
+    use BLAS on ``n_threads``."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=n_threads if blas is None else blas, user_api="blas"), \
@@ -53,8 +53,8 @@ def dense_product_threads(multiply_adds, threads=None, large=LARGE_PRODUCT):
     FlexCMH holds BLAS to one thread (:func:`thread_limits`), which is right
     for its many small products but leaves all but one core idle in the
     products of the data with the centroids and indicators at scale
-    (NUS-WIDE-sized: ~7.5e9 multiply-adds each, seconds long); there the
-    cost of waking BLAS threads is negligible."""
+    (``n x d x k`` multiply-adds each); for products that large the cost of
+    waking BLAS threads is negligible."""
     threads = numba.get_num_threads() if threads is None else threads
     if threads <= 1 or multiply_adds < large:
         return nullcontext()

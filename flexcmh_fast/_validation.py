@@ -1,5 +1,11 @@
 """Input validation shared by every public entry point.
 
+One rule per kind of value, used by the entry points' own checks and by
+the constraints of the parameter tables (:mod:`flexcmh_fast._params`):
+ints, floats, options, thread counts (one bound, :func:`max_threads`),
+random states, callables, the names of settings; and the training inputs
+every ``fit`` shares (the modalities, the pairs, the labels).
+
 One message style everywhere: the argument's name, what was given and what
 is expected, e.g. ``'n_bits' must be an int in [1, 4096]. Got 0 instead.``
 Validation never modifies its inputs.
@@ -16,9 +22,10 @@ MAX_BITS = 4096
 # stays float32 (no copy), anything else becomes float64.
 FEATURE_DTYPES = (np.float32, np.float64)
 # Largest accepted sum of squared entries of a feature matrix, per dtype: the
-# dtype's maximum with room for the cross terms, distances and objective
-# sums computed from it (FlexCMH's codes change from half of float64 max on;
-# 1/10 still trains as at ordinary scales).
+# dtype's maximum with a margin for the cross terms, distances and objective
+# sums computed from it, which must stay finite and exact enough that
+# training gives the codes it gives at ordinary scales (tests/test_faults.py
+# trains just below the bound).
 MAX_SUM_OF_SQUARES = {np.dtype(t): float(np.finfo(t).max) / 1e4 for t in FEATURE_DTYPES}
 _SCALE_BLOCK_ROWS = 4096  # rows per block when summing rescaled squares
 # Bytes of a dense matrix read at a time by the checks (cache-sized blocks:
@@ -42,18 +49,20 @@ def _describe(value):
     return text
 
 
-def check_int(value, name, low=None, high=None):
-    """Return ``value`` as a Python int after checking its type and range."""
+def check_int(value, name, low=None, high=None, allow_none=False):
+    """Return ``value`` as a Python int after checking its type and range
+    (``allow_none``: ``None`` is accepted and returned as is)."""
+    if value is None and allow_none:
+        return None
+    expected = f"{'None or ' if allow_none else ''}an int{_range_text(low, high)}"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(
-            f"'{name}' must be an int{_range_text(low, high)}. "
+            f"'{name}' must be {expected}. "
             f"Got {_describe(value)} of type {type(value).__name__} instead."
         )
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(
-            f"'{name}' must be an int{_range_text(low, high)}. Got {value} instead."
-        )
+        raise ValueError(f"'{name}' must be {expected}. Got {value} instead.")
     return value
 
 
@@ -96,7 +105,7 @@ def check_option(value, name, options):
     """Check that ``value`` is one of ``options`` (compared with ``==``)."""
     if not isinstance(value, (str, bool, numbers.Number)) or value not in options:
         raise ValueError(
-            f"'{name}' must be one of {sorted(map(repr, options))}. "
+            f"'{name}' must be one of [{', '.join(sorted(map(repr, options)))}]. "
             f"Got {_describe(value)} instead."
         )
     return value
@@ -109,6 +118,25 @@ def check_bool(value, name):
             f"{type(value).__name__} instead."
         )
     return bool(value)
+
+
+def check_callable(value, name, allow_none=True):
+    """``value`` if it is callable (or ``None`` when ``allow_none``)."""
+    if not callable(value) and not (value is None and allow_none):
+        raise TypeError(f"'{name}' must be callable{' or None' if allow_none else ''}. "
+                        f"Got {_describe(value)} instead.")
+    return value
+
+
+def check_parameter_names(params, valid, owner, error=TypeError):
+    """Refuse names of ``params`` that are not in ``valid`` (the settings of
+    ``owner``): ``error`` (``TypeError`` as for an unexpected keyword
+    argument; ``set_params`` passes ``ValueError``, scikit-learn's type)
+    listing the valid names."""
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise error(f"Unknown parameter(s) {unknown} for {owner}. "
+                    f"Valid parameters: {sorted(valid)}.")
 
 
 def check_n_bits(n_bits, name="n_bits"):
@@ -130,46 +158,53 @@ def max_threads():
     return max(1024, 4 * available_cores())
 
 
-def check_n_threads(n_threads, name="n_threads"):
-    """Resolve ``n_threads``: ``None`` or ``-1`` mean all available cores;
-    otherwise an int in [1, max_threads()]."""
-    if n_threads is None:
-        return available_cores()
-    n_threads = check_int(n_threads, name)
-    if n_threads == -1:
-        return available_cores()
-    if not 1 <= n_threads <= max_threads():
-        raise ValueError(
-            f"'{name}' must be None, -1 or an int >= 1 and <= {max_threads()}. "
-            f"Got {n_threads} instead."
-        )
+def check_n_threads(n_threads, name="n_threads", resolve=True):
+    """Check ``n_threads``: ``None`` or ``-1`` (every available core), or an
+    int in [1, max_threads()].
+
+    ``resolve=True`` returns the thread count to use here (``None`` / ``-1``
+    become :func:`available_cores`); ``resolve=False`` returns ``None`` for
+    "every core" so that the process doing the work (this one, or each Dask
+    worker) resolves it where it runs.
+    """
+    if n_threads is not None:
+        n_threads = check_int(n_threads, name)
+        if n_threads != -1 and not 1 <= n_threads <= max_threads():
+            raise ValueError(
+                f"'{name}' must be None, -1 or an int >= 1 and <= {max_threads()}. "
+                f"Got {n_threads} instead."
+            )
+    if n_threads is None or n_threads == -1:
+        return available_cores() if resolve else None
     return n_threads
 
 
-def check_random_state(random_state, name="random_state"):
-    """Turn ``random_state`` into a :class:`numpy.random.Generator`.
+def check_random_state(random_state, name="random_state", resolve=True):
+    """Check ``random_state``: ``None`` (fresh entropy), a non-negative int
+    seed, a numpy ``Generator`` or a legacy ``RandomState``.
 
-    Accepts ``None`` (fresh entropy), an int seed, a ``Generator`` (used as is)
-    or a legacy ``RandomState`` (a seed is drawn from it).
+    ``resolve=True`` turns it into a :class:`numpy.random.Generator` (a
+    ``Generator`` is used as is; from a ``RandomState`` a seed is drawn);
+    ``resolve=False`` returns the checked value unchanged (an int seed as a
+    Python int), for settings resolved later, once, at the start of ``fit``.
     """
-    if random_state is None:
-        return np.random.default_rng()
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
+    expected = "None, a non-negative int or a numpy Generator"
     if isinstance(random_state, numbers.Integral) and not isinstance(
             random_state, (bool, np.bool_)):
         if random_state < 0:
-            raise ValueError(
-                f"'{name}' must be None, a non-negative int or a numpy Generator. "
-                f"Got {random_state} instead."
-            )
-        return np.random.default_rng(int(random_state))
-    raise TypeError(
-        f"'{name}' must be None, a non-negative int or a numpy Generator. "
-        f"Got {_describe(random_state)} of type {type(random_state).__name__} instead."
-    )
+            raise ValueError(f"'{name}' must be {expected}. Got {random_state} instead.")
+        random_state = int(random_state)
+    elif random_state is not None and not isinstance(
+            random_state, (np.random.Generator, np.random.RandomState)):
+        raise TypeError(
+            f"'{name}' must be {expected}. Got {_describe(random_state)} of type "
+            f"{type(random_state).__name__} instead."
+        )
+    if not resolve or isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
+    return np.random.default_rng(random_state)
 
 
 def feature_dtype(dtype):
@@ -357,3 +392,160 @@ def warn_if_constant(X, name):
             "sample of this modality will get the same code and it cannot be told apart "
             "in retrieval.", DegenerateDataWarning, stacklevel=2)
     return constant
+
+
+# --------------------------------------------------------------------------
+# The training inputs every ``fit`` shares: modalities, pairs, labels
+# --------------------------------------------------------------------------
+def as_int_array(values, name):
+    """Integer ndarray view of ``values`` with a clear error for non-integers."""
+    try:
+        arr = np.asarray(values)
+    except ValueError:  # ragged nested sequences
+        raise TypeError(f"'{name}' must be an integer array. Got {_describe(values)} "
+                        "instead.") from None
+    if arr.dtype.kind == "f":
+        if arr.size and (not np.isfinite(arr).all() or np.any(arr != np.round(arr))):
+            raise ValueError(f"'{name}' must hold integers. Got non-integer values.")
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind in "iub":
+        arr = arr.astype(np.int64)
+    else:
+        raise TypeError(f"'{name}' must be an integer array. Got dtype {arr.dtype} instead.")
+    return arr
+
+
+def check_modalities(modalities, check_one=None, expected="2-D arrays / sparse matrices"):
+    """Validate the list of training matrices: a list or tuple of at least
+    two, each checked by ``check_one(X, name)``.
+
+    The default ``check_one`` is :func:`check_matrix` (dense or sparse, at
+    least one row), followed by :func:`warn_if_constant` for every modality;
+    the distributed trainer passes its check of a dask array (and
+    ``expected="dask arrays"``, the text of the list's type error).
+    """
+    if not isinstance(modalities, (list, tuple)):
+        raise TypeError(
+            f"'modalities' must be a list of {expected}, one per modality. "
+            f"Got {_describe(modalities)} of type {type(modalities).__name__} instead."
+        )
+    if len(modalities) < 2:
+        raise ValueError(
+            f"'modalities' must hold at least 2 modalities. Got {len(modalities)} instead."
+        )
+    if check_one is not None:
+        return [check_one(X, f"modalities[{m}]") for m, X in enumerate(modalities)]
+    Xs = [check_matrix(X, f"modalities[{m}]", min_samples=1)
+          for m, X in enumerate(modalities)]
+    for m, X in enumerate(Xs):
+        warn_if_constant(X, f"modalities[{m}]")
+    return Xs
+
+
+def normalize_pairs(pairs, n_samples):
+    """Turn ``pairs`` into ``{(m, m2): int64 array (P, 2)}`` with ``m < m2``.
+
+    ``None`` -> ``{}``; ``"all"`` -> row i of every modality paired with row i
+    of every other (requires equal sample counts); a (P, 2) array -> pairs of
+    modalities (0, 1) (two modalities only); a dict -> validated as is.
+    Duplicated rows and out-of-range indices raise ``ValueError``.
+    """
+    n_mod = len(n_samples)
+    if pairs is None:
+        return {}
+    if isinstance(pairs, str):
+        check_option(pairs, "pairs", ("all",))
+        if len(set(n_samples)) != 1:
+            raise ValueError(
+                "pairs='all' needs the same number of samples in every modality. "
+                f"Got sample counts {list(n_samples)} instead."
+            )
+        idx = np.arange(n_samples[0], dtype=np.int64)
+        both = np.stack([idx, idx], axis=1)
+        return {(m, m2): both.copy() for m in range(n_mod) for m2 in range(m + 1, n_mod)}
+    if isinstance(pairs, dict):
+        items = list(pairs.items())
+    else:
+        if n_mod != 2:
+            raise ValueError(
+                f"'pairs' as an array is only for two modalities; with {n_mod} "
+                "modalities pass a dict {(m, m2): (P, 2) array}."
+            )
+        items = [((0, 1), pairs)]
+    out = {}
+    for key, value in items:
+        if (not isinstance(key, tuple) or len(key) != 2
+                or not all(isinstance(k, (int, np.integer)) for k in key)):
+            raise TypeError(
+                f"'pairs' keys must be (m, m2) tuples of modality indices. Got {key!r} instead."
+            )
+        m, m2 = int(key[0]), int(key[1])
+        if not (0 <= m < n_mod and 0 <= m2 < n_mod) or m == m2:
+            raise ValueError(
+                f"'pairs' key {key!r} must name two different modalities in [0, {n_mod - 1}]."
+            )
+        name = f"pairs[{key!r}]" if isinstance(pairs, dict) else "pairs"
+        arr = as_int_array(value, name)
+        if arr.ndim != 2 or arr.shape[1] != 2:
+            raise ValueError(
+                f"'{name}' must have shape (P, 2). Got shape {arr.shape} instead."
+            )
+        if m > m2:
+            m, m2, arr = m2, m, arr[:, ::-1]
+        for col, mod in ((0, m), (1, m2)):
+            if arr.shape[0] and (arr[:, col].min() < 0 or arr[:, col].max() >= n_samples[mod]):
+                raise ValueError(
+                    f"'{name}' column {col} indexes modality {mod}, which has "
+                    f"{n_samples[mod]} samples; got indices in "
+                    f"[{arr[:, col].min()}, {arr[:, col].max()}]."
+                )
+        if arr.shape[0] and np.unique(arr, axis=0).shape[0] != arr.shape[0]:
+            raise ValueError(f"'{name}' contains duplicated pairs.")
+        if (m, m2) in out:
+            raise ValueError(f"'pairs' names the modality pair {(m, m2)} twice.")
+        out[(m, m2)] = np.ascontiguousarray(arr, dtype=np.int64)
+    return out
+
+
+def normalize_labels(labels, n_samples, required_by=None):
+    """Validate ``labels``: one array per modality, all 1-D class ids (int64)
+    or all 2-D 0/1 multi-label matrices (uint8) with the same number of classes.
+
+    ``required_by`` names who needs them (e.g. ``"CSMH"``): ``labels=None``
+    then raises the one "needs labels" error; ``None``: labels are optional.
+    """
+    if labels is None:
+        if required_by is not None:
+            raise ValueError(
+                "'labels' must be one array per modality (1-D class ids or 2-D 0/1 "
+                f"matrices): {required_by} needs 'labels'. Got None instead."
+            )
+        return None
+    if not isinstance(labels, (list, tuple)) or len(labels) != len(n_samples):
+        raise ValueError(
+            f"'labels' must be a list with one array per modality ({len(n_samples)}). "
+            f"Got {_describe(labels)} instead."
+        )
+    out = []
+    for m, (lab, n) in enumerate(zip(labels, n_samples)):
+        name = f"labels[{m}]"
+        arr = as_int_array(lab, name)
+        if arr.ndim not in (1, 2) or arr.shape[0] != n:
+            raise ValueError(
+                f"'{name}' must have {n} rows (one per sample of modality {m}), as 1-D "
+                f"class ids or a 2-D 0/1 matrix. Got shape {arr.shape} instead."
+            )
+        if arr.ndim == 2:
+            if arr.size and (arr.min() < 0 or arr.max() > 1):
+                raise ValueError(f"'{name}' as a 2-D multi-label matrix must hold only 0 and 1.")
+            arr = arr.astype(np.uint8)
+        elif arr.size and arr.min() < 0:
+            raise ValueError(f"'{name}' class ids must be >= 0. Got {arr.min()}.")
+        out.append(np.ascontiguousarray(arr))
+    if len({a.ndim for a in out}) != 1 or (
+            out[0].ndim == 2 and len({a.shape[1] for a in out}) != 1):
+        raise ValueError(
+            "'labels' must be all 1-D class ids or all 2-D matrices with the same "
+            "number of classes."
+        )
+    return out

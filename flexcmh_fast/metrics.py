@@ -30,11 +30,12 @@ import numbers
 
 import numpy as np
 
-from ._codes import check_codes
-from ._validation import (_describe, check_int, check_n_bits, check_n_threads,
-                          check_option)
+from ._validation import _describe, check_int, check_n_bits, check_n_threads, check_option
+from .search import as_words, check_codes
 
 TIES = ("stable", "aware")
+# ``ks`` of _rank_stats when no precision@k is wanted (None is a bad ``ks``).
+_NO_KS = object()
 
 __all__ = [
     "average_precision",
@@ -53,21 +54,6 @@ def _engine():
     return load_extension("_ranking")
 
 
-def _as_words(codes):
-    """Packed uint8 codes -> C-contiguous uint64 words (zero padded).
-
-    Hamming distance only needs the same layout on both sides, so the byte
-    order inside a word does not matter.
-    """
-    n, width = codes.shape
-    n_words = max(1, -(-width // 8))
-    if width == 8 * n_words:
-        return np.ascontiguousarray(codes).view(np.uint64)
-    out = np.zeros((n, 8 * n_words), dtype=np.uint8)
-    out[:, :width] = codes
-    return out.view(np.uint64)
-
-
 def _check_label_array(labels, name, n_rows):
     if not isinstance(labels, np.ndarray):
         if isinstance(labels, (str, bytes, dict, set)) or labels is None:
@@ -75,7 +61,13 @@ def _check_label_array(labels, name, n_rows):
                 f"'{name}' must be a 1-D array of class ids or a 2-D 0/1 matrix. "
                 f"Got {_describe(labels)} of type {type(labels).__name__} instead."
             )
-        labels = np.asarray(labels)
+        try:
+            labels = np.asarray(labels)
+        except ValueError:  # ragged nested sequences
+            raise TypeError(
+                f"'{name}' must be a 1-D array of class ids or a 2-D 0/1 matrix. "
+                f"Got {_describe(labels)} instead."
+            ) from None
     if labels.dtype.kind not in "biuf":
         raise TypeError(
             f"'{name}' must hold integers (class ids or 0/1). Got dtype {labels.dtype} instead."
@@ -130,12 +122,12 @@ def _label_inputs(query_labels, db_labels, n_q, n_db):
             "'query_labels' and 'db_labels' must have the same number of label columns. "
             f"Got {ql.shape[1]} and {dl.shape[1]} instead."
         )
-    return (_as_words(np.packbits(ql, axis=1)), _as_words(np.packbits(dl, axis=1)),
+    return (as_words(np.packbits(ql, axis=1)), as_words(np.packbits(dl, axis=1)),
             np.zeros(0, dtype=np.uint32))
 
 
 def _rank_stats(query_codes, db_codes, query_labels, db_labels, n_bits, ties,
-                want_ap=True, top_k=None, ks=None, want_hist=False, n_threads=None):
+                want_ap=True, top_k=None, ks=_NO_KS, want_hist=False, n_threads=None):
     """Validate everything and run the compiled engine once."""
     n_bits = check_n_bits(n_bits)
     check_codes(query_codes, "query_codes", n_bits)
@@ -155,11 +147,13 @@ def _rank_stats(query_codes, db_codes, query_labels, db_labels, n_bits, ties,
         top_k = min(check_int(top_k, "top_k", 1), max(db_codes.shape[0], 1))
     ks_sorted = np.zeros(0, dtype=np.int64)
     ks_inverse = None
-    if ks is not None:
-        ks_arr = np.asarray(ks)
-        if ks_arr.ndim == 0:
-            ks_arr = ks_arr.reshape(1)
-        if (ks_arr.ndim != 1 or ks_arr.size == 0 or ks_arr.dtype.kind not in "iu"):
+    if ks is not _NO_KS:
+        try:
+            ks_arr = np.atleast_1d(ks)
+        except ValueError:  # ragged nested sequences
+            ks_arr = None
+        if ks_arr is None or ks_arr.ndim != 1 or ks_arr.size == 0 \
+                or ks_arr.dtype.kind not in "iu":
             raise ValueError(
                 f"'ks' must be a non-empty 1-D sequence of ints in [1, {n_db}]. "
                 f"Got {_describe(ks)} instead."
@@ -173,7 +167,7 @@ def _rank_stats(query_codes, db_codes, query_labels, db_labels, n_bits, ties,
     q_lab, db_lab, db_ids = _label_inputs(query_labels, db_labels, n_q, n_db)
     engine = _engine()
     ap, n_rel, pk, h_all, h_rel = engine.rank_stats(
-        _as_words(query_codes), _as_words(db_codes), q_lab, db_lab, db_ids,
+        as_words(query_codes), as_words(db_codes), q_lab, db_lab, db_ids,
         n_bits, ties == "stable", want_ap, top_k, ks_sorted, want_hist, n_threads)
     if ks_inverse is not None:
         pk = pk[:, ks_inverse.reshape(-1)]
@@ -340,6 +334,15 @@ def retrieval_report(query_codes, db_codes, query_labels, db_labels, *, n_bits,
                      ks=(), radius=2, n_threads=None):
     """Every metric at once, with two engine passes (stable and tie-aware).
 
+    Parameters
+    ----------
+    ks : int or sequence of int, default=()
+        Cut-offs of precision@k in ``[1, n_db]``; ``None`` or empty: none.
+    radius : int in [0, n_bits], default=2
+        Radius of precision within a Hamming ball.
+
+    Other parameters as in :func:`average_precision`.
+
     Returns
     -------
     dict with keys
@@ -349,11 +352,13 @@ def retrieval_report(query_codes, db_codes, query_labels, db_labels, *, n_bits,
         and ``radius``, ``pr_precision``, ``pr_recall`` (macro, radii
         0..n_bits).
     """
-    ks = list(ks)
+    no_ks = (ks is None or isinstance(ks, (list, tuple)) and not ks
+             or isinstance(ks, np.ndarray) and ks.shape == (0,))
     radius = check_int(radius, "radius", 0, check_n_bits(n_bits))
     ap, n_rel, pk, h_all, h_rel = _rank_stats(
         query_codes, db_codes, query_labels, db_labels, n_bits, "stable",
-        ks=ks if ks else None, want_hist=True, n_threads=n_threads)
+        ks=_NO_KS if no_ks else ks, want_hist=True, n_threads=n_threads)
+    ks = [] if no_ks else np.atleast_1d(ks).astype(np.int64).tolist()
     ap_aware, _, _, _, _ = _rank_stats(query_codes, db_codes, query_labels, db_labels,
                                        n_bits, "aware", n_threads=n_threads)
     valid = n_rel > 0

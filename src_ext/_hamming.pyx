@@ -2,7 +2,8 @@
 """Exact Hamming search kernels (top-k, radius, histograms, full distances).
 
 Low-level layer behind :class:`flexcmh_fast.HammingIndex`; the kernels are in
-``hamming_kernels.h``.  Inputs are trusted here (validated by ``_index.py``):
+``hamming_kernels.h``.  Inputs are trusted here (validated by
+``flexcmh_fast/search/_index.py``):
 
 * ``db``: flat uint64 array in word-major block layout (blocks of 8 codes,
   ``W = ceil(n_bits / 64)`` words a code, see the header), at least
@@ -37,6 +38,8 @@ cdef extern from "popcount.h" nogil:
 
 cdef extern from "hamming_kernels.h" nogil:
     int HM_BLOCK
+    int HM_QT
+    int HM_KEY_SHIFT
     int HM_ST_SIZE
     int HM_ST_THR
     ctypedef struct hm_ops:
@@ -71,10 +74,15 @@ cdef extern from "hamming_kernels.h" nogil:
     void hm_range_sort(const uint64_t *keys, int64_t cnt, int radius, int64_t *cnt_buf,
                        int32_t *out_d, int64_t *out_i)
 
+# The layout the kernels were compiled with (flexcmh_fast/search/_layout.py
+# mirrors these; a test checks that both agree): codes per storage block,
+# queries per register tile, and the id bits of a (distance, id) key.
 BLOCK = HM_BLOCK
-# Queries per register tile of the AVX-512 and AVX2 kernels (HM_QT, HM_QT2):
-# query groups are cut at multiples of it so no tile is split between tasks.
-cdef int64_t _QT = 8
+QUERY_TILE = HM_QT
+KEY_ID_BITS = HM_KEY_SHIFT
+# Query groups are cut at multiples of the tile (a multiple of the AVX2
+# tile HM_QT2, checked by the header) so no tile is split between tasks.
+cdef int64_t _QT = HM_QT
 
 # Paths are ordered: a CPU supporting one supports every lower one (see
 # popcount.h, whose path numbers and names these are).
@@ -150,7 +158,7 @@ if _env:
 
 
 # Below this many (query, code word) comparisons per thread a thread costs
-# more to start and synchronise than it saves (~0.5 ms of work).
+# more to start and synchronise than it saves.
 cdef int64_t _MIN_WORK_PER_THREAD = 1 << 22
 
 
@@ -371,7 +379,7 @@ def distances(const uint64_t[::1] db, int64_t n, const uint64_t[:, ::1] Q, int n
 
 
 # ----------------------------------------------------------------------
-# Multi-index hashing (mih_kernels.h); tables built by flexcmh_fast._mih.
+# Multi-index hashing (mih_kernels.h); tables built by flexcmh_fast.search._mih.
 # ----------------------------------------------------------------------
 cdef extern from "mih_kernels.h" nogil:
     ctypedef struct mh_tables:
@@ -393,7 +401,6 @@ cdef extern from "mih_kernels.h" nogil:
                      int64_t budget, uint64_t **out, int64_t *out_len)
     void mh_build_table(const uint64_t *db, int64_t n, int W, int lo, int len, int gap_off,
                         int gap_len, uint32_t *off, uint32_t *ids)
-    int HM_KEY_SHIFT
 
 
 cdef mh_tables _tables(const uint64_t[::1] db, int64_t n, int W, const int32_t[:, ::1] sub,

@@ -391,6 +391,10 @@ HM_INLINE HM_AVX512 __m512i hm_dv_min_avx512(__m512i a, __m512i b)
  * whole tile, and the 8 byte accumulators of 4 pairs leave registers for
  * the rest (10 measured as fast, 12 spills). */
 #define HM_QT2 8
+/* _hamming.pyx cuts query groups at multiples of HM_QT: whole AVX2 tiles. */
+#if HM_QT % HM_QT2
+#error "HM_QT must be a multiple of HM_QT2"
+#endif
 /* Longest code (in words) for the byte group test: distances accumulate in
  * bytes, exact below 256. */
 #define HM_BYTES_MAX_W 4
@@ -477,8 +481,9 @@ typedef struct {
     int64_t cb;
 } hm_chunk_avx2;
 
-/* Queries from which a call transposes whole chunks (measured on Zen 4 at
- * 128 bits: the separate pass breaks even at 3 to 4 tiles). */
+/* Queries from which a call transposes whole chunks: with fewer, the
+ * separate pass costs more than it saves (docs/benchmarks.md, "AVX2 linear
+ * scan"). */
 #define HM_CHUNK_NIB_MIN_Q 32
 
 HM_INLINE HM_AVX2 void hm_chunk_open_avx2(hm_chunk_avx2 *ch, const int W, int64_t CH,

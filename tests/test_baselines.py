@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 import flexcmh_fast as fc
 from flexcmh_fast import metrics
-from flexcmh_fast._codes import unpack_codes
+from flexcmh_fast.search import unpack_codes
 from flexcmh_fast.baselines import _cca_itq
 
 METHODS = ("cca_itq", "cmfh", "scm")
@@ -319,7 +319,7 @@ def test_load_rejects_inconsistent_file(tmp_path):
 @pytest.mark.parametrize("method", METHODS)
 def test_state_check_accepts_saved_state_and_rejects_edits(method, tmp_path):
     from flexcmh_fast._persist import read_state, save_state
-    from flexcmh_fast._state_checks import check_linear_hash_state
+    from flexcmh_fast.baselines._state import check_linear_hash_state
 
     Xs, lab = make_data()
     model = fit(method, Xs, lab, n_bits=11)
@@ -383,7 +383,7 @@ def test_bad_data_errors(method):
 
 def test_scm_needs_labels():
     Xs, lab = make_data(n=40)
-    with pytest.raises(ValueError, match="SCM is supervised and needs 'labels'"):
+    with pytest.raises(ValueError, match="SCM needs 'labels'"):
         fc.train(Xs, "all", method="scm")
     with pytest.raises(ValueError, match="'labels' disagree"):
         fc.train(Xs, "all", method="scm", labels=[lab, (lab + 1) % 4])

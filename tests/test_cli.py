@@ -13,7 +13,7 @@ import scipy.io
 
 import flexcmh_fast
 from flexcmh_fast.experiments import _cli
-from flexcmh_fast.experiments import _protocol as _experiment
+import flexcmh_fast.experiments as experiments
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +45,12 @@ def fake_result(paper=True, repeats=2):
            "paper": paper, "seconds": 1.0, "n_samples": 100}
     curves = {(s, b, d): {"precision": [1.0, 0.5, 0.3], "recall": [0.0, 0.5, 1.0]}
               for s in cfg["scenarios"] for b in cfg["bits"] for d in cfg["directions"]}
-    return {"config": cfg, "runs": runs, "summary": _experiment.summarize(runs),
+    return {"config": cfg, "runs": runs, "summary": experiments.summarize(runs),
             "pr_curves": curves, "objectives": {("paired", 16): [3.0, 2.0, 1.5]}}
 
 
 def test_table_layout_with_paper_numbers():
-    table = _experiment.format_table(fake_result(), paper=True)
+    table = experiments.format_table(fake_result(), paper=True)
     lines = table.splitlines()
     assert "paper FlexCMH" in lines[0]
     assert "16 bits" in lines[2] and "32 bits" in lines[2]
@@ -58,19 +58,19 @@ def test_table_layout_with_paper_numbers():
     assert "0.2050±0.0050 | 0.2846" in row and "| 0.2889" in row
     row = next(line for line in lines if line.startswith("unpaired   T->I"))
     assert "| 0.2437" in row and "| 0.2459" in row
-    plain = _experiment.format_table(fake_result(paper=False, repeats=1), paper=False)
+    plain = experiments.format_table(fake_result(paper=False, repeats=1), paper=False)
     assert "paper" not in plain and "0.2000" in plain and "±" not in plain.splitlines()[-1]
 
 
 def test_paper_values():
-    assert _experiment.paper_value("weak2b", "T->I", 128) == 0.2542
-    assert _experiment.paper_value("weak", "I->T", 24) is None
-    assert _experiment.paper_value("paired", "X->Y", 16) is None
+    assert experiments.paper_value("weak2b", "T->I", 128) == 0.2542
+    assert experiments.paper_value("weak", "I->T", 24) is None
+    assert experiments.paper_value("paired", "X->Y", 16) is None
 
 
 def test_write_results(tmp_path):
     pytest.importorskip("matplotlib")
-    written = _experiment.write_results(fake_result(), tmp_path / "out")
+    written = experiments.write_results(fake_result(), tmp_path / "out")
     names = sorted(Path(p).name for p in written)
     assert names == ["map_vs_bits.png", "objective.png", "pr_curves.png", "results.json",
                      "runs.csv", "summary.csv", "summary.md"]
@@ -83,7 +83,7 @@ def test_write_results(tmp_path):
     assert {"config", "summary", "runs", "pr_curves", "objectives"} <= set(payload)
     assert payload["summary"][0]["paper"] == 0.2846
     assert (tmp_path / "out" / "map_vs_bits.png").read_bytes()[:4] == b"\x89PNG"
-    only_data = _experiment.write_results(fake_result(), tmp_path / "out2", plots=False)
+    only_data = experiments.write_results(fake_result(), tmp_path / "out2", plots=False)
     assert len(only_data) == 4
 
 
@@ -92,13 +92,13 @@ def test_markdown_table_marks_cells_below_the_paper():
     for row in result["summary"]:          # one cell above the paper, the rest below
         if (row["scenario"], row["bits"], row["direction"]) == ("paired", 16, "I->T"):
             row["map_mean"] = 0.30
-    lines = _experiment.format_markdown(result).splitlines()
+    lines = experiments.format_markdown(result).splitlines()
     assert lines[0] == "| scenario | task | 16 bits | 32 bits |"
     paired_it = next(line for line in lines if line.startswith("| paired | I->T"))
     cells = paired_it.rstrip(" |").split(" | ")
     assert cells[2] == "0.3000 ± 0.0050 (0.2846)"            # above the paper: no mark
     assert cells[3].endswith("(0.2889) **▼**")               # 0.205 < 0.2889
-    plain = _experiment.format_markdown(fake_result(paper=False))
+    plain = experiments.format_markdown(fake_result(paper=False))
     assert "▼" not in plain and "(0." not in plain
 
 
@@ -164,7 +164,7 @@ def test_experiment_end_to_end(small_mat, tmp_path, capsys):
     assert payload["config"]["repeats"] == 2 and payload["objectives"]
     assert (out / "pr_curves.png").exists()
     # Same seed, same numbers.
-    again = _experiment.run_experiment(
+    again = experiments.run_experiment(
         _cli.load_data(str(small_mat))[0], scenarios=["paired", "weak2b"], bits=[8, 16],
         repeats=2, seed=3, n_threads=2, params={"max_iter": 4}, progress=False)
     by_key = {(r["scenario"], r["bits"], r["direction"]): r for r in again["summary"]}
@@ -174,7 +174,6 @@ def test_experiment_end_to_end(small_mat, tmp_path, capsys):
 
 
 def test_experiment_csmh_skips_unpaired(small_mat, capsys):
-    pytest.importorskip("flexcmh_fast.csmh")
     code = _cli.main(["experiment", "--data", str(small_mat), "--scenario", "weak", "unpaired",
                       "--bits", "8", "--repeats", "1", "--method", "csmh",
                       "--param", "n_anchors=20", "--param", "max_iter=2", "--quiet",
@@ -216,8 +215,8 @@ def test_jobs_give_identical_results(small_mat):
     data = _cli.load_data(str(small_mat))[0]
     kwargs = dict(scenarios=["weak"], bits=[8, 16], repeats=1, seed=1, n_threads=2,
                   params={"max_iter": 3}, progress=False)
-    one = _experiment.run_experiment(data, jobs=1, **kwargs)
-    two = _experiment.run_experiment(data, jobs=2, **kwargs)
+    one = experiments.run_experiment(data, jobs=1, **kwargs)
+    two = experiments.run_experiment(data, jobs=2, **kwargs)
     assert [r["map"] for r in one["runs"]] == [r["map"] for r in two["runs"]]
     assert two["config"]["jobs"] == 2
 

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 import flexcmh_fast as fc
 from flexcmh_fast.csmh import _solver as _csmh
-from flexcmh_fast._codes import unpack_codes
+from flexcmh_fast.search import unpack_codes
 
 
 def make_data(n=120, dims=(12, 9), n_classes=4, seed=0, multilabel=False):
@@ -406,6 +406,22 @@ def test_inconsistent_pairs_and_labels():
     other[0] = (other[0] + 1) % 4
     with pytest.raises(ValueError, match="disagree"):
         fc.train(Xs[:2], "all", method="csmh", labels=[lab, other], n_anchors=10)
+
+
+def test_settings_resolved_for_the_data():
+    """The fit's settings: n_anchors capped to the objects, one sigma per
+    modality, frozen."""
+    params = dict(fc.CSMH(n_anchors=500, sigma=[None, 2.0], tol=0.5).get_params(),
+                  verbose=False)
+    settings = _csmh.CSMHSettings.from_params(params, 120, 2)
+    assert settings.n_anchors == 120 and settings.sigmas == (None, 2.0)
+    assert settings.tol == 0.5 and settings.n_bits == 32 and settings.callback is None
+    assert _csmh.CSMHSettings.from_params(dict(params, sigma=1.5), 700, 3).sigmas == (1.5,) * 3
+    assert _csmh.CSMHSettings.from_params(dict(params, sigma=None), 700, 2).n_anchors == 500
+    with pytest.raises(ValueError, match=r"one value per modality \(3\). Got 2"):
+        _csmh.CSMHSettings.from_params(params, 120, 3)
+    with pytest.raises(AttributeError):
+        settings.tol = 1.0
 
 
 @pytest.mark.parametrize("kw,exc,match", [

@@ -292,3 +292,40 @@ def test_normalize_rows_matches_numpy_dense_and_sparse():
         normalize_rows(-X - 1, "hellinger")
     with pytest.raises(ValueError, match="'kind' must be one of"):
         normalize_rows(X, "zscore")
+
+
+def test_named_variables_errors(tmp_path):
+    """Explicit variable names: every missing variable is listed, for the
+    all layout and for the bases of the split layout."""
+    rng = np.random.default_rng(9)
+    arrays = mirflickr_like(rng, n=12)
+    arrays.update(img_tr=rng.random((8, 2)), img_te=rng.random((4, 2)),
+                  lab_tr=rng.integers(0, 2, (8, 1)))
+    path = tmp_path / "named.mat"
+    scipy.io.savemat(path, arrays)
+    with pytest.raises(ValueError, match=r"has no variable\(s\) \['ZAll', 'QAll'\]\. Variables"):
+        datasets.load_mat(path, ["XAll", "ZAll"], "QAll")
+    with pytest.raises(ValueError, match=r"no variable\(s\) \['XAll_tr', 'XAll_te', 'lab_te'\]"):
+        datasets.load_mat(path, ["img", "XAll"], "lab")
+    with pytest.raises(TypeError, match="'modalities' must be a sequence of variable names"):
+        datasets.load_mat(path, "XAll", "LAll")
+    with pytest.raises(TypeError, match="'labels' must be the label variable's name"):
+        datasets.load_mat(path, ["XAll"], 3)
+    with pytest.raises(ValueError, match="'labels' is given without 'modalities'"):
+        datasets.load_mat(path, labels="LAll")
+    with pytest.raises(ValueError, match=r"'sparse' must have one bool per modality \(2\)"):
+        datasets.load_mat(path, ["XAll", "YAll"], "LAll", sparse=[True])
+    ds = datasets.load_mat(path, ["XAll", "YAll"], "LAll")
+    assert ds.train_idx is None and ds.names == ["image", "text"]
+
+
+def test_public_names():
+    """The package exports exactly its public names; normalize_rows is the
+    model's preprocessing, not a second implementation."""
+    from flexcmh_fast import _preprocess
+
+    assert sorted(datasets.__all__) == ["MultiModalDataset", "load_mat", "load_wiki",
+                                        "make_multimodal", "normalize_rows"]
+    public = {name for name in dir(datasets) if not name.startswith("_")}
+    assert public == set(datasets.__all__)
+    assert datasets.normalize_rows is _preprocess.normalize_rows

@@ -21,6 +21,7 @@ distributed = pytest.importorskip("distributed")
 
 import flexcmh_fast as fc  # noqa: E402
 from flexcmh_fast import distributed as fd  # noqa: E402
+from flexcmh_fast.search import _sharded  # noqa: E402
 
 pytestmark = pytest.mark.distributed
 
@@ -78,7 +79,7 @@ def test_merge_topk_matches_reference(k):
         i = offset + np.argsort(rng.random((9, width)), axis=1).astype(np.int64)
         parts.append((d, i))
         offset += width
-    got = fd._merge_topk(k, *parts)
+    got = _sharded.merge_topk(k, *parts)
     want = reference_topk(np.hstack([p[0] for p in parts]),
                           np.hstack([p[1] for p in parts]), k)
     assert_same(got, want)
@@ -87,7 +88,7 @@ def test_merge_topk_matches_reference(k):
 def test_merge_topk_extreme_values():
     d = np.array([[4096, 0]], dtype=np.int32)
     i = np.array([[(1 << 51) - 1, (1 << 51) - 2]], dtype=np.int64)
-    got = fd._merge_topk(2, (d, i), (np.array([[4096]], np.int32), np.array([[5]], np.int64)))
+    got = _sharded.merge_topk(2, (d, i), (np.array([[4096]], np.int32), np.array([[5]], np.int64)))
     assert_same(got, (np.array([[0, 4096]], np.int32), np.array([[(1 << 51) - 2, 5]])))
 
 
@@ -106,7 +107,7 @@ def test_merge_range_matches_reference():
         for j in range(n_q):
             all_rows[j] += list(zip(d[lims[j]:lims[j + 1]].tolist(), i[lims[j]:lims[j + 1]].tolist()))
         offset += 50
-    lims, d, i = fd._merge_range(*parts)
+    lims, d, i = _sharded.merge_range(*parts)
     assert lims.dtype == np.int64 and d.dtype == np.int32 and i.dtype == np.int64
     for j in range(n_q):
         want = sorted(all_rows[j])
@@ -145,9 +146,9 @@ def test_shards_stay_on_workers_and_merge_is_a_tree(client):
         index.search(random_codes(rng, 10, 16), 5)
     names = [t["key"].split("-")[0] for t in stream.data]
     # No shard is rebuilt: one search task per shard, 5 -> 3 -> 2 -> 1 merges.
-    assert "_build_shard" not in names
-    assert names.count("_shard_search") == 5
-    assert names.count("_merge_topk") == 3 + 2 + 1
+    assert "build_shard" not in names
+    assert names.count("shard_search") == 5
+    assert names.count("merge_topk") == 3 + 2 + 1
     assert client.who_has(index._shards) == before
     assert all(before.values())
 
@@ -224,9 +225,7 @@ def test_sharded_bad_input(client, monkeypatch):
 
     def no_client():
         raise ValueError("No global client found")
-    from flexcmh_fast.distributed import _client
-
-    monkeypatch.setattr(_client, "get_client", no_client)
+    monkeypatch.setattr(distributed, "get_client", no_client)
     with pytest.raises(ValueError, match="no dask.distributed Client is running"):
         fd.ShardedHammingIndex(codes, 13)
     monkeypatch.undo()

@@ -8,7 +8,7 @@ import pytest
 
 import flexcmh_fast as fc
 from flexcmh_fast.experiments import _cli
-from flexcmh_fast.experiments import _protocol as _experiment
+import flexcmh_fast.experiments as experiments
 
 BASELINES = ["cca_itq", "cmfh", "scm"]
 
@@ -22,7 +22,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def comparison(data):
-    return _experiment.run_comparison(
+    return experiments.run_comparison(
         data, BASELINES, scenarios=["paired", "weak", "unpaired"], bits=[8, 16], repeats=2,
         seed=5, n_threads=1, progress=False, method_params={"cmfh": {"max_iter": 20}})
 
@@ -31,7 +31,7 @@ def test_comparison_runs_every_method_on_the_same_splits(data, comparison):
     assert comparison["methods"] == BASELINES
     runs = {m: comparison["results"][m]["runs"] for m in BASELINES}
     # a method run alone with the same seed gives the same numbers: same splits and scenarios
-    alone = _experiment.run_experiment(data, method="scm", scenarios=["paired", "weak", "unpaired"],
+    alone = experiments.run_experiment(data, method="scm", scenarios=["paired", "weak", "unpaired"],
                                        bits=[8, 16], repeats=2, seed=5, n_threads=1,
                                        progress=False)
     assert [r["map"] for r in alone["runs"]] == pytest.approx(
@@ -47,12 +47,12 @@ def test_comparison_runs_every_method_on_the_same_splits(data, comparison):
 
 
 def test_comparison_tables(comparison):
-    text = _experiment.format_comparison(comparison)
+    text = experiments.format_comparison(comparison)
     assert "[paired] completely paired" in text and "[unpaired]" in text
     assert "n/a: cmfh needs known pairs" in text
     row = next(line for line in text.splitlines() if line.startswith("cca_itq I->T"))
     assert row.count("±") == 2 and "/" in row.split()[-1]      # 2 bits, then train seconds
-    md = _experiment.format_comparison_markdown(comparison)
+    md = experiments.format_comparison_markdown(comparison)
     paired = md.split("(paired)")[1].split("(weak)")[0]
     for d_name in ("I->T", "T->I"):
         for col in range(2):
@@ -65,7 +65,7 @@ def test_comparison_tables(comparison):
 
 def test_comparison_unknown_method_params(data):
     with pytest.raises(ValueError, match=r"method\(s\) \['csmh'\] that are not run"):
-        _experiment.run_comparison(data, ["cmfh"], method_params={"csmh": {"alpha": 1.0}})
+        experiments.run_comparison(data, ["cmfh"], method_params={"csmh": {"alpha": 1.0}})
 
 
 def test_cli_several_methods(tmp_path, capsys):
@@ -130,19 +130,43 @@ def test_markdown_flexcmh_differences():
     cmp = {"methods": ["flexcmh", "cmfh", "scm"],
            "results": {"flexcmh": result("flexcmh", 0.25), "cmfh": result("cmfh", 0.2),
                        "scm": result("scm", 0.3)}}
-    md = _experiment.format_comparison_markdown(cmp)
+    md = experiments.format_comparison_markdown(cmp)
     assert "| cmfh | I->T | +0.0500 | +0.0500 |" in md
     assert "| scm | T->I | -0.0500 | -0.0500 |" in md
     assert "**0.3000 ± 0.0010**" in md and "(0.2846)" in md     # best bold; paper beside FlexCMH
 
 
 def test_markdown_unpaired_cells(comparison):
-    md = _experiment.format_comparison_markdown(comparison)
+    md = experiments.format_comparison_markdown(comparison)
     unpaired = md.split("(unpaired)")[1]
     assert "**" not in unpaired and "| n/a | n/a | -/- |" in unpaired
     assert "FlexCMH minus" not in md        # FlexCMH not among the methods
 
 
-def test_cli_methods_mirror_train_methods():
-    from flexcmh_fast._train import METHODS
-    assert _cli.METHODS == tuple(METHODS)
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"split": "fixd"}, r"^'split' must be one of \['fixed', 'random'\]. Got 'fixd' instead.$"),
+    ({"method": "dcmh"}, r"^'method' must be one of \['cca_itq', 'cmfh', 'csmh', 'flexcmh', "
+                         r"'scm'\]. Got 'dcmh' instead.$"),
+    ({"database": "both"}, r"^'database' must be one of \['encoded', 'learned'\]"),
+    ({"split": "fixed"}, "split='fixed' needs a dataset with a fixed train/test split"),
+])
+def test_experiment_settings_refused_before_any_training(data, kwargs, message, monkeypatch):
+    """A misspelt split or method is an error naming the argument, not a
+    silent run of random splits (or a failure after the first cells)."""
+    from flexcmh_fast.experiments import _protocol
+
+    def no_training(*args, **kw):
+        raise AssertionError("a cell ran")
+
+    monkeypatch.setattr(_protocol, "_run_cell", no_training)
+    with pytest.raises(ValueError, match=message):
+        experiments.run_experiment(data, scenarios=["paired"], bits=[8], repeats=1,
+                                   progress=False, **kwargs)
+
+
+def test_experiments_public_names_resolve():
+    for name in experiments.__all__:
+        assert getattr(experiments, name) is not None
+    assert experiments.paper_value("paired", "I->T", 16) == experiments.PAPER_WIKI[
+        "paired"]["I->T"][0]

@@ -1,6 +1,7 @@
 """FlexCMH trainer: planted-truth recovery, determinism, options, persistence,
 bad inputs; one Wiki check (marked ``wiki``)."""
 import os
+import warnings
 
 import numba
 import numpy as np
@@ -661,6 +662,76 @@ def test_convergence_flag_and_warning():
     with pytest.warns(fc.ConvergenceWarning, match="max_iter=2 before converging"):
         short = fc.train([X0, X1], pairs, n_bits=16, random_state=0, max_iter=2)
     assert not short.converged_ and short.n_iter_ == 2
+
+
+def test_convergence_test_and_repair_schedule_rules(monkeypatch):
+    from flexcmh_fast.flexcmh import _loop as L
+
+    assert L.continuous_objective((2.0, 3.0, 7.0), 0.5) == 5.5  # quantisation left out
+    assert L.convergence_test(100.0, 99.995, 0.01, 1e-4) == (True, pytest.approx(5e-5))
+    assert L.convergence_test(100.0, 99.0, 0.0, 1e-4)[0] is False
+    assert L.convergence_test(100.0, 100.0, 0.0101, 1e-4)[0] is False
+    monkeypatch.setattr(T, "CODE_CHANGE_TOL", 0.5)  # read at call time
+    assert L.convergence_test(100.0, 100.0, 0.3, 0.0)[0] is True
+    assert L.convergence_test(0.0, 0.0, 0.0, 0.0) == (True, 0.0)
+
+    # No budget: the strict test alone, never a re-ranking.
+    loop = L.LoopState()
+    assert L.schedule_repair(loop, True, 0) and not loop.repair_next and loop.repairs == 0
+    # Budget 2: an iteration that did not re-rank cannot converge; one that
+    # re-ranked can; after the budget the strict test alone.
+    loop = L.LoopState()
+    got = []
+    for met in (True, False, True, True, True):
+        got.append((L.schedule_repair(loop, met, 2), loop.repair_next, loop.repairs))
+    assert got == [(False, True, 1), (False, True, 2), (True, False, 2), (True, False, 2),
+                   (True, False, 2)]
+
+
+def test_warning_only_when_max_iter_runs_out():
+    from flexcmh_fast.flexcmh import _loop as L
+
+    def warned(**state):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            L.warn_not_converged(L.LoopState(objective_change=0.5, code_changes=0.25,
+                                             **state), 3, 1e-4, stacklevel=1)
+        return [str(w.message) for w in caught if w.category is fc.ConvergenceWarning]
+
+    assert warned(n_iter=2) == [] and warned(n_iter=3, converged=True) == []
+    assert warned(n_iter=3, stopped=True) == []
+    message, = warned(n_iter=3)
+    assert "max_iter=3" in message and "0.5 vs tol=0.0001" in message and "25.00%" in message
+
+
+@pytest.mark.filterwarnings("ignore::flexcmh_fast.ConvergenceWarning")
+@pytest.mark.parametrize("pairs, matching", [("all", "clusters"), ("half", "clusters"),
+                                             (None, "clusters"), ("half", "labels")])
+def test_fit_sets_no_attribute_outside_init(monkeypatch, pairs, matching):
+    """Every attribute of the driver exists after __init__ (the loop's state
+    in ``loop``), so a fit's state is readable in one place."""
+    from flexcmh_fast.flexcmh import _algorithm as A
+
+    X0, X1, y0, y1 = planted(n_per=20, seed=3)
+    n = X0.shape[0]
+    known = {"all": "all", "half": np.stack([np.arange(0, n, 2)] * 2, 1), None: None}[pairs]
+    seen = {}
+    run = A.FlexCMHFit.run
+
+    def spy(fit):
+        seen["init"] = set(vars(fit))
+        fitted = run(fit)
+        seen["run"] = set(vars(fit))
+        seen["loop"] = fit.loop
+        return fitted
+
+    monkeypatch.setattr(A.FlexCMHFit, "run", spy)
+    model = fc.train([X0, X1], known, labels=[y0, y1] if matching == "labels" else None, n_bits=8,
+                     n_clusters=4, max_iter=4, match_score="gw", matching=matching,
+                     random_state=0)
+    assert seen["run"] == seen["init"]
+    assert model.n_iter_ == seen["loop"].n_iter == len(seen["loop"].history) <= 4
+    assert model.converged_ is seen["loop"].converged
 
 
 def test_dense_product_threads_only_for_large_products():

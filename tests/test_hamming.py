@@ -9,7 +9,7 @@ import pytest
 
 import flexcmh_fast as fc
 from flexcmh_fast import _hamming
-from flexcmh_fast._index import HammingIndex, hamming_distances
+from flexcmh_fast.search import HammingIndex, hamming_distances
 
 BITS = [1, 7, 8, 63, 64, 65, 128, 256, 1000, 4096]
 PATHS = _hamming.available_popcount_paths()
@@ -195,7 +195,7 @@ def test_decreasing_distances_stress_selection(path):
 
 def test_query_batches(monkeypatch):
     """Large query sets are searched in batches: same answer as one call."""
-    from flexcmh_fast import _index
+    from flexcmh_fast.search import _index
 
     rng = np.random.default_rng(13)
     db = random_codes(rng, 500, 40, n_distinct=60)

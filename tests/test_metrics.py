@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import reference_metrics as ref  # noqa: E402
 
 from flexcmh_fast import _hamming, metrics  # noqa: E402
-from flexcmh_fast._codes import pack_codes  # noqa: E402
+from flexcmh_fast.search import HammingIndex, as_words, pack_codes  # noqa: E402
 
 
 def random_codes(rng, n, n_bits, n_distinct=None):
@@ -183,11 +183,10 @@ def test_threads_do_not_change_results():
 
 def test_matches_hamming_index_ranking():
     """The stable tie-break is the order of HammingIndex.search (ties by id)."""
-    index_mod = pytest.importorskip("flexcmh_fast._index")
     rng = np.random.default_rng(11)
     q, db = random_codes(rng, 12, 16, 5), random_codes(rng, 40, 16, 7)
     ql, dl = rng.integers(0, 3, 12), rng.integers(0, 3, 40)
-    _, ids = index_mod.HammingIndex(db, n_bits=16).search(q, k=40)
+    _, ids = HammingIndex(db, n_bits=16).search(q, k=40)
     rel = ref.relevance(ql, dl)
     expected = [ref.ap_of_ranking(rel[i, ids[i]]) for i in range(12)]
     np.testing.assert_allclose(metrics.average_precision(q, db, ql, dl, n_bits=16),
@@ -335,7 +334,7 @@ def test_ranking_pass_on_every_popcount_path(popcount_path):
         want_rel = np.stack([np.bincount(d[r], minlength=n_bits + 1) for d, r in zip(dist, rel)])
         for fast_pass in (None, False):
             for stable in (True, False):
-                args = (metrics._as_words(q), metrics._as_words(db), q_lab, db_lab, db_ids,
+                args = (as_words(q), as_words(db), q_lab, db_lab, db_ids,
                         n_bits, stable, True, 0, np.array([1, 10], dtype=np.int64), True, 2)
                 ap, n_rel, _, h_all, h_rel = _ranking.rank_stats(*args, fast_pass=fast_pass)
                 want_ap = (ref.ap_stable_index_order(q, db, ql, dl, n_bits) if stable
@@ -355,7 +354,7 @@ def test_fast_pass_follows_the_selected_path():
     q, db = random_codes(rng, 3, 64), random_codes(rng, 50, 64)
     q_lab, db_lab, db_ids = metrics._label_inputs(rng.integers(0, 3, 3), rng.integers(0, 3, 50),
                                                   3, 50)
-    args = (metrics._as_words(q), metrics._as_words(db), q_lab, db_lab, db_ids, 64, True, True,
+    args = (as_words(q), as_words(db), q_lab, db_lab, db_ids, 64, True, True,
             0, np.zeros(0, dtype=np.int64), False, 1)
     previous = _hamming.set_popcount_path("portable")
     try:
@@ -415,7 +414,7 @@ def test_fast_pass_matches_portable_pass(n_bits):
         q_lab, db_lab, db_ids = metrics._label_inputs(ql, dl, n_q, n_db)
         for stable in (True, False):
             for top_k in (0, 100):
-                args = (metrics._as_words(q), metrics._as_words(db), q_lab, db_lab, db_ids,
+                args = (as_words(q), as_words(db), q_lab, db_lab, db_ids,
                         n_bits, stable, True, top_k, np.array([1, 64, 1000], dtype=np.int64),
                         True, 2)
                 fast = _ranking.rank_stats(*args, fast_pass=True)
@@ -431,6 +430,6 @@ def test_fast_pass_matches_portable_pass(n_bits):
                                                   np.eye(70, dtype=int)[rng.integers(0, 70, n_db)],
                                                   n_q, n_db)
     with pytest.raises(ValueError, match="64 labels"):
-        _ranking.rank_stats(metrics._as_words(q), metrics._as_words(db), q_lab, db_lab, db_ids,
+        _ranking.rank_stats(as_words(q), as_words(db), q_lab, db_lab, db_ids,
                             n_bits, True, True, 0, np.zeros(0, dtype=np.int64), False, 1,
                             fast_pass=True)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import flexcmh_fast as fc
-from flexcmh_fast import _hamming, _index, _mih
-from flexcmh_fast._index import HammingIndex
+from flexcmh_fast import _hamming
+from flexcmh_fast.search import HammingIndex, _index, _mih
 from test_hamming import random_codes, ref_distances, ref_search
 
 PATHS = _hamming.available_popcount_paths()

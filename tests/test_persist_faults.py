@@ -19,8 +19,9 @@ import pytest
 
 import flexcmh_fast as fc
 from flexcmh_fast._persist import FileFormatError, load, read_state, save_state
-from flexcmh_fast._state_checks import (check_csmh_state, check_flexcmh_state,
-                                        check_index_state)
+from flexcmh_fast.search._saved import check_index_state
+from flexcmh_fast.csmh._state import check_csmh_state
+from flexcmh_fast.flexcmh._state import check_flexcmh_state
 
 
 @pytest.fixture(scope="module")
@@ -426,7 +427,7 @@ def _load_edited(tmp_path, obj, edit):
     return load(path)
 
 
-# Through fc.load: the loaders call the state checks (see _state_checks).
+# Through fc.load: the loaders call the state checks (each method's _state module).
 
 @pytest.mark.parametrize("case", sorted(MODEL_EDITS))
 def test_edited_model_fails_at_load(tmp_path, small_model, case):

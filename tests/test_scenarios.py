@@ -4,7 +4,7 @@ import pytest
 import scipy.sparse as sp
 
 from flexcmh_fast import scenarios
-from flexcmh_fast._train import normalize_pairs
+from flexcmh_fast._validation import normalize_pairs
 
 
 def paired_data(n=40, n_mod=2, seed=0):

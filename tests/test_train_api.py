@@ -4,7 +4,7 @@ import pytest
 import scipy.sparse as sp
 
 import flexcmh_fast as fc
-from flexcmh_fast._train import normalize_labels, normalize_pairs
+from flexcmh_fast._validation import normalize_labels, normalize_pairs
 
 
 def test_public_api_names():
@@ -49,8 +49,10 @@ def test_normalize_labels():
     assert out[0].dtype == np.int64
     multi = normalize_labels([np.eye(3)[:2], np.eye(3)], [2, 3])
     assert multi[0].dtype == np.uint8
-    with pytest.raises(ValueError, match="needs 'labels'"):
-        normalize_labels(None, [2, 3], required=True, method="csmh")
+    with pytest.raises(ValueError, match=r"^'labels' must be one array per modality \(1-D "
+                                         r"class ids or 2-D 0/1 matrices\): CSMH needs "
+                                         r"'labels'. Got None instead.$"):
+        normalize_labels(None, [2, 3], required_by="CSMH")
     with pytest.raises(ValueError, match="'labels\\[1\\]' must have 3 rows"):
         normalize_labels([[0, 1], [0, 1]], [2, 3])
     with pytest.raises(ValueError, match="all 1-D"):

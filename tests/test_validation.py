@@ -92,3 +92,113 @@ def test_check_matrix_does_not_modify_input():
     before = (S.data.copy(), S.indices.copy())
     check_matrix(S, "X")
     assert np.array_equal(S.data, before[0]) and np.array_equal(S.indices, before[1])
+
+
+# ---------------------------------------------------------------- one rule per kind of value
+def test_check_n_threads_one_bound_resolved_or_kept():
+    from flexcmh_fast._validation import available_cores, max_threads
+
+    assert check_n_threads(None, resolve=False) is None
+    assert check_n_threads(-1, resolve=False) is None
+    assert check_n_threads(np.int64(3), resolve=False) == 3
+    assert check_n_threads(-1) == available_cores()
+    assert check_n_threads(max_threads()) == max_threads()
+    for bad in (max_threads() + 1, 10**6, 0, -2):
+        for resolve in (True, False):
+            with pytest.raises(ValueError, match=rf"^'n_threads' must be None, -1 or an int "
+                                                 rf">= 1 and <= {max_threads()}. Got {bad} "
+                                                 r"instead.$"):
+                check_n_threads(bad, resolve=resolve)
+    with pytest.raises(TypeError, match="'n_threads' must be an int. Got 2.0"):
+        check_n_threads(2.0)
+
+
+def test_estimators_and_index_share_the_thread_bound():
+    """An estimator refuses n_threads=10**6 with the message HammingIndex gives."""
+    import flexcmh_fast as fc
+
+    X = np.random.default_rng(0).random((20, 3))
+    with pytest.raises(ValueError) as index_error:
+        fc.HammingIndex(np.zeros((2, 1), np.uint8), n_bits=8, n_threads=10**6)
+    for cls in (fc.FlexCMH, fc.CSMH, fc.CCAITQ, fc.CMFH, fc.SCM):
+        with pytest.raises(ValueError) as est_error:
+            cls(n_threads=10**6).fit([X, X], "all", [np.zeros(20), np.zeros(20)])
+        assert str(est_error.value) == str(index_error.value)
+
+
+def test_check_random_state_without_resolving():
+    g, legacy = np.random.default_rng(0), np.random.RandomState(0)
+    assert check_random_state(g, resolve=False) is g
+    assert check_random_state(legacy, resolve=False) is legacy
+    assert check_random_state(None, resolve=False) is None
+    seed = check_random_state(np.int64(7), resolve=False)
+    assert seed == 7 and type(seed) is int
+    for bad, exc in ((-1, ValueError), ("seed", TypeError), (True, TypeError), (1.5, TypeError)):
+        for resolve in (True, False):
+            with pytest.raises(exc, match=r"^'random_state' must be None, a non-negative int "
+                                          r"or a numpy Generator. Got "):
+                check_random_state(bad, resolve=resolve)
+    # the parameter table's constraint is this rule
+    from flexcmh_fast._params import COMMON
+
+    for bad in (-1, "seed", True):
+        with pytest.raises((TypeError, ValueError)) as table_error:
+            COMMON["random_state"].check(bad, "random_state")
+        with pytest.raises(type(table_error.value)) as rule_error:
+            check_random_state(bad)
+        assert str(table_error.value) == str(rule_error.value)
+
+
+def test_check_int_allowing_none():
+    assert check_int(None, "k", 1, allow_none=True) is None
+    with pytest.raises(ValueError, match=r"^'k' must be None or an int >= 1. Got 0 instead.$"):
+        check_int(0, "k", 1, allow_none=True)
+    with pytest.raises(TypeError, match="'k' must be None or an int >= 1. Got 'a' of type str"):
+        check_int("a", "k", 1, allow_none=True)
+
+
+def test_check_callable_and_parameter_names():
+    from flexcmh_fast._validation import check_callable, check_parameter_names
+
+    assert check_callable(None, "callback") is None and check_callable(len, "callback") is len
+    with pytest.raises(TypeError, match="^'callback' must be callable or None. Got 3 instead.$"):
+        check_callable(3, "callback")
+    with pytest.raises(TypeError, match="^'f' must be callable. Got None instead.$"):
+        check_callable(None, "f", allow_none=False)
+    check_parameter_names({"a": 1}, ["a", "b"], "X")
+    with pytest.raises(TypeError, match=r"^Unknown parameter\(s\) \['c', 'd'\] for X. "
+                                        r"Valid parameters: \['a', 'b'\].$"):
+        check_parameter_names({"d": 1, "a": 2, "c": 3}, ["b", "a"], "X")
+    with pytest.raises(ValueError, match=r"Unknown parameter\(s\) \['c'\]"):
+        check_parameter_names({"c": 1}, ["a"], "X", error=ValueError)
+
+
+def test_check_modalities_with_an_own_check_of_each():
+    from flexcmh_fast._validation import check_modalities
+
+    X = np.ones((3, 2))
+    with pytest.raises(TypeError, match="^'modalities' must be a list of things, one per "):
+        check_modalities(X, str, expected="things")
+    with pytest.raises(ValueError, match="at least 2 modalities. Got 1 instead."):
+        check_modalities([X], str)
+    seen = check_modalities((X, X), lambda value, name: name)
+    assert seen == ["modalities[0]", "modalities[1]"]
+    with pytest.warns(UserWarning, match="'modalities\\[1\\]' is constant"):
+        out = check_modalities([np.arange(6.0).reshape(3, 2), X])
+    assert all(o.dtype == np.float64 for o in out)
+
+
+def test_one_needs_labels_message():
+    """Every estimator that needs labels says so in the same words."""
+    import flexcmh_fast as fc
+
+    X = np.random.default_rng(0).random((20, 3))
+    for est, who in ((fc.CSMH(), "CSMH"), (fc.SCM(), "SCM"),
+                     (fc.FlexCMH(matching="labels"), "FlexCMH with matching='labels'")):
+        with pytest.raises(ValueError, match=rf"^'labels' must be one array per modality "
+                                             rf"\(1-D class ids or 2-D 0/1 matrices\): "
+                                             rf"{est._labels_required_by(est._validated_params())}"
+                                             rf" needs 'labels'. Got None instead.$"):
+            est.fit([X, X], "all")
+        assert est._labels_required_by(est._validated_params()) == who
+    assert fc.FlexCMH()._labels_required_by(fc.FlexCMH()._validated_params()) is None

@@ -8,6 +8,7 @@ available cores (``n_threads=None``).
 import numpy as np
 
 from flexcmh_fast import metrics
+from flexcmh_fast.search import code_bytes
 
 N_DB = 1_000_000
 N_QUERIES = 1_000
@@ -15,7 +16,7 @@ N_QUERIES = 1_000
 
 def _codes(n, n_bits, seed):
     rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (n, (n_bits + 7) // 8), dtype=np.uint8)
+    return rng.integers(0, 256, (n, code_bytes(n_bits)), dtype=np.uint8)
 
 
 class MeanAveragePrecision:

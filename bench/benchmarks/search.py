@@ -8,8 +8,7 @@ times faiss on the same data for reference (skipped without faiss).
 """
 import numpy as np
 
-from flexcmh_fast import HammingIndex
-from flexcmh_fast._index import hamming_distances
+from flexcmh_fast.search import HammingIndex, code_bytes, hamming_distances
 
 N_DB = 1_000_000
 N_QUERIES = 1_000
@@ -17,7 +16,7 @@ N_QUERIES = 1_000
 
 def _codes(n, n_bits, seed):
     rng = np.random.default_rng(seed)
-    codes = rng.integers(0, 256, (n, (n_bits + 7) // 8), dtype=np.uint8)
+    codes = rng.integers(0, 256, (n, code_bytes(n_bits)), dtype=np.uint8)
     if n_bits % 8:  # padding bits must be zero
         codes[:, -1] &= np.uint8((0xFF << (8 - n_bits % 8)) & 0xFF)
     return codes

@@ -27,7 +27,9 @@ import scipy.linalg
 
 from .._params import Float, Param, table
 from .._progress import progress
+from .._state_checks import array_entry
 from .._threads import thread_limits
+from .._validation import check_n_threads
 from ._linear import (LinearHashEstimator, centred_cross, centred_dot, column_means,
                       orient_columns, paired_rows, ridge_covariance, ridge_param, sign_codes,
                       take_rows)
@@ -163,7 +165,7 @@ class CCAITQ(LinearHashEstimator):
     def _fit(self, Xs, pairs, labels, params, rng):
         rows = paired_rows(Xs, pairs, "CCAITQ")
         n_bits = params["n_bits"]
-        with thread_limits(self._threads(params["n_threads"])):
+        with thread_limits(check_n_threads(params["n_threads"])):
             Xp = [take_rows(X, r) for X, r in zip(Xs, rows)]
             k = min(n_bits, Xs[0].shape[1], Xs[1].shape[1])
             means, W0, W1, corr = cca_directions(Xp[0], Xp[1], k, params["reg"])
@@ -184,8 +186,6 @@ class CCAITQ(LinearHashEstimator):
 
     @classmethod
     def _check_state(cls, meta, arrays):
-        from .._state_checks import array_entry
-
         super()._check_state(meta, arrays)
         array_entry(arrays, "correlations", ndim=1)
 

@@ -30,6 +30,7 @@ import scipy.linalg
 from .._params import Float, Param, table
 from .._progress import progress
 from .._threads import thread_limits
+from .._validation import check_n_threads
 from ._linear import (LinearHashEstimator, centred_dot, centred_gram, centred_t_dot,
                       column_means, paired_rows, sign_codes, take_rows)
 
@@ -183,7 +184,7 @@ class CMFH(LinearHashEstimator):
     def _fit(self, Xs, pairs, labels, params, rng):
         rows = paired_rows(Xs, pairs, "CMFH")
         callback = params["callback"]
-        with thread_limits(self._threads(params["n_threads"])):
+        with thread_limits(check_n_threads(params["n_threads"])):
             Xp = [take_rows(X, r) for X, r in zip(Xs, rows)]
             prob = _Problem(Xp, params["lam"], params["mu"], params["gamma"])
             V = rng.standard_normal((Xp[0].shape[0], params["n_bits"]))

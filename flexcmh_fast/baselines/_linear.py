@@ -11,10 +11,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._base import HashingEstimator, history_dict
-from .._codes import pack_codes
-from .._params import Param
+from .._params import Float, Param
 from .._threads import thread_limits
-from .._validation import _describe, available_cores, check_float
+from .._validation import _describe, check_n_threads
+from ..search import pack_codes
+from ._state import check_linear_hash_state
 
 
 # --------------------------------------------------------------------------
@@ -128,13 +129,8 @@ def orient_columns(W, *others):
 # --------------------------------------------------------------------------
 def ridge_param():
     """The ``reg`` setting of CCA-ITQ and SCM (one declaration, one meaning)."""
-    return Param(1e-4, _PositiveFloat(), "ridge on each covariance, relative to its mean "
-                                         "diagonal")
-
-
-class _PositiveFloat:
-    def __call__(self, value, name):
-        return check_float(value, name, 0.0, low_inclusive=False)
+    return Param(1e-4, Float(0.0, low_open=True), "ridge on each covariance, relative to "
+                                                  "its mean diagonal")
 
 
 # --------------------------------------------------------------------------
@@ -164,9 +160,6 @@ class LinearHashEstimator(HashingEstimator):
 
     HISTORY_TERMS = ()
 
-    def _threads(self, n_threads):
-        return n_threads if isinstance(n_threads, int) and n_threads > 0 else available_cores()
-
     def _store(self, Xs, rows, means, projections, history, n_iter, learned=None):
         """Set the fitted attributes; ``learned`` (±1, one row per known
         pair) overrides the hash codes of the known pairs' rows."""
@@ -184,7 +177,7 @@ class LinearHashEstimator(HashingEstimator):
         self.n_iter_ = int(n_iter)
 
     def _encode_signs(self, X, modality):
-        with thread_limits(self._threads(self.n_threads)):
+        with thread_limits(check_n_threads(self.n_threads)):
             return sign_codes(centred_dot(X, self.means_[modality],
                                           self.projections_[modality]))
 
@@ -197,8 +190,6 @@ class LinearHashEstimator(HashingEstimator):
 
     @classmethod
     def _check_state(cls, meta, arrays):
-        from .._state_checks import check_linear_hash_state
-
         check_linear_hash_state(meta, arrays, cls.HISTORY_TERMS)
 
     def _set_state(self, meta, arrays):
@@ -207,14 +198,6 @@ class LinearHashEstimator(HashingEstimator):
                        for m in range(M)]
         self.projections_ = [np.ascontiguousarray(arrays[f"projection_{m}"], dtype=np.float64)
                              for m in range(M)]
-
-
-def check_labels_given(labels, method):
-    """Supervised baselines need ``labels``."""
-    if labels is None:
-        raise ValueError(
-            f"{method} is supervised and needs 'labels' (one array per modality, 1-D class "
-            "ids or 2-D 0/1 matrices). Got labels=None.")
 
 
 class NoneOnly:

@@ -30,9 +30,10 @@ import scipy.linalg
 from .._params import Param, table
 from .._progress import progress
 from .._threads import thread_limits
+from .._validation import check_n_threads
 from ..csmh._solver import _label_matrix
 from ._linear import (LinearHashEstimator, NoneOnly, centred_dot, centred_t_dot,
-                      check_labels_given, column_means, paired_rows, ridge_covariance,
+                      column_means, paired_rows, ridge_covariance,
                       ridge_param, sign_codes, take_rows, top_singular_pair)
 
 _CLOSED_FORM = "it learns exactly n_bits bits, each in closed form"
@@ -121,6 +122,7 @@ class SCM(LinearHashEstimator):
 
     _parameters = PARAMETERS
     kind = "SCM"
+    _requires_labels = True
     HISTORY_TERMS = HISTORY_TERMS
 
     def __init__(self, n_bits=32, reg=1e-4, max_iter=None, tol=None, n_threads=None,
@@ -135,13 +137,12 @@ class SCM(LinearHashEstimator):
         self.callback = callback
 
     def _fit(self, Xs, pairs, labels, params, rng):
-        check_labels_given(labels, "SCM")
         n_bits, callback = params["n_bits"], params["callback"]
         rows = paired_rows(Xs, pairs, "SCM")
         n = rows[0].shape[0]
         identity = np.arange(n)
         Y = _label_matrix([labels[0][rows[0]], labels[1][rows[1]]], [identity, identity])
-        with thread_limits(self._threads(params["n_threads"])):
+        with thread_limits(check_n_threads(params["n_threads"])):
             Xp = [take_rows(X, r) for X, r in zip(Xs, rows)]
             means = [column_means(X) for X in Xp]
             Ls = [np.linalg.cholesky(ridge_covariance(X, m, params["reg"]))

@@ -7,8 +7,9 @@ from .._base import HashingEstimator
 from .._params import Float, Int, Param, table
 from .._rbf import rbf_blocks
 from .._threads import thread_limits
-from .._validation import _describe, available_cores, check_float
-from ._solver import (_BLOCK_ROWS, HISTORY_TERMS, _check_sigma, _label_matrix, _object_order,
+from .._validation import _describe, check_float, check_n_threads
+from ._state import check_csmh_state
+from ._solver import (_BLOCK_ROWS, HISTORY_TERMS, CSMHSettings, _label_matrix, _object_order,
                       fit_csmh)
 
 
@@ -112,6 +113,7 @@ class CSMH(HashingEstimator):
 
     _parameters = PARAMETERS
     kind = "CSMH"
+    _requires_labels = True
     _FORMAT1_HISTORY_TERMS = HISTORY_TERMS
 
     def __init__(self, n_bits=32, n_anchors=1000, sigma=None, alpha=100.0, beta=10.0,
@@ -133,29 +135,18 @@ class CSMH(HashingEstimator):
         self.callback = callback
 
     def _fit(self, Xs, pairs, labels, params, rng):
-        if labels is None:
-            raise ValueError(
-                "CSMH is supervised and needs 'labels' (one array per modality, 1-D class "
-                "ids or 2-D 0/1 matrices). Got labels=None.")
         orders = _object_order(pairs, [X.shape[0] for X in Xs])
-        sigmas = _check_sigma(params["sigma"], len(Xs))
+        settings = CSMHSettings.from_params(params, orders[0].shape[0], len(Xs))
         Y = _label_matrix(labels, orders)
-        n_anchors = min(params["n_anchors"], Y.shape[0])
-        threads = params["n_threads"] or available_cores()
-        with thread_limits(threads):
-            fitted = fit_csmh(Xs, orders, Y, params["n_bits"], rng, params["verbose"],
-                              params["callback"], n_anchors, sigmas, params["alpha"],
-                              params["beta"], params["gamma"], params["reg"],
-                              params["max_iter"], params["tol"], params["n_sweeps"])
+        with thread_limits(check_n_threads(params["n_threads"])):
+            fitted = fit_csmh(Xs, orders, Y, settings, rng)
         for name, value in fitted.items():
             setattr(self, name, value)
 
     def _encode_signs(self, X, modality):
         A, W = self.anchors_[modality], self.weights_[modality]
         out = np.empty((X.shape[0], self.n_bits_), dtype=np.int8)
-        threads = self.n_threads if isinstance(self.n_threads, int) and self.n_threads > 0 \
-            else available_cores()
-        with thread_limits(threads):
+        with thread_limits(check_n_threads(self.n_threads)):
             for s, e, phi in rbf_blocks(X, A, self.sigmas_[modality], _BLOCK_ROWS):
                 out[s:e] = np.where(phi @ W[:-1] + W[-1] >= 0, 1, -1)
         return out
@@ -169,8 +160,6 @@ class CSMH(HashingEstimator):
 
     @classmethod
     def _check_state(cls, meta, arrays):
-        from .._state_checks import check_csmh_state
-
         check_csmh_state(meta, arrays)
 
     def _set_state(self, meta, arrays):

@@ -19,16 +19,17 @@ and ``S = 2 Yn Yn^T - 1`` (``Yn`` the row-normalised label matrix, never
 formed as ``n x n``).  Each step is an exact (W, G) or coordinate-wise (B)
 minimiser, so the objective never increases.
 """
+from dataclasses import dataclass
+
 import numba
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
 from .._base import history_dict
-from .._codes import pack_codes
 from .._progress import progress
 from .._rbf import BLOCK_ROWS, mean_anchor_distance, rbf_blocks
-from .._validation import check_float
+from ..search import pack_codes
 
 # Rows of kernel features computed at once: bounds the temporaries
 # (block x n_anchors dot products) whatever the number of samples.
@@ -77,11 +78,11 @@ def kernel_features(X, anchors, sigma, dtype=np.float64, block_rows=None, out=No
 
 
 def _sigma_heuristic(X, anchors, rng, n_probe=1000):
-    """0.35 x the mean Euclidean distance between (up to ``n_probe``)
+    """``SIGMA_FACTOR`` x the mean Euclidean distance between (up to ``n_probe``)
     training rows and the anchors.  Narrower than the mean: the hash function
     then reproduces the training codes (the retrieval database) more closely
-    and, on Wiki images, also generalised better; the factor was chosen on a
-    validation split of Wiki training data (docs/csmh.md)."""
+    and, on Wiki images, also generalises better (docs/csmh.md, "Results on
+    Wiki", "RBF width")."""
     n = X.shape[0]
     rows = np.sort(rng.choice(n, size=min(n_probe, n), replace=False))
     mean_dist = mean_anchor_distance(X[rows], anchors)
@@ -404,59 +405,156 @@ def _label_matrix(labels, orders):
     return np.ascontiguousarray(Y)
 
 
-def _check_sigma(sigma, n_mod):
-    if sigma is None:
-        return [None] * n_mod
-    if isinstance(sigma, (list, tuple)):
-        if len(sigma) != n_mod:
-            raise ValueError(
-                f"'sigma' as a list needs one value per modality ({n_mod}). "
-                f"Got {len(sigma)} values instead."
-            )
-        return [None if s is None else check_float(s, f"sigma[{m}]", 0.0, low_inclusive=False)
-                for m, s in enumerate(sigma)]
-    value = check_float(sigma, "sigma", 0.0, low_inclusive=False)
-    return [value] * n_mod
+def _per_modality_sigmas(sigma, n_mod):
+    """The ``sigma`` setting (validated: None, a float > 0 or a list of
+    them) as one entry per modality."""
+    if not isinstance(sigma, (list, tuple)):
+        return (sigma,) * n_mod
+    if len(sigma) != n_mod:
+        raise ValueError(
+            f"'sigma' as a list needs one value per modality ({n_mod}). "
+            f"Got {len(sigma)} values instead."
+        )
+    return tuple(sigma)
 
 
-def fit_csmh(Xs, orders, Y, n_bits, rng, verbose, callback, n_anchors, sigmas, alpha, beta,
-             gamma, reg, max_iter, tol, n_sweeps):
-    """CSMH's alternating minimisation on validated inputs (``orders``:
-    each modality's rows of the objects, ``Y``: object label matrix).
-    Returns the fitted attributes of :class:`flexcmh_fast.CSMH`."""
-    n = Y.shape[0]
-    anchors, sigma_used, Ks = [], [], []
+@dataclass(frozen=True)
+class CSMHSettings:
+    """The settings of one CSMH fit, validated and resolved for its data.
+
+    Attributes
+    ----------
+    n_bits : int
+        Code length r.
+    n_anchors : int
+        Anchors per modality (at most the number of objects).
+    sigmas : tuple
+        RBF width per modality; None: :func:`_sigma_heuristic`.
+    alpha, beta, gamma, reg : float
+        Weights of the objective's terms (module docstring).
+    max_iter : int
+        Iterations at most.
+    tol : float
+        Relative decrease of the objective below which the fit stops.
+    n_sweeps : int
+        Coordinate-descent passes over B per iteration.
+    verbose : bool
+        Progress bar.
+    callback : callable or None
+        ``callback(iteration, state)``; returning True stops.
+    """
+
+    n_bits: int
+    n_anchors: int
+    sigmas: tuple
+    alpha: float
+    beta: float
+    gamma: float
+    reg: float
+    max_iter: int
+    tol: float
+    n_sweeps: int
+    verbose: bool = False
+    callback: object = None
+
+    @classmethod
+    def from_params(cls, params, n_objects, n_modalities):
+        """From the validated parameters of :class:`flexcmh_fast.CSMH` and the
+        training data's size."""
+        return cls(n_bits=params["n_bits"], n_anchors=min(params["n_anchors"], n_objects),
+                   sigmas=_per_modality_sigmas(params["sigma"], n_modalities),
+                   alpha=params["alpha"], beta=params["beta"], gamma=params["gamma"],
+                   reg=params["reg"], max_iter=params["max_iter"], tol=params["tol"],
+                   n_sweeps=params["n_sweeps"], verbose=params["verbose"],
+                   callback=params["callback"])
+
+
+# --------------------------------------------------------------------------
+# The fit
+# --------------------------------------------------------------------------
+def fit_csmh(Xs, orders, Y, settings, rng):
+    """CSMH's alternating minimisation on validated inputs.
+
+    Parameters
+    ----------
+    Xs : list of ndarray or CSR matrix
+        The training rows of each modality.
+    orders : list of ndarray of int64
+        Each modality's rows of the objects (row ``orders[m][t]`` of
+        modality m is object t).
+    Y : ndarray (n, c)
+        The objects' 0/1 label matrix.
+    settings : CSMHSettings
+    rng : numpy.random.Generator
+        The source of every random draw.
+
+    Returns
+    -------
+    dict
+        The fitted attributes of :class:`flexcmh_fast.CSMH`.
+    """
+    anchors, sigmas, Ks = _kernel_problem(Xs, orders, settings, rng)
+    prob = _Problem(Ks, Y, settings.n_bits, settings.alpha, settings.beta, settings.gamma,
+                    settings.reg)
+    # Start from label-consistent codes: a random projection of the labels,
+    # so objects with the same labels share a code (b_i.b_j = r, the
+    # similarity term's target for same-label pairs) and the B-step starts
+    # from the label structure rather than from noise.
+    R = rng.standard_normal((Y.shape[1], settings.n_bits))
+    B = np.where(prob.Yn @ R >= 0, 1, -1).astype(np.int8)
+    Ws, history = _alternate(prob, B, settings)
+    packed, train_codes = _codes_in_row_orders(B, orders)
+    return {
+        "anchors_": anchors,
+        "sigmas_": [float(sg) for sg in sigmas],
+        "weights_": [np.ascontiguousarray(W, dtype=np.float64) for W in Ws],
+        "codes_": packed,
+        "train_codes_": train_codes,
+        "history_": history_dict([[h[t] for t in HISTORY_TERMS] for h in history],
+                                 HISTORY_TERMS),
+        "n_iter_": len(history),
+    }
+
+
+def _kernel_problem(Xs, orders, settings, rng):
+    """Each modality's anchors (drawn from its rows), RBF width and kernel
+    features with a bias column, rows in object order.  The features are
+    float64 while they fit in ``_FLOAT64_FEATURE_BYTES``, else float32."""
+    n, n_anchors = orders[0].shape[0], settings.n_anchors
     fits = 8 * n * (n_anchors + 1) * len(Xs) <= _FLOAT64_FEATURE_BYTES
     dtype = np.float64 if fits else np.float32
+    anchors, sigmas, Ks = [], [], []
     for m, X in enumerate(Xs):
         if not np.array_equal(orders[m], np.arange(n)):
             X = X[orders[m]]
         rows = np.sort(rng.choice(n, size=n_anchors, replace=False))
         A = X[rows]
         A = np.ascontiguousarray(A.toarray() if sp.issparse(A) else A, dtype=np.float64)
-        sig = sigmas[m] if sigmas[m] is not None else _sigma_heuristic(X, A, rng)
+        sigma = settings.sigmas[m]
+        if sigma is None:
+            sigma = _sigma_heuristic(X, A, rng)
         K = np.empty((n, n_anchors + 1), dtype=dtype)
-        kernel_features(X, A, sig, out=K[:, :-1])
+        kernel_features(X, A, sigma, out=K[:, :-1])
         K[:, -1] = 1.0
         anchors.append(A)
-        sigma_used.append(sig)
+        sigmas.append(sigma)
         Ks.append(K)
-    prob = _Problem(Ks, Y, n_bits, alpha, beta, gamma, reg)
+    return anchors, sigmas, Ks
 
-    # Start from label-consistent codes: a random projection of the labels,
-    # so objects with the same labels share a code (b_i.b_j = r, the
-    # similarity term's target for same-label pairs) and the B-step starts
-    # from the label structure rather than from noise.
-    R = rng.standard_normal((Y.shape[1], n_bits))
-    B = np.where(prob.Yn @ R >= 0, 1, -1).astype(np.int8)
+
+def _alternate(prob, B, settings):
+    """The alternating minimisation from the codes ``B`` (updated in
+    place): B-step, then W and G refitted to the new codes, until no bit
+    flips, the objective's relative decrease is at most ``tol``, the
+    callback stops or ``max_iter`` runs out.  Returns the projections and
+    the history (one dict of terms per iteration)."""
     Ws = prob.w_step(B)
     G = prob.g_step(B)
     history = []
-    bar = progress(max_iter, "CSMH", verbose)
+    bar = progress(settings.max_iter, "CSMH", settings.verbose)
     prev = None
-    it = 0
-    for it in range(1, max_iter + 1):
-        flips = prob.b_step(B, Ws, G, n_sweeps)
+    for it in range(1, settings.max_iter + 1):
+        flips = prob.b_step(B, Ws, G, settings.n_sweeps)
         # Refit W and G to the new codes: each iteration ends with a
         # consistent (B, W, G), whose objective is recorded.
         Ws = prob.w_step(B)
@@ -465,35 +563,26 @@ def fit_csmh(Xs, orders, Y, n_bits, rng, verbose, callback, n_anchors, sigmas, a
         terms["flips"] = float(flips)
         history.append(terms)
         bar.update(1, objective=terms["objective"], flips=flips)
-        stop = False
-        if callback is not None:
-            stop = bool(callback(it, {"objective": terms["objective"], "terms": {
-                name: value for name, value in terms.items() if name != "objective"},
-                "B": B}))
+        stop = settings.callback is not None and bool(settings.callback(it, {
+            "objective": terms["objective"],
+            "terms": {name: value for name, value in terms.items() if name != "objective"},
+            "B": B}))
         cur = terms["objective"]
         # no flip: B is a fixed point of the B-step and W, G are unchanged
-        if flips == 0 or (prev is not None and prev - cur <= tol * abs(prev)):
-            stop = True
-        prev = cur
-        if stop:
+        if stop or flips == 0 or (prev is not None and prev - cur <= settings.tol * abs(prev)):
             break
+        prev = cur
     bar.close()
+    return Ws, history
 
-    # codes_ in the row order of modality 0 (objects are numbered by it);
-    # train_codes_[m] puts each object's code at its row of modality m.
+
+def _codes_in_row_orders(B, orders):
+    """The packed codes in modality 0's row order (objects are numbered by
+    it) and, per modality, each object's code at its row of that modality."""
     packed = pack_codes(B)
     train_codes = []
     for order in orders:
         rows = np.empty_like(packed)
         rows[order] = packed
         train_codes.append(rows)
-    return {
-        "anchors_": anchors,
-        "sigmas_": [float(sg) for sg in sigma_used],
-        "weights_": [np.ascontiguousarray(W, dtype=np.float64) for W in Ws],
-        "codes_": packed,
-        "train_codes_": train_codes,
-        "history_": history_dict([[h[t] for t in HISTORY_TERMS] for h in history],
-                                 HISTORY_TERMS),
-        "n_iter_": it,
-    }
+    return packed, train_codes

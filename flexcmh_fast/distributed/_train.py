@@ -6,40 +6,39 @@ import uuid
 import dask.array as da
 import numpy as np
 
-from .._train import normalize_pairs
-from .._validation import _describe, check_random_state
+from .._dask import resolve_client
+from .._validation import (_describe, check_modalities, check_parameter_names,
+                           check_random_state, normalize_pairs)
 from ..flexcmh import FlexCMH
 from ..flexcmh import _tuning as T
 from ..flexcmh._algorithm import FlexCMHFit
 from ._backend import DaskBackend
-from ._client import resolve_client
 
 
-def check_modalities(modalities, align_rows):
-    if not isinstance(modalities, (list, tuple)):
+def _check_dask_matrix(X, name):
+    """One modality: a 2-D dask array of real numbers with known columns,
+    in one column block (the values are checked on the workers)."""
+    if not isinstance(X, da.Array):
         raise TypeError(
-            "'modalities' must be a list of dask arrays, one per modality. Got "
-            f"{_describe(modalities)} of type {type(modalities).__name__} instead.")
-    if len(modalities) < 2:
-        raise ValueError(
-            f"'modalities' must hold at least 2 modalities. Got {len(modalities)} instead.")
-    out = []
-    for m, X in enumerate(modalities):
-        name = f"modalities[{m}]"
-        if not isinstance(X, da.Array):
-            raise TypeError(
-                f"'{name}' must be a dask.array.Array (row-partitioned); for data in "
-                f"memory use flexcmh_fast.train. Got {_describe(X)} of type "
-                f"{type(X).__name__} instead.")
-        if X.ndim != 2:
-            raise ValueError(f"'{name}' must be 2-D (n_samples, n_features). Got a dask "
-                             f"array of shape {X.shape} instead.")
-        if X.dtype.kind not in "biuf":
-            raise TypeError(f"'{name}' must hold real numbers. Got dtype {X.dtype} instead.")
-        if math.isnan(X.shape[1]):
-            raise ValueError(f"'{name}' must have a known number of columns. Got shape "
-                             f"{X.shape} instead.")
-        out.append(X.rechunk({1: -1}) if X.numblocks[1] != 1 else X)
+            f"'{name}' must be a dask.array.Array (row-partitioned); for data in "
+            f"memory use flexcmh_fast.train. Got {_describe(X)} of type "
+            f"{type(X).__name__} instead.")
+    if X.ndim != 2:
+        raise ValueError(f"'{name}' must be 2-D (n_samples, n_features). Got a dask "
+                         f"array of shape {X.shape} instead.")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"'{name}' must hold real numbers. Got dtype {X.dtype} instead.")
+    if math.isnan(X.shape[1]):
+        raise ValueError(f"'{name}' must have a known number of columns. Got shape "
+                         f"{X.shape} instead.")
+    return X.rechunk({1: -1}) if X.numblocks[1] != 1 else X
+
+
+def check_dask_modalities(modalities, align_rows):
+    """The modalities as dask arrays with the same number of row blocks
+    (``align_rows``: rechunked to the row chunks of modality 0 when row i of
+    every modality is one object)."""
+    out = check_modalities(modalities, _check_dask_matrix, expected="dask arrays")
     if align_rows and len({X.shape[0] for X in out}) == 1 and \
             not any(math.isnan(c) for X in out for c in X.chunks[0]):
         # Row i of every modality is one object: give every modality the row
@@ -109,10 +108,7 @@ def train(modalities, pairs=None, *, client=None, **params):
         Bad values inside a block (NaN, inf) raise the ``ValueError`` of
         :func:`flexcmh_fast.train` when the block is loaded.
     """
-    unknown = sorted(set(params) - set(FlexCMH._parameters))
-    if unknown:
-        raise TypeError(f"Unknown parameter(s) {unknown} for distributed FlexCMH training. "
-                        f"Valid parameters: {sorted(FlexCMH._parameters)}.")
+    check_parameter_names(params, FlexCMH._parameters, "distributed FlexCMH training")
     est = FlexCMH(**params)
     p = est._validated_params()
     if p["n_clusters"] is None:  # the sample counts are known only on the workers
@@ -123,7 +119,7 @@ def train(modalities, pairs=None, *, client=None, **params):
                 f"Distributed training supports {name}={only!r} only. Got {p[name]!r} "
                 "instead; train with flexcmh_fast.train on a sample that fits one machine "
                 "for the other options.")
-    Xs = check_modalities(modalities, isinstance(pairs, str) and pairs == "all")
+    Xs = check_dask_modalities(modalities, isinstance(pairs, str) and pairs == "all")
     rng = check_random_state(p["random_state"])
     client = resolve_client(client)
     backend = DaskBackend(client, uuid.uuid4().hex)

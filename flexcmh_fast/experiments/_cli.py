@@ -5,11 +5,15 @@ import os
 import sys
 import time
 
+from .._registry import method_names
 from ..scenarios import SCENARIOS
+from ._protocol import run_comparison, run_experiment
+from ._report import write_comparison, write_results
+from ._tables import format_comparison, format_table
 
-# Mirrors flexcmh_fast._train.METHODS (not imported: the parser must not
-# import the trainers).
-METHODS = ("flexcmh", "csmh", "cca_itq", "cmfh", "scm")
+# From the method registry, whose entries import nothing: building the
+# parser does not import the trainers.
+METHODS = method_names()
 
 PROG = "flexcmh-fast"
 
@@ -162,7 +166,6 @@ def load_data(path, text="lda", seed=0):
 
 
 def _report(result, args, paper, started):
-    from ._protocol import format_table, write_results
     out = sys.stdout
     print(format_table(result, paper=paper), file=out)
     excluded = sum(r["n_excluded"] for r in result["runs"])
@@ -177,7 +180,6 @@ def _report(result, args, paper, started):
 
 
 def _report_comparison(comparison, args, paper, started):
-    from ._protocol import format_comparison, write_comparison
     print(format_comparison(comparison, paper=paper))
     if args.out:
         written = write_comparison(comparison, args.out, plots=not args.no_plots)
@@ -187,7 +189,6 @@ def _report_comparison(comparison, args, paper, started):
 
 def _run(data, args, params, method_params, started, paper=False, **kwargs):
     """One method: its table as before; several: the comparison tables."""
-    from ._protocol import run_comparison, run_experiment
     methods = list(METHODS) if "all" in args.method else list(dict.fromkeys(args.method))
     common = dict(n_threads=args.n_threads, progress=not args.quiet, verbose=args.verbose,
                   jobs=args.jobs, database=args.database, seed=args.seed, **kwargs)
@@ -233,7 +234,8 @@ def main(argv=None):
                         scenarios=("paired", "weak", "unpaired"), bits=args.bits, repeats=1)
         if not 0.0 < args.test_size < 1.0:
             parser.error(f"--test-size must be in (0, 1), got {args.test_size}")
-        scenarios = list(SCENARIOS) if "all" in args.scenario else list(dict.fromkeys(args.scenario))
+        scenarios = (list(SCENARIOS) if "all" in args.scenario
+                     else list(dict.fromkeys(args.scenario)))
         data, is_wiki = load_data(args.data, text=args.text, seed=args.seed)
         kinds = args.preprocess
         if len(kinds) == 1:

@@ -26,33 +26,28 @@ single-machine fit); ``flexcmh_fast.distributed`` provides the Dask one.
 Every random draw is made here, in a fixed order, so both backends make the
 same draws, and with one partition the same fit.
 """
-import warnings
-
 import numpy as np
 import scipy.sparse as sp
 
-from .._base import ConvergenceWarning, history_dict
+from .._base import history_dict
 from .._feature_stats import merge_column_stats
 from .._preprocess import Preprocessor, per_modality
 from .._progress import progress
 from .._threads import map_concurrently
 from .._validation import available_cores
+from ..search import code_bytes
 from . import _partition as P
 from . import _tuning as T
 from ._codes import ITQCode, code_class
 from ._encoder import draw_encoder_rows, known_rows, solve_kernel_encoder
-from ._kernels import match_scores
 from ._gromov import entropic_gw
+from ._kernels import match_scores
+from ._loop import (TERMS, LoopState, continuous_objective, convergence_test, schedule_repair,
+                    warn_not_converged)
 from ._matching import (NO_CORRESPONDENCE, choose_matching, coupling_scores, is_fully_paired,
                         matching_cost, profile_scale, sample_distances, scaled_sq_norms,
                         size_scores, uses_gw_score, uses_size_score)
 from ._start import kmeans, kmeans_subsample, z_from_stats, z_ridge
-
-# history_: the objective of Eq. 6, its three terms, the centroid ridge of
-# the Z step, and the fraction of the training codes' bits that changed in
-# the iteration.
-TERMS = ("objective", "inter_modal", "reconstruction", "quantization", "centroid_ridge",
-         "code_changes")
 
 
 def add(*parts):
@@ -147,6 +142,7 @@ class FlexCMHFit:
     """
 
     def __init__(self, backend, pairs, params, rng, desc="FlexCMH"):
+        # Settings and the data's layout (fixed for the fit).
         self.backend = backend
         self.rng = rng
         self.p = params
@@ -164,19 +160,39 @@ class FlexCMHFit:
         backend.run(P.set_pairs, self.fully_paired,
                     per_part=local_pairs(pairs, self.offsets, sizes.shape[0]))
         self.labels_matching = params["matching"] == "labels"
+        # The clusters are matched by scores (profiles, sizes, GW) unless every
+        # pair is known or labels give the correspondence; with ``joint``
+        # they are re-matched every iteration, and Γ's inferred pairs are
+        # re-ranked in the first n_repairs of them.
+        self.scores_matching = not (self.fully_paired or self.labels_matching)
+        self.rematch = params["joint"] and self.scores_matching
+        self.repair_budget = params["n_repairs"] if self.rematch else 0
         self.code_cls = code_class(params["code_scheme"])
-        self.cluster_matching = np.tile(np.arange(self.k, dtype=np.int64), (self.M, 1))
-        self.code = None
-        self.history = []
         # With at most CODE_SAMPLE rows in modality 0 every code fit uses all
         # aligned rows, so their moments can come with the round that rebuilds
         # Γ (or sets Z) instead of a round of their own.
         self.all_rows_fit = params["code_scheme"] == "itq" and self.n[0] <= T.CODE_SAMPLE
+
+        # The model (what the partitions' rows do not hold).
+        self.dtype = None           # of every fitted array (the data's, set by preprocess)
+        self.preprocessors = None   # per modality, fitted by preprocess
+        self.Z = None               # centroids per modality, (d_m, k)
+        self.z_ridge = None         # the Z step's ridge per modality
+        self.cluster_matching = np.tile(np.arange(self.k, dtype=np.int64), (self.M, 1))
+        self.code = None            # the code function of the indicators
+        # The outer loop's counters, schedule and history.
+        self.loop = LoopState()
+
+        # Derived from the partitions, kept between rounds.
+        self.aligned_counts = None  # aligned rows per partition (set with Γ)
+        # Moments of the aligned indicators for the code fit, when they came
+        # with the last round (all_rows_fit); None when H changed since.
         self.moments = None
-        # match_score="gw": sampled rows per modality and the GW couplings
-        # of modality 0's sample with modality m's (made once, when first
-        # needed).
+        # match_score="gw": sampled rows per modality, the distances within
+        # each sample and the GW couplings of modality 0's sample with
+        # modality m's (made once, when first needed).
         self.gw_rows = None
+        self.gw_distances = None
         self.gw_couplings = {}
         # Whether the partitions hold code_sample's row priorities (drawn
         # once, when first needed).
@@ -222,48 +238,59 @@ class FlexCMHFit:
                      if self.labels_matching or (0, m) in self.pairs]
         masses, votes = self.backend.run(P.cluster_summaries, self.Z, votes_for,
                                          self.labels_matching, combine=True)
-        counts = [c for c, _ in masses]
-        if use_scores:
-            scales = [profile_scale(c, w) for c, w in masses]
-            sqzs = [scaled_sq_norms(self.Z[m], scales[m]) for m in range(self.M)]
-            got = self.backend.run(P.profiles, scales, sqzs)
-            profs = []
-            for m in range(self.M):
-                # Top-ns lists merge exactly: the ns smallest of the union.
-                merged = np.concatenate([g[m][0] for g in got], axis=1)
-                merged.sort(axis=1)
-                profs.append((np.ascontiguousarray(merged[:, :self.p["n_neighbors"]]),
-                              add(*(g[m][1] for g in got))))
-        gw_for = [m for m in range(1, self.M)
-                  if use_scores and uses_gw_score(self.p["match_score"], self.pairs, m)]
-        if gw_for:
-            self.fit_gw(gw_for)
-            clusters = {m: self.sample_clusters(m) for m in [0] + gw_for}
+        scores = self.matching_scores(masses) if use_scores else {}
         perms = {}
         for m in range(1, self.M):
-            scores = []
-            if use_scores:
-                scores.append(match_scores(profs[0][0], profs[0][1], sqzs[0],
-                                           profs[m][0], profs[m][1], sqzs[m]))
-                if uses_size_score(self.p["match_score"], self.pairs, m):
-                    scores.append(size_scores(counts[0], counts[m]))
-                if m in gw_for:
-                    scores.append(coupling_scores(self.gw_couplings[m], clusters[0],
-                                                  clusters[m], self.k))
-            perm = choose_matching(matching_cost(scores, votes.get(m), self.k), rematch)
+            cost = matching_cost(scores.get(m, []), votes.get(m), self.k)
+            perm = choose_matching(cost, rematch)
             if perm is not None:
                 perms[m] = perm
                 self.Z[m] = np.ascontiguousarray(self.Z[m][:, perm])
                 self.cluster_matching[m] = self.cluster_matching[m][perm]
         # Γ is rebuilt when the matching changes and in the re-ranking
-        # iterations (``repair``, the first n_repairs).  Re-ranking after
-        # every H step without end (the paper's loop) reorders near-ties
-        # within clusters and makes the pair term jump: the objective then
-        # never settles (docs/flexcmh.md, "Convergence").
+        # iterations (``repair``: the schedule of _loop.schedule_repair).
         out = self.backend.run(P.relabel, perms, self.all_rows_fit,
                                bool(perms) or not rematch or repair)
         self.aligned_counts = [count for count, _ in out]
         self.moments = add(*(mo for _, mo in out)) if self.all_rows_fit else None
+
+    def matching_scores(self, masses):
+        """Per modality m >= 1, the score matrices of its clusters against
+        modality 0's: Eq. 1 profiles, plus the size and Gromov–Wasserstein
+        scores where ``match_score`` asks for them (``masses``: per-cluster
+        member counts and indicator sums)."""
+        counts = [c for c, _ in masses]
+        scales = [profile_scale(c, w) for c, w in masses]
+        sqzs = [scaled_sq_norms(self.Z[m], scales[m]) for m in range(self.M)]
+        profs = self.cluster_profiles(scales, sqzs)
+        gw_for = [m for m in range(1, self.M)
+                  if uses_gw_score(self.p["match_score"], self.pairs, m)]
+        if gw_for:
+            self.fit_gw(gw_for)
+            clusters = {m: self.sample_clusters(m) for m in [0] + gw_for}
+        scores = {}
+        for m in range(1, self.M):
+            scores[m] = [match_scores(profs[0][0], profs[0][1], sqzs[0],
+                                      profs[m][0], profs[m][1], sqzs[m])]
+            if uses_size_score(self.p["match_score"], self.pairs, m):
+                scores[m].append(size_scores(counts[0], counts[m]))
+            if m in gw_for:
+                scores[m].append(coupling_scores(self.gw_couplings[m], clusters[0],
+                                                 clusters[m], self.k))
+        return scores
+
+    def cluster_profiles(self, scales, sqzs):
+        """Eq. 1 profiles of every modality's clusters over all partitions:
+        per modality the top-ns distances (k, ns) and member counts."""
+        got = self.backend.run(P.profiles, scales, sqzs)
+        profs = []
+        for m in range(self.M):
+            # Top-ns lists merge exactly: the ns smallest of the union.
+            merged = np.concatenate([g[m][0] for g in got], axis=1)
+            merged.sort(axis=1)
+            profs.append((np.ascontiguousarray(merged[:, :self.p["n_neighbors"]]),
+                          add(*(g[m][1] for g in got))))
+        return profs
 
     def fit_gw(self, modalities):
         """Gromov–Wasserstein couplings of a random sample of modality 0's
@@ -301,9 +328,9 @@ class FlexCMHFit:
         so it stays put from one iteration to the next and changes by a few
         rows when a re-ranking changes the aligned set.  A new subset each
         iteration moved the principal directions of the in-loop code
-        function, and with them the codes: at NUS-WIDE size 54% of the
-        training codes' bits changed in an iteration whose indicators had
-        settled, and the fit never met the convergence test."""
+        function, and with them the codes, even once the indicators had
+        settled, so a large fit never met the convergence test
+        (docs/flexcmh.md, "Training speed")."""
         counts = np.asarray(self.aligned_counts, dtype=np.int64)
         total = int(counts.sum())
         if total == 0:
@@ -434,90 +461,83 @@ class FlexCMHFit:
     # ---- Algorithm 1 ---------------------------------------------------------
     def run(self):
         """Fit; returns the fitted attributes of :class:`flexcmh_fast.FlexCMH`."""
-        p, rng = self.p, self.rng
+        p = self.p
+        self.start()
+        bar = progress(p["max_iter"], self.desc, p["verbose"])
+        try:
+            while not self.loop.finished(p["max_iter"]):
+                terms, ridge, code_changes = self.iterate()
+                self.end_iteration(terms, ridge, code_changes, bar)
+        finally:
+            bar.close()
+        warn_not_converged(self.loop, p["max_iter"], p["tol"], stacklevel=4)
+        # The encoder is fitted after training, so the choice of encoder does
+        # not change the learned H, Z or Γ; the final code function is fitted
+        # on what the encoder makes of the training rows.
+        kernel_enc = self.kernel_encoders() if p["encoder"] == "kernel" else None
+        self.final_codes(kernel_enc)
+        return self.results(kernel_enc)
+
+    def start(self):
+        """Preprocessing, the k-means seeded SemiNMF start (Eq. 3), the first
+        cluster matching, Γ and codes; the loop's first reference objective."""
         self.preprocessors = self.preprocess()
         if self.labels_matching:
-            ranks = [rng.random(n) for n in self.n]
+            ranks = [self.rng.random(n) for n in self.n]
             self.backend.run(P.set_label_ranks, per_part=[
                 [r[self.offsets[m][q]:self.offsets[m][q + 1]] for m, r in enumerate(ranks)]
                 for q in range(self.backend.sizes.shape[0])])
         self.init_semi_nmf()
-        self.match_and_pair(not (self.fully_paired or self.labels_matching), False)
+        self.match_and_pair(self.scores_matching, False)
         terms, _ = self.update_codes(T.CODE_ITERS_LOOP, self.code_sample())
-        self.backend.traffic()
-        rematch = p["joint"] and not (self.fully_paired or self.labels_matching)
-        bar = progress(p["max_iter"], self.desc, p["verbose"])
-        prev = terms[0] + terms[1] + self.ridge_term()
-        n_iter, stop = 0, False
-        self.converged = False
-        # Re-rankings of Γ's inferred pairs done, and whether this iteration
-        # does one.
-        repairs, repair = 0, False
-        try:
-            for it in range(1, p["max_iter"] + 1):
-                self.Z = self.solve_z(self.backend.run(P.update_h, combine=True))
-                self.moments = None  # H changed
-                if rematch:
-                    self.match_and_pair(True, True, repair)
-                else:
-                    out = self.backend.run(P.set_z, self.Z, self.all_rows_fit)
-                    self.moments = add(*out) if self.all_rows_fit else None
-                terms, changes = self.update_codes(T.CODE_ITERS_LOOP, self.code_sample())
-                total = sum(terms)
-                ridge = self.ridge_term()
-                self.history.append((total,) + terms + (ridge, changes))
-                sent, received = self.backend.traffic()
-                n_iter = it
-                bar.update(1, objective=total)
-                stop = False
-                if p["callback"] is not None:
-                    stop = bool(p["callback"](it, {
-                        "objective": total, "terms": dict(zip(TERMS[1:], terms + (ridge,))),
-                        "Z": self.Z, "H": self.backend.peek(P.indicators),
-                        "correspondence": self.backend.peek(lambda part: part.gamma),
-                        "bytes_sent": sent, "bytes_received": received}))
-                # Converged: the continuous part (inter-modal + reconstruction
-                # + centroid ridge, which the H and Z steps decrease) has
-                # settled and the codes have stopped changing.  (The
-                # quantisation term counts disagreeing bits: an integer that
-                # jumps between iterations, so it is left out of the relative
-                # change.)
-                continuous = terms[0] + terms[1] + ridge
-                change = abs(prev - continuous) / max(abs(prev), 1e-300)
-                codes_settled = changes <= T.CODE_CHANGE_TOL
-                self.converged = change <= p["tol"] and codes_settled
-                if rematch and repairs < p["n_repairs"]:
-                    # Re-rank Γ's inferred pairs from the current indicators
-                    # in the next iteration, until n_repairs re-rankings are
-                    # spent; then Γ stays fixed and the fit settles.  Only an
-                    # iteration that re-ranked may count as converged.
-                    self.converged = self.converged and repair
-                    repair = not self.converged
-                    repairs += repair
-                else:
-                    repair = False
-                if stop or self.converged:
-                    break
-                prev = continuous
-        finally:
-            bar.close()
-        if n_iter == p["max_iter"] > 0 and not (self.converged or stop):
-            warnings.warn(
-                f"FlexCMH stopped at max_iter={p['max_iter']} before converging (relative "
-                f"change of the continuous objective {change:.2g} vs tol={p['tol']:g}, {changes:.2%} of the code bits changed in the last "
-                "iteration); raise 'max_iter' or 'tol'.", ConvergenceWarning, stacklevel=4)
-        # The encoder is fitted after training, so the choice of encoder does
-        # not change the learned H, Z or Γ; the final code function is fitted
-        # on what the encoder makes of the training rows.
-        kernel_enc = None
-        if p["encoder"] == "kernel":
-            kernel_enc = self.kernel_encoders()
-        self.final_codes(kernel_enc)
-        return self.results(n_iter, kernel_enc)
+        self.backend.traffic()  # the callback reports the loop's traffic only
+        self.loop.previous_objective = continuous_objective(terms, self.ridge_term())
 
-    def results(self, n_iter, kernel_enc):
+    def iterate(self):
+        """One outer iteration: the H and Z steps, the cluster matching and Γ
+        (re-ranked when the schedule says so), the codes.  Returns the terms
+        of Eq. 6, the centroid ridge and the fraction of the training codes'
+        bits that changed."""
+        # H (with the pair term over Γ), then Z from the new H.
+        self.Z = self.solve_z(self.backend.run(P.update_h, combine=True))
+        self.moments = None  # H changed
+        # Eq. 1-2: re-match the clusters and rebuild Γ, or only hand Z over.
+        if self.rematch:
+            self.match_and_pair(True, True, self.loop.repair_next)
+        else:
+            out = self.backend.run(P.set_z, self.Z, self.all_rows_fit)
+            self.moments = add(*out) if self.all_rows_fit else None
+        # Eq. 5, 10-11: the code function and B.
+        terms, code_changes = self.update_codes(T.CODE_ITERS_LOOP, self.code_sample())
+        return terms, self.ridge_term(), code_changes
+
+    def end_iteration(self, terms, ridge, code_changes, bar):
+        """History, progress bar, callback, convergence test and the next
+        iteration's re-ranking, in ``self.loop``."""
+        loop = self.loop
+        loop.record(terms, ridge, code_changes)
+        sent, received = self.backend.traffic()
+        bar.update(1, objective=sum(terms))
+        callback = self.p["callback"]
+        loop.stopped = callback is not None and bool(
+            callback(loop.n_iter, self.callback_state(terms, ridge, sent, received)))
+        current = continuous_objective(terms, ridge)
+        met, loop.objective_change = convergence_test(loop.previous_objective, current,
+                                                      code_changes, self.p["tol"])
+        loop.code_changes = code_changes
+        loop.converged = schedule_repair(loop, met, self.repair_budget)
+        loop.previous_objective = current
+
+    def callback_state(self, terms, ridge, sent, received):
+        """The ``state`` argument of the user's callback."""
+        return {"objective": sum(terms), "terms": dict(zip(TERMS[1:], terms + (ridge,))),
+                "Z": self.Z, "H": self.backend.peek(P.indicators),
+                "correspondence": self.backend.peek(lambda part: part.gamma),
+                "bytes_sent": sent, "bytes_received": received}
+
+    def results(self, kernel_enc):
         backend, n_parts = self.backend, self.backend.sizes.shape[0]
-        width = (self.n_bits + 7) // 8
+        width = code_bytes(self.n_bits)
         sizes, counts = self.backend.sizes, self.aligned_counts
         train_codes = [backend.lazy(P.result_train_codes, m, dtype=np.uint8,
                                     shape=lambda q, m=m: (int(sizes[q, m]), width))
@@ -534,15 +554,15 @@ class FlexCMHFit:
                 shape=lambda q, key=key: (int(gamma_sizes[q][key]), 2))
         out = {
             "preprocessors_": self.preprocessors,
-            "converged_": self.converged,
+            "converged_": self.loop.converged,
             "centroids_": [np.ascontiguousarray(Z) for Z in self.Z],
             "code_": self.code,
-            "history_": history_dict(self.history, TERMS),
+            "history_": history_dict(self.loop.history, TERMS),
             "codes_": codes,
             "train_codes_": train_codes,
             "cluster_matching_": self.cluster_matching,
             "correspondence_": correspondence,
-            "n_iter_": n_iter,
+            "n_iter_": self.loop.n_iter,
         }
         if kernel_enc is None:
             out.update(anchors_=None, sigmas_=None, encoder_weights_=None)

@@ -30,15 +30,17 @@ unchanged to out-of-sample indicator vectors.
 """
 import numpy as np
 
-from .._state_checks import check_code_state
+from .._persist import FileFormatError
+from .._state_checks import array_entry
 from ._kernels import linear_code_signs
 
 SCHEMES = ("itq", "kmeans")
 
 
 def centred_product(Y, mu, M):
-    """``(Y - mu) @ M`` as ``Y M - mu M``: no centred copy of ``Y`` (at
-    186,577 x 80 indicators the copy cost more than the product)."""
+    """``(Y - mu) @ M`` as ``Y M - mu M``: no centred copy of ``Y`` (for
+    many rows the copy costs more than the product; docs/flexcmh.md,
+    "Training speed")."""
     out = Y @ M
     out -= mu @ M
     return out
@@ -136,8 +138,8 @@ class ITQCode:
             # subspace, take the one closest to the previous basis, so that
             # the warm-started rotation still fits.  Eigenvectors of close
             # eigenvalues swap and change sign from one fit to the next;
-            # the codes then jumped (8-15% of the bits) until the rotation
-            # caught up.
+            # the codes then jumped until the rotation caught up
+            # (docs/flexcmh.md, "Convergence").
             left, _, right = np.linalg.svd(evecs[:, :r].T @ previous_basis)
             evecs = np.concatenate([evecs[:, :r] @ (left @ right), evecs[:, r:]], axis=1)
         basis = np.ascontiguousarray(evecs[:, :r])
@@ -336,3 +338,26 @@ class KMeansCode:
 
 def code_class(scheme):
     return ITQCode if scheme == "itq" else KMeansCode
+
+
+def check_code_state(arrays, prefix, scheme, n_bits=None, k=None):
+    """Saved state of an ITQ or k-means code function for ``n_bits`` bits on
+    ``k``-dimensional indicator vectors (``None``: whatever the arrays say,
+    as long as they agree with each other).  Returns ``(n_bits, k)``."""
+    if scheme == "itq":
+        mu = array_entry(arrays, prefix + "mu", shape=(k,))
+        W = array_entry(arrays, prefix + "W", shape=(mu.shape[0], n_bits))
+        if W.shape[1] < 1:
+            raise FileFormatError(f"entry {prefix + 'W'!r} of shape {W.shape} has no bit")
+        # Long codes fold the rotation into W; files written before that
+        # (a full rotation for every length) still load.
+        if full_rotation(W.shape[1], mu.shape[0]) or prefix + "R" in arrays:
+            array_entry(arrays, prefix + "R", shape=(W.shape[1], W.shape[1]))
+        return W.shape[1], mu.shape[0]
+    if scheme == "kmeans":
+        books = array_entry(arrays, prefix + "codebooks", shape=(None, n_bits, k))
+        if books.shape[0] < 1 or books.shape[1] < 1:
+            raise FileFormatError(f"entry {prefix + 'codebooks'!r} of shape {books.shape} "
+                                  "holds no codebook")
+        return books.shape[1], books.shape[2]
+    raise FileFormatError(f"unknown code scheme {scheme!r}")

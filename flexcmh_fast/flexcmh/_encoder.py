@@ -136,7 +136,7 @@ def solve_kernel_encoder(drawn, take_rows, gram):
     ``sigma`` = ``ENC_SIGMA_FACTOR`` times the mean probe-to-anchor distance,
     and ``W = argmin ||Phi W - H||^2 + eps ||W||^2`` over the regression rows
     with ``eps = ENC_RIDGE`` times the mean diagonal of ``Phi^T Phi``.  Cost
-    ``O(min(n, 20000) * n_anchors * (d + n_anchors))``.
+    ``O(min(n, ENC_FIT_SAMPLE) * n_anchors * (d + n_anchors))``.
 
     Parameters
     ----------

@@ -11,6 +11,7 @@ from ._algorithm import FlexCMHFit, LocalBackend
 from ._codes import SCHEMES, code_class
 from ._encoder import kernel_indicators, nnls_indicators, preprocessed_blocks
 from ._partition import Partition
+from ._state import check_flexcmh_state
 
 PARAMETERS = table(
     preprocess=Param("auto", PreprocessSetting(),
@@ -82,13 +83,12 @@ class FlexCMH(HashingEstimator):
         How many iterations re-rank the inferred pairs of Γ (samples without
         a known partner) from the current indicators: every iteration after
         the first, until ``n_repairs`` re-rankings are spent; then Γ stays
-        fixed and the fit runs to the convergence test (``docs/flexcmh.md``,
-        "Convergence").  They set most of the iteration count of weakly
-        paired and unpaired fits (Wiki: 55-57 iterations with 50; 186,577
-        synthetic pairs: 57 with 50, 32 with 10); 0 keeps the first
-        inferred pairs until the cluster matching changes (fastest; lower
-        Image->Text MAP on Wiki validation splits: 20 re-rankings cost about
-        0.004).
+        fixed and the fit runs to the convergence test.  They set most of the
+        iteration count of weakly paired and unpaired fits: fewer re-rankings
+        train faster and give a lower validation MAP; 0 keeps the first
+        inferred pairs until the cluster matching changes (fastest).  The
+        measured trade-off: ``docs/flexcmh.md``, "Convergence" (MAP and
+        iterations) and "Training speed" (times).
     matching : {"clusters", "labels"}, default="clusters"
         ``"labels"``: FlexCMH(nC), the correspondence of samples without a
         known pair comes from equal labels (``fit`` then needs ``labels``).
@@ -98,9 +98,10 @@ class FlexCMH(HashingEstimator):
         kernel ridge regression from RBF features (against ``n_anchors``
         training rows) to the learned training indicators of the samples with
         a known partner (every sample if too few have one); better validation
-        MAP on Wiki.  With ``"kernel"`` the final code function is fitted on
-        the encoded indicators of the aligned training rows (at most 20,000),
-        what ``encode`` applies it to (``docs/flexcmh.md``, "Final code
+        MAP on Wiki (``docs/flexcmh.md``, "Out-of-sample encoder").  With
+        ``"kernel"`` the final code function is fitted on the encoded
+        indicators of the aligned training rows (at most 20,000), what
+        ``encode`` applies it to (``docs/flexcmh.md``, "Final code
         function").
     n_anchors : int >= 1, default=1000
         Anchors of the kernel encoder per modality (at most the rows it is
@@ -206,16 +207,17 @@ class FlexCMH(HashingEstimator):
         self.verbose = verbose
         self.callback = callback
 
+    def _labels_required_by(self, params):
+        # FlexCMH(nC) takes the correspondence from equal labels.
+        return "FlexCMH with matching='labels'" if params["matching"] == "labels" else None
+
     def _fit(self, Xs, pairs, labels, params, rng, kernels=None):
-        if params["matching"] == "labels" and labels is None:
-            raise ValueError("matching='labels' (FlexCMH(nC)) needs 'labels': one array "
-                             "per modality. Got labels=None.")
         if params["n_clusters"] is None:
             params = dict(params, n_clusters=min(T.DEFAULT_CLUSTERS,
                                                  min(X.shape[0] for X in Xs)))
         threads = params["n_threads"] or available_cores()
-        # Tiny problems (Wiki: ~2,000 x 10 indicators) finish each kernel in
-        # microseconds; waking worker threads would cost more than it saves.
+        # Below PARALLEL_MIN_SIZE indicator entries each kernel is so short
+        # that waking worker threads costs more than it saves.
         if sum(X.shape[0] for X in Xs) * params["n_clusters"] < T.PARALLEL_MIN_SIZE:
             threads = 1
         extra = {} if kernels is None else {"kernels": kernels}
@@ -278,10 +280,7 @@ class FlexCMH(HashingEstimator):
 
     @classmethod
     def _check_state(cls, meta, arrays):
-        from .._state_checks import check_flexcmh_state, check_preprocess_state
-
         check_flexcmh_state(meta, arrays)
-        check_preprocess_state(meta, arrays, meta["n_features"])
 
     def _set_state(self, meta, arrays):
         M = len(self.n_features_)

@@ -367,8 +367,9 @@ def csr_dense_product(indptr, indices, data, Z, out):
     """``out = X @ Z`` for CSR ``X`` (rows in parallel, in place): each row's
     products added in the order of its stored entries, as scipy does (no
     fastmath), so the result is scipy's; it writes into a buffer the caller
-    keeps, where scipy returns a new (n, k) array every time (at
-    NUS-WIDE size, fresh memory cost more than the product)."""
+    keeps, where scipy returns a new (n, k) array every time (at scale,
+    fresh memory costs more than the product; docs/flexcmh.md, "Training
+    speed")."""
     n, k = out.shape
     for i in prange(n):
         for c in range(k):

@@ -36,7 +36,8 @@ def uses_size_score(match_score, pairs, m):
     """Whether matching modality m to modality 0 adds the size score:
     ``"profiles+sizes"``, ``"gw"``, or ``"auto"`` and no known pair links
     them (known pairs' votes are direct evidence, and the size term only
-    added noise to them on Wiki validation data)."""
+    added noise to them on Wiki validation data: docs/flexcmh.md, "Cluster
+    matching without known pairs")."""
     return match_score in ("profiles+sizes", "gw") or (
         match_score == "auto" and (0, m) not in pairs)
 

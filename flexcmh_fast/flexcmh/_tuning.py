@@ -13,8 +13,9 @@ H_SWEEPS = 1
 # H_0, H_1, ... with Z and Γ fixed): the pair term couples the modalities'
 # indicators, so a pass over one modality starts from its partners'
 # indicators of the previous pass.  With two, Γ can be re-ranked in every
-# iteration without losing MAP: the previous validation MAP in half the
-# iterations (docs/flexcmh.md, "Convergence").
+# iteration without losing validation MAP, in fewer iterations than
+# re-ranking only once the codes have settled (docs/flexcmh.md,
+# "Convergence").
 H_PASSES = 2
 # NNLS that encodes new samples (encoder="nnls"): sweeps, tolerance, rows per batch.
 ENCODE_SWEEPS = 300
@@ -37,7 +38,8 @@ CODE_SAMPLE = 20_000
 # Per-cluster cost improvement a re-matching needs to replace the current one.
 REMATCH_MARGIN = 0.01
 # Below this many indicator entries (sum of n_m times k) one thread is used:
-# waking worker threads would cost more than the kernels themselves.
+# waking worker threads would cost more than the kernels themselves
+# (docs/flexcmh.md, "Training speed").
 PARALLEL_MIN_SIZE = 200_000
 # Kernel encoder (encoder="kernel"): RBF width = this factor times the mean
 # sample-to-anchor distance, ridge relative to the mean diagonal of the
@@ -51,8 +53,9 @@ ENC_BLOCK = 8192
 ENC_WIDTH_SAMPLE = 1000
 # Convergence: besides the relative change of the continuous terms of Eq. 6
 # (``tol``), at most this fraction of the training codes' bits may change
-# in the last iteration (the in-loop code is warm-started ITQ, one rotation
-# step an iteration: bits near the boundary keep flipping at ~0.1-0.5%).
+# in the last iteration.  Not 0: the in-loop code is warm-started ITQ with
+# one rotation step an iteration, so bits near the boundary keep flipping
+# after the indicators have settled (docs/flexcmh.md, "Convergence").
 CODE_CHANGE_TOL = 0.01
 # match_score="gw": rows per modality sub-sampled for the Gromov–Wasserstein
 # alignment (its cost is O(GW_SAMPLE^3) per iteration, independent of n),

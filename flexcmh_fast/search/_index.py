@@ -8,26 +8,32 @@ from the CPU features, portable fallback elsewhere).
 """
 import numpy as np
 
-from ._ext import load_extension
-from ._codes import check_codes, n_bytes_for
-from ._mih import MAX_BITS as _MIH_MAX_BITS, MAX_CODES as _MIH_MAX_CODES, _MIHTables
-from ._persist import save_state
-from ._validation import check_int, check_n_bits, check_n_threads
+from .._ext import load_extension
+from .._persist import save_state
+from .._validation import check_int, check_n_bits, check_n_threads
+from ._layout import BLOCK_CODES as _BLOCK
+from ._layout import QUERY_TILE, as_words, code_bytes, code_words
+from ._saved import check_index_state
+from ._mih import MAX_BITS as _MIH_MAX_BITS
+from ._mih import MAX_CODES as _MIH_MAX_CODES
+from ._mih import _MIHTables
+from ._packing import check_codes
 
 _hamming = load_extension("_hamming")
 
-_BLOCK = _hamming.BLOCK
-# Queries per kernel call of ``search`` (bounds the per-query candidate buffers).
-_QUERY_BATCH = 16384
+# Queries per kernel call of ``search`` (bounds the per-query candidate
+# buffers); whole query tiles, so no batch ends in a partial tile.
+_QUERY_BATCH = 2048 * QUERY_TILE
 # Vectors are 64 bytes; aligned blocks never straddle cache lines.
 _ALIGN_WORDS = 8
 _METHODS = ("auto", "linear", "mih")
-# "auto" cost model (see HammingIndex Notes).  One unit of multi-index
-# hashing work (a bucket probed or a code reached: cache misses, ~25 ns a
-# word of code) costs as much as scanning this many database codes on each
-# popcount path (both grow with the code's words; single-thread CPU time,
-# 1M codes of 64 and 128 bits, AVX-512 VPOPCNTDQ host, slower paths
-# forced); below _AUTO_MIN_CODES codes the scan is too cheap to beat.
+# "auto" cost model (see HammingIndex Notes): how many database codes the
+# scan compares in the time of one unit of multi-index hashing work (a
+# bucket probed or a code reached), per popcount path.  Both costs grow
+# with the code's words, so one ratio serves every length.  Set from
+# single-thread measurements (docs/benchmarks.md, "Multi-index hashing");
+# re-measure when a scan or hashing kernel changes.  Below _AUTO_MIN_CODES
+# codes the scan is too cheap to beat.
 _SCAN_CODES_PER_UNIT = {"avx512-vpopcntdq": 240, "avx2": 180, "popcnt": 34, "portable": 20}
 _AUTO_MIN_CODES = 1 << 16
 # Queries searched first to measure the multi-index hashing work (at most
@@ -38,27 +44,11 @@ _BUDGET_SHARE = 0.5
 _UNLIMITED = 1 << 62
 
 
-def _n_words(n_bits):
-    return (n_bits + 63) // 64
-
-
 def _aligned_zeros(n_words):
     """Zeroed uint64 array of ``n_words`` starting on a 64-byte boundary."""
     raw = np.zeros(n_words + _ALIGN_WORDS, dtype=np.uint64)
     offset = (-raw.ctypes.data % 64) // 8
     return raw[offset:offset + n_words]
-
-
-def _to_words(codes, n_words):
-    """Packed uint8 codes (m, n_bytes) -> uint64 words (m, n_words), zero-padded.
-
-    The bytes are reinterpreted in native byte order: Hamming distance is a
-    popcount of XOR, which does not depend on where each bit lands as long as
-    queries and database use the same mapping.
-    """
-    buf = np.zeros((codes.shape[0], n_words * 8), dtype=np.uint8)
-    buf[:, :codes.shape[1]] = codes
-    return buf.view(np.uint64)
 
 
 class HammingIndex:
@@ -97,9 +87,10 @@ class HammingIndex:
 
     Cost model of ``"auto"``: the scan compares a query with ``n`` codes; one
     unit of hashing work (a bucket probed or a code reached, i.e. cache
-    misses) is counted as 240 code comparisons on the AVX-512 popcount path,
-    180 on AVX2, 34 on POPCNT and 20 on the portable path (measured ratios;
-    both costs grow with the code length).  With ``n >= 2**16``, ``n_bits <= 256``
+    misses) is counted as a fixed number of code comparisons for each
+    popcount path, set from measurements (``docs/benchmarks.md``,
+    "Multi-index hashing"; both costs grow with the code length).  With
+    ``n >= 2**16``, ``n_bits <= 256``
     and the answers not a large share of the database (``k <= n / 64``;
     radius below ``n_bits / 4``), the first queries of a call (1 in 16, at
     most 32) are searched by hashing with a budget of half a scan each, and
@@ -132,7 +123,7 @@ class HammingIndex:
                 f"Got n_bits={self._n_bits} instead; use method='linear' or 'auto'.")
         self._method = method
         self.n_threads = n_threads
-        self._n_words = _n_words(self._n_bits)
+        self._n_words = code_words(self._n_bits)
         self._n = 0
         self._words = _aligned_zeros(0)
         self._mih = None
@@ -182,7 +173,7 @@ class HammingIndex:
         n_blocks = -(-self._n // _BLOCK)
         blocks = self._words[:n_blocks * w * _BLOCK].reshape(n_blocks, w, _BLOCK)
         words = np.ascontiguousarray(blocks.transpose(0, 2, 1)).reshape(-1, w)[:self._n]
-        packed = np.ascontiguousarray(words).view(np.uint8)[:, :n_bytes_for(self._n_bits)]
+        packed = np.ascontiguousarray(words).view(np.uint8)[:, :code_bytes(self._n_bits)]
         return np.ascontiguousarray(packed)
 
     # ------------------------------------------------------------------
@@ -212,7 +203,7 @@ class HammingIndex:
                 f"{self._n} exceeds it. Use method='linear' or 'auto'.")
         self._mih = None  # stale: rebuilt at the next query that needs it
         w = self._n_words
-        new = _to_words(codes, w)
+        new = as_words(codes)
         n0, n1 = self._n, self._n + m
         blocks_needed = -(-n1 // _BLOCK)
         capacity = self._words.size // (w * _BLOCK)
@@ -244,7 +235,7 @@ class HammingIndex:
     # ------------------------------------------------------------------
     def _prepare(self, queries):
         queries = check_codes(queries, "queries", self._n_bits)
-        return _to_words(queries, self._n_words), check_n_threads(self._n_threads)
+        return as_words(queries), check_n_threads(self._n_threads)
 
     def search(self, queries, k):
         """Exact k nearest database codes of every query.
@@ -434,8 +425,6 @@ class HammingIndex:
 
     @classmethod
     def _from_state(cls, meta, arrays):
-        from ._state_checks import check_index_state
-
         n_bits, _, n_threads = check_index_state(meta, arrays)
         # Files written before multi-index hashing existed have no method.
         method = meta.get("method", "auto")

@@ -1,17 +1,14 @@
 """Packed binary codes: conversion between sign matrices and packed bytes.
 
 Layout: a code of ``n_bits`` bits takes ``ceil(n_bits / 8)``
-bytes, bit ``j`` of the code is bit ``7 - j % 8`` of byte ``j // 8`` (most
-significant bit first, ``np.packbits`` order), and padding bits are zero.
+bytes (:func:`~._layout.code_bytes`), bit ``j`` of the code is bit
+``7 - j % 8`` of byte ``j // 8`` (most significant bit first,
+``np.packbits`` order), and padding bits are zero.
 """
 import numpy as np
 
-from ._validation import _describe, check_n_bits
-
-
-def n_bytes_for(n_bits):
-    """Bytes needed by one packed code of ``n_bits`` bits."""
-    return (n_bits + 7) // 8
+from .._validation import _describe, check_n_bits
+from ._layout import code_bytes
 
 
 def pack_codes(signs):
@@ -81,11 +78,31 @@ def unpack_codes(packed, n_bits, signed=True):
 def check_codes(codes, name, n_bits, require_contiguous=True):
     """Validate a packed code matrix for ``n_bits``-bit codes.
 
-    Requires a 2-D, C-contiguous uint8 ndarray with ``ceil(n_bits / 8)``
-    columns whose padding bits are zero (nonzero padding would silently
-    change Hamming distances).  Returns the array unchanged (no copy).
+    Parameters
+    ----------
+    codes : ndarray of uint8, shape (n_codes, ceil(n_bits / 8))
+        Must be 2-D, C-contiguous (unless ``require_contiguous=False``) and
+        have zero padding bits: nonzero padding would silently change
+        Hamming distances.
+    name : str
+        Name of the argument in error messages.
+    n_bits : int
+        Code length in bits (already validated).
+    require_contiguous : bool, default=True
+
+    Returns
+    -------
+    ndarray
+        ``codes`` unchanged (no copy).
+
+    Raises
+    ------
+    TypeError
+        Not an ndarray, or not uint8.
+    ValueError
+        Wrong shape, a strided view, or nonzero padding bits.
     """
-    width = n_bytes_for(n_bits)
+    width = code_bytes(n_bits)
     if not isinstance(codes, np.ndarray):
         raise TypeError(
             f"'{name}' must be a numpy ndarray of uint8 packed codes, shape (n, {width}). "

@@ -18,15 +18,16 @@ Layout of the tables (``_MIHTables``):
 
 Memory: ``4 * m * n`` bytes of ids (at most 3x the packed codes) plus
 ``4 * sum(2**len)`` bytes of offsets (at most about ``2 * m * n``): at most 4x
-the packed codes from ``2**16`` codes on (tested at 32-256 bits; 1.9-2.2x
-for 1M-10M codes of 64 bits); smaller indexes may take more.  The database
-codes themselves are the index's own storage.
+the packed codes from ``2**16`` codes on (a tested bound; measured ratios in
+``docs/benchmarks.md``, "Multi-index hashing"); smaller indexes may take
+more.  The database codes themselves are the index's own storage.
 """
 import math
 
 import numpy as np
 
-from ._ext import load_extension
+from .._ext import load_extension
+from ._layout import code_bytes, code_words
 
 _hamming = load_extension("_hamming")
 
@@ -48,7 +49,7 @@ def plan_substrings(n_bits, n_codes):
         the padding gap inside the read bits, length of that gap (0 or the
         number of padding bits).
     """
-    n_bytes = (n_bits + 7) // 8
+    n_bytes = code_bytes(n_bits)
     pad = 8 * n_bytes - n_bits
     # Substrings one bit shorter than log2(n): half as many offsets as codes.
     target = min(_MAX_SUB_BITS, max(1, int(math.log2(max(n_codes, 2))) - 1))
@@ -81,7 +82,7 @@ class _MIHTables:
 
     def __init__(self, words, n_codes, n_bits, n_threads):
         self.n_codes, self.n_bits = n_codes, n_bits
-        self.n_words = (n_bits + 63) // 64
+        self.n_words = code_words(n_bits)
         self.sub = plan_substrings(n_bits, n_codes)
         m = self.sub.shape[1]
         sizes = (np.int64(1) << self.sub[1].astype(np.int64)) + 1
