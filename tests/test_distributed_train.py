@@ -30,7 +30,7 @@ def to_dask(X, sizes):
     for size in sizes:
         part = X[start:start + size]
         blocks.append(da.from_delayed(dask.delayed(part), shape=part.shape,
-                                      dtype=np.float64, meta=meta))
+                                      dtype=X.dtype, meta=meta.astype(X.dtype)))
         start += size
     assert start == X.shape[0]
     return da.concatenate(blocks, axis=0)
@@ -73,6 +73,21 @@ def test_fully_paired_equals_single_machine(client, data):
                       max_iter=12, n_threads=1)
     assert isinstance(dist.train_codes_[1], da.Array)
     assert_same_fit(dist, single, data["test"])
+
+
+def test_float32_blocks_give_the_single_machine_float32_model(client, data):
+    """float32 row blocks (dense and CSR) are fitted in float32 on the
+    workers: a float32 model, with one partition the single machine's."""
+    X0, X1 = (X.astype(np.float32) for X in data["train"])
+    known = np.arange(0, 600, 3)
+    pairs = np.stack([known, known], axis=1)
+    dist = fd.train([to_dask(X0, (600,)), to_dask(X1, (600,))], pairs, n_bits=16,
+                    n_clusters=6, random_state=1, max_iter=8, client=client)
+    single = fc.train([X0, X1], pairs, n_bits=16, n_clusters=6, random_state=1,
+                      max_iter=8, n_threads=1)
+    arrays = dist.centroids_ + dist.anchors_ + dist.encoder_weights_ + [dist.code_.W]
+    assert {a.dtype for a in arrays} == {np.dtype(np.float32)}
+    assert_same_fit(dist, single, [X.astype(np.float32) for X in data["test"]])
 
 
 def test_tree_reduction_and_scattered_arguments(client, data, monkeypatch):
