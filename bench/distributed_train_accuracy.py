@@ -46,7 +46,7 @@ def main():
         y_db, y_q = data.labels[:n], data.labels[n:]
         known = np.sort(np.random.default_rng(0).choice(n, int(n * args.known), replace=False))
         for scen, pairs in (("weak", np.stack([known, known], axis=1)), ("unpaired", None)):
-            def evaluate(model):
+            def evaluate(model, A=A, B=B, Q0=Q0, Q1=Q1, y_q=y_q, y_db=y_db):
                 return (metrics.mean_average_precision(model.encode(Q0, 0), model.encode(B, 1),
                                                        y_q, y_db, n_bits=args.n_bits),
                         metrics.mean_average_precision(model.encode(Q1, 1), model.encode(A, 0),

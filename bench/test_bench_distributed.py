@@ -3,10 +3,11 @@ single-process HammingIndex over the same codes (10M codes of 64 bits,
 1,000 queries, k=100), and the overhead ratio sharded / single.
 
 The cluster is ``LocalCluster(processes=True, n_workers=2,
-threads_per_worker=1)`` (the ``client`` fixture of bench/conftest.py): two shards of 5M codes, one per worker, each searched
-with one thread; the single-process index uses two threads, so both sides
-use the same two cores and the ratio measures the cost of distribution
-(scatter of the queries, per-shard results, tree merge, gather).
+threads_per_worker=1)`` (the ``client`` fixture of bench/conftest.py): two
+shards of 5M codes, one per worker, each searched with one thread; the
+single-process index uses two threads, so both sides use the same two cores
+and the ratio measures the cost of distribution (scatter of the queries,
+per-shard results, tree merge, gather).
 Target: ratio <= 1.5.
 
 Run (full size)::

@@ -83,14 +83,14 @@ def test_traffic_and_time_per_iteration(client):
         chunk = -(-n // N_PARTS)
         dXs = [da.from_array(X, chunks=(chunk, -1)).persist() for X in Xs]
         distributed.wait(dXs)
-        marks, states = per_iteration(lambda cb, dXs=dXs: fd.train(
+        marks, states = per_iteration(lambda cb, dXs=dXs, pairs=pairs: fd.train(
             dXs, pairs, random_state=0, client=client, callback=cb, **PARAMS))
         # Intervals between callbacks: iterations 2..N, without the set-up.
         t_dist = np.diff([t for t, _ in marks]).mean()
         wire = np.diff([b for _, b in marks])
         sent = np.mean([s["bytes_sent"] for s in states[1:]])
         received = np.mean([s["bytes_received"] for s in states[1:]])
-        marks, _ = per_iteration(lambda cb: fc.train(
+        marks, _ = per_iteration(lambda cb, Xs=Xs, pairs=pairs: fc.train(
             Xs, pairs, random_state=0, n_threads=2, callback=cb, **PARAMS))
         t_single = np.diff([t for t, _ in marks]).mean()
         rows.append((n, sent, received, wire.mean(), wire.max(), t_dist, t_single))

@@ -20,7 +20,7 @@ from flexcmh_fast.flexcmh import _tuning as T
 from flexcmh_fast.flexcmh._gromov import entropic_gw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
-from train import _DATA  # noqa: E402
+from train import _DATA
 
 pytestmark = pytest.mark.skipif(not (_DATA / "wikiData.mat").is_file(),
                                 reason=f"Wiki data not found at {_DATA}")

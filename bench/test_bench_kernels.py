@@ -18,8 +18,9 @@ from flexcmh_fast.flexcmh import _kernels as K
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
-import reference_flexcmh  # noqa: E402
-from train import H_STEP_SHAPES as SHAPES, h_step_problem  # noqa: E402
+import reference_flexcmh
+from train import H_STEP_SHAPES as SHAPES
+from train import h_step_problem
 
 RESULTS = {}
 

@@ -35,7 +35,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
-import scale  # noqa: E402
+import scale
 
 QUICK = os.environ.get("FLEXCMH_BENCH_QUICK", "") not in ("", "0")
 DIV = 10 if QUICK else 1

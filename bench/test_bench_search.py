@@ -30,20 +30,18 @@ import os
 import platform
 import shutil
 import subprocess
-import time
-
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from flexcmh_fast import HammingIndex
-from flexcmh_fast import _hamming
+from flexcmh_fast import HammingIndex, _hamming
 from flexcmh_fast._validation import available_cores
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
-from search import clustered_codes  # noqa: E402
+from search import clustered_codes
 
 N_DB = int(os.environ.get("FLEXCMH_BENCH_N", 1_000_000))
 N_QUERIES = int(os.environ.get("FLEXCMH_BENCH_Q", 1_000))
@@ -223,7 +221,8 @@ def summary_lines():
         for other in ("faiss", "numpy"):
             t = RESULTS.get((n_bits, other))
             if t is not None:
-                row += f" | {other} {t:.3f} s ({N_DB * N_QUERIES / t / 1e9:.2f} G/s), x{t / ours:.1f}"
+                rate = N_DB * N_QUERIES / t / 1e9
+                row += f" | {other} {t:.3f} s ({rate:.2f} G/s), x{t / ours:.1f}"
         bound = RESULTS.get((n_bits, "bound"))
         if bound is not None:
             row += f" | popcount bound {bound:.3f} s, scan / bound {ours / bound:.2f}"

@@ -22,8 +22,8 @@ from flexcmh_fast.flexcmh import _kernels as K
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
-import reference_flexcmh  # noqa: E402
-from train import _DATA, _warm_up, wiki_weak  # noqa: E402
+import reference_flexcmh
+from train import _DATA, _warm_up, wiki_weak
 
 PAPER_SECONDS = 15.31
 ITERS = int(os.environ.get("FLEXCMH_BENCH_ITERS", "500"))

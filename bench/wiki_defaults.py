@@ -61,7 +61,7 @@ def main():
         for scen in args.scenarios:
             for name in ("I->T", "T->I"):
                 cells = []
-                for i, b in enumerate(BITS):
+                for b in BITS:
                     v = np.array(maps[(scen, b, database, name)])
                     paper = PAPER_WIKI[scen][name][PAPER_BITS.index(b)]
                     mark = "" if v.mean() >= paper else " ▼"

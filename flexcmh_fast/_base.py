@@ -10,9 +10,16 @@ import numpy as np
 
 from ._params import validate_params
 from ._persist import save_state
-from ._validation import (check_bool, check_int, check_matrix, check_modalities,
-                          check_parameter_names, check_random_state, normalize_labels,
-                          normalize_pairs)
+from ._validation import (
+    check_bool,
+    check_int,
+    check_matrix,
+    check_modalities,
+    check_parameter_names,
+    check_random_state,
+    normalize_labels,
+    normalize_pairs,
+)
 
 
 class NotFittedError(ValueError, AttributeError):

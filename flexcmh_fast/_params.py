@@ -9,8 +9,16 @@ the same messages.  The constraints are thin wrappers of the checks in
 from dataclasses import dataclass
 from typing import Any
 
-from ._validation import (MAX_BITS, check_bool, check_callable, check_float, check_int,
-                          check_n_threads, check_option, check_random_state)
+from ._validation import (
+    MAX_BITS,
+    check_bool,
+    check_callable,
+    check_float,
+    check_int,
+    check_n_threads,
+    check_option,
+    check_random_state,
+)
 
 
 class Int:

@@ -10,8 +10,8 @@ import scipy.sparse as sp
 
 import flexcmh_fast as fc
 from flexcmh_fast import metrics
-from flexcmh_fast.search import unpack_codes
 from flexcmh_fast.baselines import _cca_itq
+from flexcmh_fast.search import unpack_codes
 
 METHODS = ("cca_itq", "cmfh", "scm")
 

@@ -12,8 +12,8 @@ import pytest
 import scipy.io
 
 import flexcmh_fast
-from flexcmh_fast.experiments import _cli
 import flexcmh_fast.experiments as experiments
+from flexcmh_fast.experiments import _cli
 
 
 @pytest.fixture(scope="module")

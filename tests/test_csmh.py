@@ -143,15 +143,15 @@ def test_w_step_matches_dense_normal_equations(beta):
     Xs, lab = make_data(n=60, dims=(5, 4, 3), seed=6)   # three modalities
     Y = _csmh._label_matrix([lab] * 3, [np.arange(60)] * 3)
     Ks = [np.hstack([_csmh.kernel_features(X, X[:10], 2.0), np.ones((60, 1))]) for X in Xs]
-    for prob in (prob, _csmh._Problem(Ks, Y, 8, 1.0, beta, 1.0, 1e-2)):
-        n, M = prob.n, prob.M
-        K = [k.astype(float) for k in prob.Ks]
-        E = [prob.Dt @ k for k in K]
+    for problem in (prob, _csmh._Problem(Ks, Y, 8, 1.0, beta, 1.0, 1e-2)):
+        n, M = problem.n, problem.M
+        K = [k.astype(float) for k in problem.Ks]
+        E = [problem.Dt @ k for k in K]
         size = [k.shape[1] for k in K]
         off = np.concatenate([[0], np.cumsum(size)])
         A = np.zeros((off[-1], off[-1]))
         for m in range(M):
-            reg = np.full(size[m], n * prob.reg)
+            reg = np.full(size[m], n * problem.reg)
             reg[-1] = 0
             A[off[m]:off[m + 1], off[m]:off[m + 1]] = (
                 K[m].T @ K[m] + np.diag(reg) + n * beta * (M - 1) * E[m].T @ E[m])
@@ -159,7 +159,7 @@ def test_w_step_matches_dense_normal_equations(beta):
                 if m2 != m:
                     A[off[m]:off[m + 1], off[m2]:off[m2 + 1]] = -n * beta * E[m].T @ E[m2]
         ref = np.linalg.solve(A, np.vstack([k.T @ B for k in K]))
-        got = np.vstack(prob.w_step(B))
+        got = np.vstack(problem.w_step(B))
         np.testing.assert_allclose(got, ref, rtol=1e-7, atol=1e-9)
 
 

@@ -274,6 +274,7 @@ def test_real_wiki(wiki_dir):
 
 def test_normalize_rows_matches_numpy_dense_and_sparse():
     import scipy.sparse as sp
+
     from flexcmh_fast.datasets import normalize_rows
     rng = np.random.default_rng(0)
     X = rng.random((6, 5))

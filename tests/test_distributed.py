@@ -105,7 +105,8 @@ def test_merge_range_matches_reference():
         i = (offset + rng.permutation(50)[:lims[-1]]).astype(np.int64)
         parts.append((lims, d, i))
         for j in range(n_q):
-            all_rows[j] += list(zip(d[lims[j]:lims[j + 1]].tolist(), i[lims[j]:lims[j + 1]].tolist()))
+            rows = slice(lims[j], lims[j + 1])
+            all_rows[j] += list(zip(d[rows].tolist(), i[rows].tolist()))
         offset += 50
     lims, d, i = _sharded.merge_range(*parts)
     assert lims.dtype == np.int64 and d.dtype == np.int32 and i.dtype == np.int64
@@ -334,7 +335,8 @@ def test_single_machine_package_does_not_import_dask(tmp_path):
         "rng = np.random.default_rng(0)\n"
         "m = fc.train([rng.random((30, 4)), rng.random((30, 5))], pairs='all', n_bits=8,\n"
         "             random_state=0, n_threads=1)\n"
-        "fc.HammingIndex(m.encode(rng.random((5, 4)), 0), n_bits=8).search(m.encode(rng.random((2, 4)), 0), 2)\n"
+        "index = fc.HammingIndex(m.encode(rng.random((5, 4)), 0), n_bits=8)\n"
+        "index.search(m.encode(rng.random((2, 4)), 0), 2)\n"
         "bad = sorted(k for k in sys.modules if k.split('.')[0] in ('dask', 'distributed'))\n"
         "assert not bad, bad\n"
     )

@@ -216,7 +216,8 @@ def test_bytes_per_iteration_do_not_grow_with_samples(client):
         log = []
         fd.train([to_dask(X0, sizes), to_dask(X1, sizes)], None, n_bits=16, n_clusters=5,
                  random_state=0, max_iter=4, tol=0.0, client=client,
-                 callback=lambda it, s: log.append((s["bytes_sent"], s["bytes_received"])))
+                 callback=lambda it, s, log=log: log.append((s["bytes_sent"],
+                                                             s["bytes_received"])))
         assert len(log) == 4
         traffic[n] = np.array(log, dtype=np.float64)
     small, large = traffic[1200], traffic[9600]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import flexcmh_fast as fc
-from flexcmh_fast.experiments import _cli
 import flexcmh_fast.experiments as experiments
+from flexcmh_fast.experiments import _cli
 
 BASELINES = ["cca_itq", "cmfh", "scm"]
 

@@ -6,14 +6,14 @@ import warnings
 import numba
 import numpy as np
 import pytest
+import reference_flexcmh as R
 import scipy.sparse as sp
 
 import flexcmh_fast as fc
+from flexcmh_fast._rbf import row_blocks
 from flexcmh_fast.flexcmh import _encoder as E
 from flexcmh_fast.flexcmh import _matching as F
 from flexcmh_fast.flexcmh import _tuning as T
-import reference_flexcmh as R
-from flexcmh_fast._rbf import row_blocks
 
 
 def fit_kernel_encoder(X, H, n_anchors, rng, rows=None):

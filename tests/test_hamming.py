@@ -248,7 +248,8 @@ def test_forced_portable_path_identical():
     fast = results[PATHS[0]]
     for name in PATHS[1:]:
         for a, b in zip(fast, results[name]):
-            for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+            pairs = zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,))
+            for x, y in pairs:
                 np.testing.assert_array_equal(x, y)
 
 

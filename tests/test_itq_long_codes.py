@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 
 import flexcmh_fast as fc
-from flexcmh_fast.flexcmh._codes import (FULL_ROTATION_MAX_BITS, ITQCode,
-                                         _orthonormal_rows, full_rotation)
+from flexcmh_fast.flexcmh._codes import (
+    FULL_ROTATION_MAX_BITS,
+    ITQCode,
+    _orthonormal_rows,
+    full_rotation,
+)
 
 
 def polar(M):

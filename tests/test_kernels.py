@@ -2,11 +2,10 @@
 import numba
 import numpy as np
 import pytest
+import reference_flexcmh as R
 import scipy.sparse as sp
 
 from flexcmh_fast.flexcmh import _kernels as K
-
-import reference_flexcmh as R
 
 
 def _assignments(rng, n, k, empty=(), small=(), unassigned=0.0):

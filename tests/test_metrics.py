@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-import reference_metrics as ref  # noqa: E402
+import reference_metrics as ref
 
-from flexcmh_fast import _hamming, metrics  # noqa: E402
-from flexcmh_fast.search import HammingIndex, as_words, pack_codes  # noqa: E402
+from flexcmh_fast import _hamming, metrics
+from flexcmh_fast.search import HammingIndex, as_words, pack_codes
 
 
 def random_codes(rng, n, n_bits, n_distinct=None):

@@ -5,11 +5,11 @@ import pickle
 
 import numpy as np
 import pytest
+from test_hamming import random_codes, ref_distances, ref_search
 
 import flexcmh_fast as fc
 from flexcmh_fast import _hamming
 from flexcmh_fast.search import HammingIndex, _index, _mih
-from test_hamming import random_codes, ref_distances, ref_search
 
 PATHS = _hamming.available_popcount_paths()
 

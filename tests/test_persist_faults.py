@@ -19,9 +19,9 @@ import pytest
 
 import flexcmh_fast as fc
 from flexcmh_fast._persist import FileFormatError, load, read_state, save_state
-from flexcmh_fast.search._saved import check_index_state
 from flexcmh_fast.csmh._state import check_csmh_state
 from flexcmh_fast.flexcmh._state import check_flexcmh_state
+from flexcmh_fast.search._saved import check_index_state
 
 
 @pytest.fixture(scope="module")

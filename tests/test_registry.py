@@ -13,8 +13,17 @@ import pytest
 import flexcmh_fast as fc
 from flexcmh_fast import _registry
 from flexcmh_fast._persist import read_state, save_state
-from flexcmh_fast._registry import (ANY_PAIRS, COMPLETE_PAIRS, KNOWN_PAIRS, METHODS, PAIR_NEEDS,
-                                    Method, estimator_class, get_method, method_names)
+from flexcmh_fast._registry import (
+    ANY_PAIRS,
+    COMPLETE_PAIRS,
+    KNOWN_PAIRS,
+    METHODS,
+    PAIR_NEEDS,
+    Method,
+    estimator_class,
+    get_method,
+    method_names,
+)
 from flexcmh_fast.experiments import _cli
 from flexcmh_fast.experiments._protocol import _training_set
 from flexcmh_fast.scenarios import make_scenario

@@ -12,7 +12,7 @@ def test_public_api_names():
                  "metrics", "datasets", "scenarios"):
         assert hasattr(fc, name), name
     with pytest.raises(AttributeError):
-        fc.not_a_thing
+        _ = fc.not_a_thing
 
 
 def test_normalize_pairs_forms():

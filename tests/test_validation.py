@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from flexcmh_fast._validation import (check_float, check_int, check_matrix, check_n_threads,
-                                      check_option, check_random_state)
+from flexcmh_fast._validation import (
+    check_float,
+    check_int,
+    check_matrix,
+    check_n_threads,
+    check_option,
+    check_random_state,
+)
 
 
 def test_check_int_messages():

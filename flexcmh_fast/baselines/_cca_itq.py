@@ -30,9 +30,18 @@ from .._progress import progress
 from .._state_checks import array_entry
 from .._threads import thread_limits
 from .._validation import check_n_threads
-from ._linear import (LinearHashEstimator, centred_cross, centred_dot, column_means,
-                      orient_columns, paired_rows, ridge_covariance, ridge_param, sign_codes,
-                      take_rows)
+from ._linear import (
+    LinearHashEstimator,
+    centred_cross,
+    centred_dot,
+    column_means,
+    orient_columns,
+    paired_rows,
+    ridge_covariance,
+    ridge_param,
+    sign_codes,
+    take_rows,
+)
 
 PARAMETERS = table(
     reg=ridge_param(),

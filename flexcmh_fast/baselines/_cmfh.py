@@ -31,8 +31,16 @@ from .._params import Float, Param, table
 from .._progress import progress
 from .._threads import thread_limits
 from .._validation import check_n_threads
-from ._linear import (LinearHashEstimator, centred_dot, centred_gram, centred_t_dot,
-                      column_means, paired_rows, sign_codes, take_rows)
+from ._linear import (
+    LinearHashEstimator,
+    centred_dot,
+    centred_gram,
+    centred_t_dot,
+    column_means,
+    paired_rows,
+    sign_codes,
+    take_rows,
+)
 
 PARAMETERS = table(
     lam=Param(0.5, Float(0.0, 1.0, low_open=True, high_open=True),

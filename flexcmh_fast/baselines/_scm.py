@@ -32,9 +32,19 @@ from .._progress import progress
 from .._threads import thread_limits
 from .._validation import check_n_threads
 from ..csmh._solver import _label_matrix
-from ._linear import (LinearHashEstimator, NoneOnly, centred_dot, centred_t_dot,
-                      column_means, paired_rows, ridge_covariance,
-                      ridge_param, sign_codes, take_rows, top_singular_pair)
+from ._linear import (
+    LinearHashEstimator,
+    NoneOnly,
+    centred_dot,
+    centred_t_dot,
+    column_means,
+    paired_rows,
+    ridge_covariance,
+    ridge_param,
+    sign_codes,
+    take_rows,
+    top_singular_pair,
+)
 
 _CLOSED_FORM = "it learns exactly n_bits bits, each in closed form"
 

@@ -8,9 +8,15 @@ from .._params import Float, Int, Param, table
 from .._rbf import rbf_blocks
 from .._threads import thread_limits
 from .._validation import _describe, check_float, check_n_threads
+from ._solver import (
+    _BLOCK_ROWS,
+    HISTORY_TERMS,
+    CSMHSettings,
+    _label_matrix,
+    _object_order,
+    fit_csmh,
+)
 from ._state import check_csmh_state
-from ._solver import (_BLOCK_ROWS, HISTORY_TERMS, CSMHSettings, _label_matrix, _object_order,
-                      fit_csmh)
 
 
 class _Sigma:

@@ -3,8 +3,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._preprocess import Preprocessor
-from .._validation import (_describe, check_bool, check_float, check_int, check_option,
-                           check_random_state)
+from .._validation import (
+    _describe,
+    check_bool,
+    check_float,
+    check_int,
+    check_option,
+    check_random_state,
+)
 from ._container import MultiModalDataset
 
 

@@ -7,8 +7,13 @@ import dask.array as da
 import numpy as np
 
 from .._dask import resolve_client
-from .._validation import (_describe, check_modalities, check_parameter_names,
-                           check_random_state, normalize_pairs)
+from .._validation import (
+    _describe,
+    check_modalities,
+    check_parameter_names,
+    check_random_state,
+    normalize_pairs,
+)
 from ..flexcmh import FlexCMH
 from ..flexcmh import _tuning as T
 from ..flexcmh._algorithm import FlexCMHFit

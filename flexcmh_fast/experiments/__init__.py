@@ -13,8 +13,7 @@ cells in worker processes), ``_paper`` (``PAPER_WIKI``, ``paper_value``),
 from ._paper import PAPER_BITS, PAPER_WIKI, SCENARIO_TITLES, paper_value
 from ._protocol import direction_name, run_comparison, run_experiment, summarize
 from ._report import write_comparison, write_results
-from ._tables import (format_comparison, format_comparison_markdown, format_markdown,
-                      format_table)
+from ._tables import format_comparison, format_comparison_markdown, format_markdown, format_table
 
 __all__ = ["PAPER_BITS", "PAPER_WIKI", "SCENARIO_TITLES", "direction_name",
            "format_comparison", "format_comparison_markdown", "format_markdown",

@@ -6,8 +6,12 @@ import os
 import numpy as np
 
 from ._plots import plot_comparison, plot_results
-from ._tables import (comparison_cells, format_comparison, format_comparison_markdown,
-                      format_markdown)
+from ._tables import (
+    comparison_cells,
+    format_comparison,
+    format_comparison_markdown,
+    format_markdown,
+)
 
 
 def write_results(result, out_dir, plots=True):

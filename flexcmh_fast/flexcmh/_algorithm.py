@@ -42,11 +42,27 @@ from ._codes import ITQCode, code_class
 from ._encoder import draw_encoder_rows, known_rows, solve_kernel_encoder
 from ._gromov import entropic_gw
 from ._kernels import match_scores
-from ._loop import (TERMS, LoopState, continuous_objective, convergence_test, schedule_repair,
-                    warn_not_converged)
-from ._matching import (NO_CORRESPONDENCE, choose_matching, coupling_scores, is_fully_paired,
-                        matching_cost, profile_scale, sample_distances, scaled_sq_norms,
-                        size_scores, uses_gw_score, uses_size_score)
+from ._loop import (
+    TERMS,
+    LoopState,
+    continuous_objective,
+    convergence_test,
+    schedule_repair,
+    warn_not_converged,
+)
+from ._matching import (
+    NO_CORRESPONDENCE,
+    choose_matching,
+    coupling_scores,
+    is_fully_paired,
+    matching_cost,
+    profile_scale,
+    sample_distances,
+    scaled_sq_norms,
+    size_scores,
+    uses_gw_score,
+    uses_size_score,
+)
 from ._start import kmeans, kmeans_subsample, z_from_stats, z_ridge
 
 

@@ -186,8 +186,8 @@ class FlexCMH(HashingEstimator):
 
     def __init__(self, n_bits=32, preprocess="auto", n_clusters=None, n_neighbors=5, lam=1.0,
                  max_iter=500, tol=1e-4, code_scheme="itq", joint=True, n_repairs=50,
-                 matching="clusters", encoder="kernel", n_anchors=1000, match_score="auto", n_threads=None,
-                 random_state=None, verbose=False, callback=None):
+                 matching="clusters", encoder="kernel", n_anchors=1000, match_score="auto",
+                 n_threads=None, random_state=None, verbose=False, callback=None):
         self.n_bits = n_bits
         self.preprocess = preprocess
         self.n_clusters = n_clusters

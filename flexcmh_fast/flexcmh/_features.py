@@ -19,8 +19,7 @@ import scipy.sparse as sp
 from .._feature_stats import feature_stats, row_chunks
 from .._preprocess import Preprocessor
 from .._threads import PRODUCT_BETWEEN_KERNELS, dense_product_threads
-from ._passes import (csr_xth, csr_xz, dense_centred_sq_norms, dense_root_xth,
-                      dense_root_xz)
+from ._passes import csr_xth, csr_xz, dense_centred_sq_norms, dense_root_xth, dense_root_xz
 
 _NO_FACTORS = np.empty(0)
 

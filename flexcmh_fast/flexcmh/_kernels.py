@@ -208,7 +208,7 @@ def nnls_rows(Q, C, diag, H, max_sweeps, tol):
             m = min(NNLS_TILE, stop - i0)
             for r in range(m):
                 active[r] = True
-            for sweep in range(max_sweeps):
+            for _ in range(max_sweeps):
                 for r in range(m):
                     moved[r] = 0.0
                     hmax[r] = 0.0

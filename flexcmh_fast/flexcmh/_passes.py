@@ -11,9 +11,9 @@ transformed copy (:class:`flexcmh_fast.flexcmh._features.Features`).
 Sums over rows are taken per chunk of rows and the chunks' partial sums are
 added serially afterwards.  The caller passes the number of chunks, a
 function of the shape only (:func:`flexcmh_fast._feature_stats.row_chunks`),
-never the thread count, so results do not depend on ``n_threads``.  Partial sums and every statistic are float64; dense
-products accumulate in the data's dtype within a row and in float64 across
-rows (:func:`dense_root_xth`).
+never the thread count, so results do not depend on ``n_threads``.  Partial
+sums are float64; dense products accumulate in the data's dtype within a
+row (or a few rows) and in float64 across rows (:func:`dense_root_xth`).
 
 ``fastmath`` is limited to re-association / contraction (no ``nnan`` /
 ``ninf``: the statistics must see NaN and inf as they are).

@@ -13,11 +13,11 @@ from .._persist import save_state
 from .._validation import check_int, check_n_bits, check_n_threads
 from ._layout import BLOCK_CODES as _BLOCK
 from ._layout import QUERY_TILE, as_words, code_bytes, code_words
-from ._saved import check_index_state
 from ._mih import MAX_BITS as _MIH_MAX_BITS
 from ._mih import MAX_CODES as _MIH_MAX_CODES
 from ._mih import _MIHTables
 from ._packing import check_codes
+from ._saved import check_index_state
 
 _hamming = load_extension("_hamming")
 
