@@ -5,9 +5,9 @@ Dense matrices (float32 or float64, any memory layout) and CSR matrices are
 read as they are, never copied.  Every sum is float64, added in row order
 within a chunk of rows and chunk by chunk afterwards; the number of chunks
 depends on the shape only, so the statistics do not depend on the thread
-count.  Row sums are added in column order (no fastmath), so the row
+count.  Row sums are added in one fixed order (no fastmath), so the row
 statistics of a row do not depend on the rows around it: a query encoded
-alone gets the factors its row got in training.
+alone gets the factors its row got in training (:func:`row_sums`).
 """
 import numba
 import numpy as np
@@ -37,36 +37,93 @@ def _merge_rows(parts):
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _dense_row_sums(X, i):
+    """Sum and sum of squares of row i of dense X (float64), in a fixed
+    order: eight running sums over the columns j = r (mod 8), added pairwise,
+    then the columns past the last multiple of 8.  The same value wherever
+    the row is read (a training pass or a query alone); independent lanes,
+    so the compiler vectorises it without re-association."""
+    d = X.shape[1]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    q0 = q1 = q2 = q3 = q4 = q5 = q6 = q7 = 0.0
+    body = d - d % 8
+    for j in range(0, body, 8):
+        v0 = np.float64(X[i, j])
+        v1 = np.float64(X[i, j + 1])
+        v2 = np.float64(X[i, j + 2])
+        v3 = np.float64(X[i, j + 3])
+        v4 = np.float64(X[i, j + 4])
+        v5 = np.float64(X[i, j + 5])
+        v6 = np.float64(X[i, j + 6])
+        v7 = np.float64(X[i, j + 7])
+        s0 += v0
+        s1 += v1
+        s2 += v2
+        s3 += v3
+        s4 += v4
+        s5 += v5
+        s6 += v6
+        s7 += v7
+        q0 += v0 * v0
+        q1 += v1 * v1
+        q2 += v2 * v2
+        q3 += v3 * v3
+        q4 += v4 * v4
+        q5 += v5 * v5
+        q6 += v6 * v6
+        q7 += v7 * v7
+    s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    q = ((q0 + q1) + (q2 + q3)) + ((q4 + q5) + (q6 + q7))
+    for j in range(body, d):
+        v = np.float64(X[i, j])
+        s += v
+        q += v * v
+    return s, q
+
+
+@numba.njit(cache=True, parallel=True)
+def dense_row_sums(X):
+    """Per row of dense X the sum and the sum of squares (float64), as
+    :func:`dense_stats` gives them."""
+    n = X.shape[0]
+    row_sum = np.empty(n)
+    row_sumsq = np.empty(n)
+    for i in numba.prange(n):
+        row_sum[i], row_sumsq[i] = _dense_row_sums(X, i)
+    return row_sum, row_sumsq
+
+
 @numba.njit(cache=True, parallel=True)
 def dense_stats(X, n_chunks):
     """Per row the sum and the sum of squares, per column the sum and the
-    sum of squares, the zero entries and the smallest entry of dense ``X``."""
+    sum of squares, the zero entries and the smallest entry of dense ``X``
+    (finite values; validated before)."""
     n, d = X.shape
-    row_sum = np.zeros(n)
-    row_sumsq = np.zeros(n)
+    row_sum = np.empty(n)
+    row_sumsq = np.empty(n)
     col_sum = np.zeros((n_chunks, d))
     col_sumsq = np.zeros((n_chunks, d))
+    col_min = np.full((n_chunks, d), np.inf)
     zeros = np.zeros(n_chunks, dtype=np.int64)
-    low = np.full(n_chunks, np.inf)
     step = (n + n_chunks - 1) // n_chunks
     for t in numba.prange(n_chunks):
+        z = 0
         for i in range(t * step, min(n, (t + 1) * step)):
-            s = 0.0
-            q = 0.0
+            row_sum[i], row_sumsq[i] = _dense_row_sums(X, i)
             for j in range(d):
                 v = np.float64(X[i, j])
-                s += v
-                q += v * v
                 col_sum[t, j] += v
                 col_sumsq[t, j] += v * v
-                if v == 0.0:
-                    zeros[t] += 1
-                if v < low[t]:
-                    low[t] = v
-            row_sum[i] = s
-            row_sumsq[i] = q
+                col_min[t, j] = min(col_min[t, j], v)
+                z += v == 0.0
+        zeros[t] = z
+    low = np.inf
+    for t in range(n_chunks):
+        for j in range(d):
+            low = min(low, col_min[t, j])
     return (row_sum, row_sumsq, _merge_rows(col_sum), _merge_rows(col_sumsq), zeros.sum(),
-            low.min())
+            low)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -103,6 +160,14 @@ def csr_stats(indptr, indices, data, d, n_chunks):
             row_sumsq[i] = q
     return (row_sum, row_sumsq, _merge_rows(col_sum), _merge_rows(col_sumsq), zeros.sum(),
             low.min())
+
+
+def row_sums(X):
+    """Per row of ``X`` (dense or CSR) the sum and the sum of squares
+    (float64), as :func:`feature_stats` gives them for the same row."""
+    if sp.issparse(X):
+        return feature_stats(X)[0]
+    return dense_row_sums(X)
 
 
 def feature_stats(X):

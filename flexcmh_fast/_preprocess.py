@@ -36,7 +36,7 @@ the rows (:class:`Preprocessor`).
 import numpy as np
 import scipy.sparse as sp
 
-from ._feature_stats import feature_stats
+from ._feature_stats import row_sums
 from ._validation import _describe, check_matrix, check_option
 
 KINDS = ("none", "l2", "hellinger", "standard")
@@ -173,6 +173,13 @@ class Preprocessor:
             out *= factors[:, None]
         return out
 
+    def factors_of(self, X):
+        """The row factors of the rows ``X`` (one pass; None for the kinds
+        without)."""
+        if self.kind not in ("l2", "hellinger"):
+            return None
+        return self.row_factors(*row_sums(X))
+
     def transform(self, X, dtype=None):
         """The map of the rows ``X`` (validated, dense or CSR), as a new
         matrix of ``dtype`` (default: ``X``'s) unless the kind is
@@ -181,10 +188,7 @@ class Preprocessor:
         if self.kind == "none":
             return X if X.dtype == dtype else X.astype(dtype)
         self.check_input(X)
-        factors = None
-        if self.kind in ("l2", "hellinger"):
-            factors = self.row_factors(*feature_stats(X)[0])
-        return self.apply(X, factors, dtype)
+        return self.apply(X, self.factors_of(X), dtype)
 
     def state(self, prefix):
         if self.kind != "standard":

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from flexcmh_fast._feature_stats import feature_stats, merge_column_stats, row_chunks
+from flexcmh_fast._feature_stats import feature_stats, merge_column_stats, row_chunks, row_sums
 from flexcmh_fast._preprocess import KINDS, Preprocessor
+from flexcmh_fast.flexcmh import _tuning
 from flexcmh_fast.flexcmh._features import Features, model_dtype
-from flexcmh_fast.flexcmh._passes import dense_root_xth, dense_root_xz
+from flexcmh_fast.flexcmh._passes import dense_xth, dense_xz
 
 
 def reference_rows(X, kind, mean=None, scale=None):
@@ -41,10 +42,19 @@ CASES = [(sparse, dtype, order) for sparse in (False, True)
          for order in (("C",) if sparse else ("C", "F"))]
 
 
-@pytest.mark.parametrize("sparse,dtype,order", CASES)
+@pytest.mark.parametrize("sparse,dtype,order,streamed",
+                         [case + (streamed,) for case in CASES
+                          for streamed in ((True,) if case[0] else (True, False))])
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("n", [0, 1, 7, 300])
-def test_products_and_rows_match_materialised_rows(sparse, dtype, order, kind, n):
+def test_products_and_rows_match_materialised_rows(sparse, dtype, order, streamed, kind, n,
+                                                  monkeypatch):
+    """Both paths of the dense products: the streaming Numba kernels (thin
+    Z) and BLAS (wider Z; Hellinger rows in blocks of square roots, made
+    tiny here so that several blocks and a partial one are used); CSR has
+    one path."""
+    monkeypatch.setattr(_tuning, "STREAM_MAX_COLUMNS", 16 if streamed else 0)
+    monkeypatch.setattr(_tuning, "ROOT_BLOCK_BYTES", 13 * 8 * 3)
     d, k = 13, 5
     X = make(n, d, sparse, dtype, order, seed=n)
     before = X.copy()
@@ -139,22 +149,39 @@ def test_stats_do_not_depend_on_threads():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("root", [True, False])
 @pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 130])
-def test_root_kernels_tiles_and_flushes(n):
-    """The square-root kernels over partial row tiles and partial flush
-    blocks, against numpy in float64."""
+def test_dense_kernels_tiles_and_flushes(n, root):
+    """The streaming dense kernels over partial row tiles and partial flush
+    blocks, with and without row factors, against numpy in float64."""
     rng = np.random.default_rng(n)
     X = rng.random((n, 37)).astype(np.float32)
+    f = np.sqrt(X.astype(np.float64)) if root else X.astype(np.float64)
     scale = rng.random(n) + 0.5
     Zt = rng.standard_normal((3, 37)).astype(np.float32)
     out = np.full((n, 3), np.nan, dtype=np.float32)
-    dense_root_xz(X, scale, Zt, out)
-    ref = np.sqrt(X.astype(np.float64)) * scale[:, None]
-    np.testing.assert_allclose(out, ref @ Zt.T.astype(np.float64), rtol=1e-5, atol=1e-5)
+    dense_xz(X, root, scale, Zt, out)
+    ref = (f * scale[:, None]) @ Zt.T.astype(np.float64)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    dense_xz(X, root, np.empty(0), Zt, out)
+    np.testing.assert_allclose(out, f @ Zt.T.astype(np.float64), rtol=1e-5, atol=1e-5)
     W = rng.random((n, 3)).astype(np.float32)
-    got = dense_root_xth(X, W, row_chunks(n, 37 * 3))
-    np.testing.assert_allclose(got, np.sqrt(X.astype(np.float64)).T @ W, rtol=1e-5,
-                               atol=1e-5)
+    got = dense_xth(X, root, W, row_chunks(n, 37 * 3))
+    np.testing.assert_allclose(got, f.T @ W, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("d", [1, 7, 8, 9, 37])
+def test_row_sums_alone_equal_the_training_pass(d):
+    """A row's sums do not depend on the rows read with it: queries get the
+    factors of their training rows, to the bit."""
+    rng = np.random.default_rng(d)
+    X = rng.random((300, d)).astype(np.float32)
+    (rs, rq), _ = feature_stats(X)
+    alone = [row_sums(X[i:i + 1]) for i in (0, 150, 299)]
+    for i, (s, q) in zip((0, 150, 299), alone):
+        assert s[0] == rs[i] and q[0] == rq[i]
+    np.testing.assert_allclose(rs, X.astype(np.float64).sum(1), rtol=1e-12)
+    np.testing.assert_allclose(rq, (X.astype(np.float64) ** 2).sum(1), rtol=1e-12)
 
 
 def test_model_dtype_rule():

@@ -768,13 +768,14 @@ def test_dense_product_threads_only_for_large_products():
 
 
 def test_data_products_use_the_between_kernels_threshold(monkeypatch):
-    """The fit's products of the data (dense, no square root: BLAS) ask for
-    BLAS threads from PRODUCT_BETWEEN_KERNELS multiply-adds on; the k-means
-    start's products from LARGE_PRODUCT; CSR and square-root products run
-    in Numba and ask for none."""
+    """The fit's wide products of the data (dense, no square root: BLAS)
+    ask for BLAS threads from PRODUCT_BETWEEN_KERNELS multiply-adds on; the
+    k-means start's products from LARGE_PRODUCT; thin, CSR and square-root
+    products run in Numba (or in single-threaded BLAS on Python threads)
+    and ask for none."""
     from flexcmh_fast import _threads
     from flexcmh_fast._preprocess import Preprocessor
-    from flexcmh_fast.flexcmh import _features, _start
+    from flexcmh_fast.flexcmh import _features, _start, _tuning
 
     asked = []
 
@@ -787,6 +788,10 @@ def test_data_products_use_the_between_kernels_threshold(monkeypatch):
     rng = np.random.default_rng(0)
     X = rng.random((30, 20))
     f = _features.Features(X, np.float64)
+    f.xz(np.ones((20, 4)))
+    f.xth(np.ones((30, 4)))
+    assert asked == []                      # thin: the streaming kernels
+    monkeypatch.setattr(_tuning, "STREAM_MAX_COLUMNS", 2)
     f.xz(np.ones((20, 4)))
     f.xth(np.ones((30, 4)))
     assert asked == [(30 * 20 * 4, _threads.PRODUCT_BETWEEN_KERNELS)] * 2

@@ -352,8 +352,8 @@ def test_linear_code_kernels_match_reference(dtype, n_bits, n):
     rng = np.random.default_rng(n_bits + n)
     k = 6
     Ys = [rng.random((n, k)).astype(dtype), rng.random((n + 5, k)).astype(dtype)]
-    mu = rng.random(k).astype(dtype)
-    P = rng.standard_normal((k, n_bits)).astype(dtype)
+    mu = rng.random(k).astype(dtype).astype(np.float64)    # the code's arrays, as float64
+    P = rng.standard_normal((k, n_bits)).astype(dtype).astype(np.float64)
     if n:
         Ys[0][0] = mu                     # projection exactly zero: sign -1
     width = (n_bits + 7) // 8

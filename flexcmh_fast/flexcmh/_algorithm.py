@@ -26,6 +26,9 @@ single-machine fit); ``flexcmh_fast.distributed`` provides the Dask one.
 Every random draw is made here, in a fixed order, so both backends make the
 same draws, and with one partition the same fit.
 """
+import time
+from contextlib import contextmanager
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -198,6 +201,8 @@ class FlexCMHFit:
         self.code = None            # the code function of the indicators
         # The outer loop's counters, schedule and history.
         self.loop = LoopState()
+        # Wall-clock seconds of the fit's phases (phase_seconds_).
+        self.phase_seconds = {}
 
         # Derived from the partitions, kept between rounds.
         self.aligned_counts = None  # aligned rows per partition (set with Γ)
@@ -478,21 +483,34 @@ class FlexCMHFit:
     def run(self):
         """Fit; returns the fitted attributes of :class:`flexcmh_fast.FlexCMH`."""
         p = self.p
-        self.start()
+        with self.phase("start"):
+            self.start()
         bar = progress(p["max_iter"], self.desc, p["verbose"])
         try:
-            while not self.loop.finished(p["max_iter"]):
-                terms, ridge, code_changes = self.iterate()
-                self.end_iteration(terms, ridge, code_changes, bar)
+            with self.phase("loop"):
+                while not self.loop.finished(p["max_iter"]):
+                    terms, ridge, code_changes = self.iterate()
+                    self.end_iteration(terms, ridge, code_changes, bar)
         finally:
             bar.close()
         warn_not_converged(self.loop, p["max_iter"], p["tol"], stacklevel=4)
         # The encoder is fitted after training, so the choice of encoder does
         # not change the learned H, Z or Γ; the final code function is fitted
         # on what the encoder makes of the training rows.
-        kernel_enc = self.kernel_encoders() if p["encoder"] == "kernel" else None
-        self.final_codes(kernel_enc)
+        with self.phase("encoders"):
+            kernel_enc = self.kernel_encoders() if p["encoder"] == "kernel" else None
+        with self.phase("final_codes"):
+            self.final_codes(kernel_enc)
         return self.results(kernel_enc)
+
+    @contextmanager
+    def phase(self, name):
+        """Time a phase of the fit into ``phase_seconds`` (wall clock)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phase_seconds[name] = time.perf_counter() - t0
 
     def start(self):
         """Preprocessing, the k-means seeded SemiNMF start (Eq. 3), the first
@@ -579,6 +597,7 @@ class FlexCMHFit:
             "cluster_matching_": self.cluster_matching,
             "correspondence_": correspondence,
             "n_iter_": self.loop.n_iter,
+            "phase_seconds_": dict(self.phase_seconds),
         }
         if kernel_enc is None:
             out.update(anchors_=None, sigmas_=None, encoder_weights_=None)

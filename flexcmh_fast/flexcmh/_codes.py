@@ -184,9 +184,12 @@ class ITQCode:
 
     def linear_form(self, Y):
         """``(Y', mu, P)`` with the relaxation of the codes of ``Y`` equal to
-        ``(Y' - mu) P`` (the code kernels' input): here ``Y`` itself and the
-        code's mean and projection ``W R``."""
-        return Y, self.mu, self.projection
+        ``(Y' - mu) P`` (the code kernels' input; ``mu`` and ``P`` float64):
+        here ``Y`` itself and the code's mean and projection ``W R``."""
+        P = self.__dict__.get("_projection64")
+        if P is None:
+            P = self._projection64 = np.ascontiguousarray(self.projection, dtype=np.float64)
+        return Y, self.mu.astype(np.float64), P
 
     def astype(self, dtype):
         """The code function with its arrays in ``dtype`` (the model's); the
@@ -207,7 +210,8 @@ class ITQCode:
     def signs(self, Y):
         """±1 int8 codes of indicator rows ``Y`` (the arithmetic of the
         training codes, :func:`flexcmh_fast.flexcmh._kernels.linear_code_signs`)."""
-        return linear_code_signs(np.ascontiguousarray(Y), self.mu, self.projection)
+        _, mu, P = self.linear_form(Y)
+        return linear_code_signs(np.ascontiguousarray(Y), mu, P)
 
     def state(self, prefix):
         arrays = {prefix + "mu": self.mu, prefix + "W": self.W}

@@ -87,11 +87,13 @@ def kernel_indicators(blocks, n, anchors, sigma, weights, parallel=True):
 
 def preprocessed_blocks(X, prep, dtype, block_rows):
     """Yield ``(start, stop, rows)``: the rows of ``X`` (queries, dense or
-    CSR) preprocessed by ``prep`` in ``dtype``, ``block_rows`` at a time, so
-    that no transformed copy of all of ``X`` is made."""
+    CSR, checked by ``prep.check_input``) preprocessed by ``prep`` in
+    ``dtype``, ``block_rows`` at a time, so that no transformed copy of all
+    of ``X`` is made.  The row factors are taken first, in one pass."""
+    factors = prep.factors_of(X)
     for s in range(0, X.shape[0], block_rows):
         e = min(s + block_rows, X.shape[0])
-        yield s, e, prep.transform(X[s:e], dtype)
+        yield s, e, prep.apply(X[s:e], None if factors is None else factors[s:e], dtype)
 
 
 def nnls_indicators(blocks, n, Z):

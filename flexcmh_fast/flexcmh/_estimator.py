@@ -5,7 +5,7 @@ from .._base import HashingEstimator, history_dict
 from .._params import Bool, Float, Int, OptionalInt, Options, Param, table
 from .._preprocess import Preprocessor, PreprocessSetting
 from .._threads import thread_limits
-from .._validation import available_cores
+from .._validation import available_cores, check_n_threads
 from . import _tuning as T
 from ._algorithm import FlexCMHFit, LocalBackend
 from ._codes import SCHEMES, code_class
@@ -162,6 +162,12 @@ class FlexCMH(HashingEstimator):
         Γ of the last iteration as index pairs (known pairs first).
     n_iter_ : int
         Outer iterations run.
+    phase_seconds_ : dict of float
+        Wall-clock seconds of the fit's phases: ``start`` (preprocessing, the
+        k-means seeded SemiNMF start, the first matching and codes), ``loop`` (the
+        iterations), ``encoders`` (the kernel encoders) and ``final_codes``
+        (the code function ``encode`` applies).  Not saved: empty in a
+        loaded model.
     converged_ : bool
         Whether the fit met its convergence test (False: stopped at
         ``max_iter`` or by the callback).
@@ -239,12 +245,17 @@ class FlexCMH(HashingEstimator):
         in the model's dtype), by the fitted encoder."""
         prep, Z = self.preprocessors_[modality], self.centroids_[modality]
         prep.check_input(X)
-        if self.anchors_ is not None:
-            blocks = preprocessed_blocks(X, prep, Z.dtype, T.ENC_BLOCK)
-            return kernel_indicators(blocks, X.shape[0], self.anchors_[modality],
-                                     self.sigmas_[modality], self.encoder_weights_[modality])
-        return nnls_indicators(preprocessed_blocks(X, prep, Z.dtype, T.ENCODE_BATCH),
-                               X.shape[0], Z)
+        if self.anchors_ is None:
+            return nnls_indicators(preprocessed_blocks(X, prep, Z.dtype, T.ENCODE_BATCH),
+                                   X.shape[0], Z)
+        # The RBF products in BLAS on every thread, the Numba kernels between
+        # them serial: BLAS threads left spinning after a product slow down
+        # Numba's parallel regions (docs/flexcmh.md, "Training speed").
+        with thread_limits(check_n_threads(self.n_threads)):
+            return kernel_indicators(preprocessed_blocks(X, prep, Z.dtype, T.ENC_BLOCK),
+                                     X.shape[0], self.anchors_[modality],
+                                     self.sigmas_[modality], self.encoder_weights_[modality],
+                                     parallel=False)
 
     def _encode_signs(self, X, modality):
         return self.code_.signs(self.indicators(X, modality))
@@ -300,6 +311,7 @@ class FlexCMH(HashingEstimator):
             "centroids_": [_model_array(arrays[f"Z_{m}"]) for m in range(M)],
             "code_": code_class(scheme).from_state(arrays, "code_"),
             "cluster_matching_": arrays["cluster_matching"],
+            "phase_seconds_": {},
             "correspondence_": {(int(a), int(b)): arrays[f"gamma_{a}_{b}"]
                                 for a, b in meta["pair_keys"]},
             "anchors_": [_model_array(arrays[f"anchors_{m}"])

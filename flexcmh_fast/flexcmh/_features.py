@@ -13,13 +13,18 @@ Products are computed in the data's dtype (float32 data: float32
 products); what they produce is stored in the model's dtype and sums over
 rows are float64 (``docs/flexcmh.md``, "Precision").
 """
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
 import numpy as np
 import scipy.sparse as sp
 
 from .._feature_stats import feature_stats, row_chunks
 from .._preprocess import Preprocessor
 from .._threads import PRODUCT_BETWEEN_KERNELS, dense_product_threads
-from ._passes import csr_xth, csr_xz, dense_centred_sq_norms, dense_root_xth, dense_root_xz
+from . import _tuning as T
+from ._passes import csr_xth, csr_xz, dense_centred_sq_norms, dense_root_block, dense_xth, dense_xz
 
 _NO_FACTORS = np.empty(0)
 
@@ -91,6 +96,37 @@ class Features:
         self.sqx_total = float(self.sqx.sum())
 
     # ---- the two streaming products ------------------------------------
+    def _streamed(self, k):
+        """Whether dense products with ``k`` columns run in the Numba kernels
+        (thin: bound by reading the data) rather than in BLAS (wider: bound
+        by arithmetic; docs/flexcmh.md, "Training speed")."""
+        return k <= T.STREAM_MAX_COLUMNS
+
+    def _root_block_products(self, product):
+        """``[product(start, stop, block) for each block of rows]`` with
+        ``block`` the square roots of the rows (Hellinger rows for BLAS):
+        blocks spread over the fit's threads, each taking its square roots
+        and its single-threaded BLAS product on its own thread (several
+        BLAS threads woken between Numba's would contend with them).
+        Results come back in block order."""
+        rows = max(1, T.ROOT_BLOCK_BYTES // max(1, self.d * self.X.dtype.itemsize))
+        spans = [(s, min(self.n, s + rows)) for s in range(0, self.n, rows)]
+        local = threading.local()
+
+        def task(span):
+            s, e = span
+            buf = getattr(local, "buf", None)
+            if buf is None:
+                buf = local.buf = np.empty((rows, self.d), dtype=self.X.dtype)
+            dense_root_block(self.X, s, e, buf)
+            return product(s, e, buf[: e - s])
+
+        workers = min(numba.get_num_threads(), len(spans))
+        if workers <= 1:
+            return [task(span) for span in spans]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(task, spans))
+
     def xz(self, Z, out=None, large=PRODUCT_BETWEEN_KERNELS):
         """The preprocessed rows times ``Z`` (d, k): ``(n, k)`` in the model's
         dtype, written into ``out`` (C-contiguous) when given (the loop keeps
@@ -108,14 +144,20 @@ class Features:
         if self.sparse:
             X = self.X
             csr_xz(X.indptr, X.indices, X.data, prep.root, factors, Zc, out)
-        elif prep.root:
-            dense_root_xz(self.X, factors, np.ascontiguousarray(Zc.T), out)
+        elif self._streamed(k):
+            dense_xz(self.X, prep.root, factors, np.ascontiguousarray(Zc.T), out)
         else:
-            with dense_product_threads(self.n * self.d * k, large=large):
+            def product(s, e, block):
                 if out.dtype == data_dtype:
-                    np.matmul(self.X, Zc, out=out)
+                    np.matmul(block, Zc, out=out[s:e])
                 else:
-                    out[...] = self.X @ Zc
+                    out[s:e] = block @ Zc
+
+            if prep.root:
+                self._root_block_products(product)
+            else:
+                with dense_product_threads(self.n * self.d * k, large=large):
+                    product(0, self.n, self.X)
             if self.factors is not None:
                 out *= self.factors[:, None]
         if prep.kind == "standard" and not self.sparse:
@@ -134,13 +176,21 @@ class Features:
             X = self.X
             out = csr_xth(X.indptr, X.indices, X.data, prep.root, W, self.d,
                           row_chunks(self.n, self.d * k))
-        elif prep.root:
-            out = dense_root_xth(self.X, W, row_chunks(self.n, self.d * k))
+        elif self._streamed(k):
+            out = dense_xth(self.X, prep.root, W, row_chunks(self.n, self.d * k))
         else:
-            with dense_product_threads(self.n * self.d * k, large=PRODUCT_BETWEEN_KERNELS):
+            def product(s, e, block):
                 # (W^T X)^T: the faster form for n >> d > k (docs/flexcmh.md,
                 # "Training speed").
-                out = np.asarray((W.T @ self.X).T, dtype=np.float64)
+                return np.asarray((W[s:e].T @ block).T, dtype=np.float64)
+
+            if prep.root:
+                # Added in block order: the same sums whatever the threads.
+                out = sum(self._root_block_products(product), np.zeros((self.d, k)))
+            else:
+                with dense_product_threads(self.n * self.d * k,
+                                           large=PRODUCT_BETWEEN_KERNELS):
+                    out = product(0, self.n, self.X)
         if prep.kind == "standard":
             mean = np.asarray(prep.mean, np.float64)
             if not self.sparse:

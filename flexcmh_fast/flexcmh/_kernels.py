@@ -385,15 +385,16 @@ def csr_dense_product(indptr, indices, data, Z, out):
 _BYTE_BITS = np.array([bin(v).count("1") for v in range(256)], dtype=np.int64)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FM)
 def _project_row(Y, i, mu, P, v):
-    """``v = (Y[i] - mu) @ P`` in float64, the indicator columns in order
-    (the code kernels' one arithmetic, so training and encoding agree)."""
+    """``v = (Y[i] - mu) @ P`` in float64 (``mu``, ``P`` float64), the
+    indicator columns in order: the code kernels' one arithmetic, so that
+    training and encoding agree."""
     k, b = P.shape
     for j in range(b):
         v[j] = 0.0
     for c in range(k):
-        y = np.float64(Y[i, c]) - np.float64(mu[c])
+        y = np.float64(Y[i, c]) - mu[c]
         for j in range(b):
             v[j] += y * P[c, j]
 
@@ -401,21 +402,19 @@ def _project_row(Y, i, mu, P, v):
 @njit(cache=True, nogil=True)
 def _pack_row(v, out, i):
     """Bits ``v > 0`` into ``out[i]``, most significant bit first, padding
-    bits zero (``numpy.packbits``' layout)."""
-    b = v.shape[0]
+    bits zero (``numpy.packbits``' layout); ``v`` is padded with zeros to a
+    whole number of bytes."""
     for byte in range(out.shape[1]):
         x = 0
         for t in range(8):
-            j = byte * 8 + t
-            x <<= 1
-            if j < b and v[j] > 0.0:
-                x |= 1
+            x = (x << 1) | (1 if v[byte * 8 + t] > 0.0 else 0)
         out[i, byte] = x
 
 
 @njit(cache=True, parallel=True)
 def linear_code_signs(Y, mu, P):
-    """±1 int8 codes ``sign((Y - mu) P)`` (+1 where > 0) of the rows of Y."""
+    """±1 int8 codes ``sign((Y - mu) P)`` (+1 where > 0) of the rows of Y
+    (``mu``, ``P`` float64)."""
     n = Y.shape[0]
     b = P.shape[1]
     out = np.empty((n, b), dtype=np.int8)
@@ -432,22 +431,22 @@ def linear_code_signs(Y, mu, P):
 
 @njit(cache=True, parallel=True)
 def linear_code_bits(Y, mu, P, previous, out):
-    """Packed codes of the rows of Y under the linear code ``(mu, P)`` into
-    ``out`` (n, ceil(b/8)) uint8; returns how many bits differ from
-    ``previous`` (same shape; an empty array: none compared, 0)."""
+    """Packed codes of the rows of Y under the linear code ``(mu, P)``
+    (float64) into ``out`` (n, ceil(b/8)) uint8; returns how many bits differ
+    from ``previous`` (same shape; an empty array: none compared, 0)."""
     n = Y.shape[0]
-    b = P.shape[1]
+    width = out.shape[1]
     compare = previous.shape[0] == n and n > 0
     n_blocks = max(1, min(n, 256))
     step = (n + n_blocks - 1) // n_blocks
     changed = np.zeros(n_blocks, dtype=np.int64)
     for t in prange(n_blocks):
-        v = np.empty(b)
+        v = np.zeros(8 * width)
         for i in range(t * step, min(n, (t + 1) * step)):
             _project_row(Y, i, mu, P, v)
             _pack_row(v, out, i)
             if compare:
-                for byte in range(out.shape[1]):
+                for byte in range(width):
                     changed[t] += _BYTE_BITS[out[i, byte] ^ previous[i, byte]]
     return changed.sum()
 
@@ -455,30 +454,30 @@ def linear_code_bits(Y, mu, P, previous, out):
 @njit(cache=True, parallel=True)
 def linear_common_code(Ys, rows, mu, P, out):
     """Eq. 11 for the aligned objects: ``out[r]`` = packed
-    ``sign(sum_m (Ys[m][rows[m, r]] - mu) P)``; returns the bits in which
-    the modalities' own codes disagree with it, summed over modalities
-    (the quantisation term counts them)."""
+    ``sign(sum_m (Ys[m][rows[m, r]] - mu) P)`` (``mu``, ``P`` float64);
+    returns the bits in which the modalities' own codes disagree with it,
+    summed over modalities (the quantisation term counts them)."""
     M = len(Ys)
     A = rows.shape[1]
     b = P.shape[1]
+    width = out.shape[1]
     n_blocks = max(1, min(A, 256))
     step = (A + n_blocks - 1) // n_blocks
     disagree = np.zeros(n_blocks, dtype=np.int64)
     for t in prange(n_blocks):
-        v = np.empty(b)
-        total = np.empty(b)
-        own = np.empty((M, b), dtype=np.bool_)
+        v = np.zeros(8 * width)
+        total = np.zeros(8 * width)
+        own = np.empty((M, width), dtype=np.uint8)
         for r in range(t * step, min(A, (t + 1) * step)):
             for j in range(b):
                 total[j] = 0.0
             for m in range(M):
                 _project_row(Ys[m], rows[m, r], mu, P, v)
+                _pack_row(v, own, m)
                 for j in range(b):
                     total[j] += v[j]
-                    own[m, j] = v[j] > 0.0
             _pack_row(total, out, r)
             for m in range(M):
-                for j in range(b):
-                    if own[m, j] != (total[j] > 0.0):
-                        disagree[t] += 1
+                for byte in range(width):
+                    disagree[t] += _BYTE_BITS[own[m, byte] ^ out[r, byte]]
     return disagree.sum()

@@ -13,7 +13,7 @@ added serially afterwards.  The caller passes the number of chunks, a
 function of the shape only (:func:`flexcmh_fast._feature_stats.row_chunks`),
 never the thread count, so results do not depend on ``n_threads``.  Partial
 sums are float64; dense products accumulate in the data's dtype within a
-row (or a few rows) and in float64 across rows (:func:`dense_root_xth`).
+row (or a few rows) and in float64 across rows (:func:`dense_xth`).
 
 ``fastmath`` is limited to re-association / contraction (no ``nnan`` /
 ``ninf``: the statistics must see NaN and inf as they are).
@@ -33,16 +33,18 @@ FLUSH_ROWS = 64
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
-def dense_root_xz(X, scale, Zt, out):
-    """``out[i, c] = scale[i] * sum_j sqrt(X[i, j]) * Zt[c, j]``: the
-    Hellinger rows (non-negative ``X``) times the centroids, ``Zt`` (k, d)
-    C-contiguous in the data's dtype.
+def dense_xz(X, root, scale, Zt, out):
+    """``out[i, c] = scale[i] * sum_j f(X[i, j]) * Zt[c, j]`` with ``f = sqrt``
+    when ``root`` (non-negative ``X``: Hellinger rows) else the identity (an
+    empty ``scale``: no factor): dense rows times the centroids, ``Zt``
+    (k, d) C-contiguous in the data's dtype, written into ``out``.
 
-    Rows go in tiles of :data:`ROW_TILE`: their square roots are taken once
-    into a small buffer and every centroid value loaded is used for all of
+    Rows go in tiles of :data:`ROW_TILE`, copied (square roots taken once)
+    into a small buffer; every centroid value loaded is used for all of
     them."""
     n, d = X.shape
     k = Zt.shape[0]
+    scaled = scale.shape[0] > 0
     n_tiles = (n + ROW_TILE - 1) // ROW_TILE
     n_blocks = max(1, min(n_tiles, 256))
     per = (n_tiles + n_blocks - 1) // n_blocks
@@ -52,12 +54,7 @@ def dense_root_xz(X, scale, Zt, out):
         for tile in range(b * per, min(n_tiles, (b + 1) * per)):
             i0 = tile * ROW_TILE
             rows = min(ROW_TILE, n - i0)
-            for r in range(rows):
-                for j in range(d):
-                    buf[r, j] = np.sqrt(X[i0 + r, j])
-            for r in range(rows, ROW_TILE):
-                for j in range(d):
-                    buf[r, j] = 0.0
+            _load_rows(X, i0, rows, root, buf)
             for c in range(k):
                 s0 = zero
                 s1 = zero
@@ -69,19 +66,32 @@ def dense_root_xz(X, scale, Zt, out):
                     s1 += buf[1, j] * z
                     s2 += buf[2, j] * z
                     s3 += buf[3, j] * z
-                out[i0, c] = s0 * scale[i0]
-                if rows > 1:
-                    out[i0 + 1, c] = s1 * scale[i0 + 1]
-                if rows > 2:
-                    out[i0 + 2, c] = s2 * scale[i0 + 2]
-                if rows > 3:
-                    out[i0 + 3, c] = s3 * scale[i0 + 3]
+                sums = (s0, s1, s2, s3)
+                for r in range(rows):
+                    out[i0 + r, c] = sums[r] * scale[i0 + r] if scaled else sums[r]
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _load_rows(X, i0, rows, root, buf):
+    """Rows ``i0 .. i0 + rows`` of X (square roots when ``root``) into
+    ``buf``, the rest of the tile zero."""
+    d = X.shape[1]
+    for r in range(rows):
+        if root:
+            for j in range(d):
+                buf[r, j] = np.sqrt(X[i0 + r, j])
+        else:
+            for j in range(d):
+                buf[r, j] = X[i0 + r, j]
+    for r in range(rows, buf.shape[0]):
+        for j in range(d):
+            buf[r, j] = 0.0
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
-def dense_root_xth(X, W, n_chunks):
-    """``sum_i sqrt(X[i])^T W[i]`` (d, k) float64 for non-negative ``X``
-    (``W``: the indicators times the row factors, in the data's dtype).
+def dense_xth(X, root, W, n_chunks):
+    """``sum_i f(X[i])^T W[i]`` (d, k) float64 (``f``: see :func:`dense_xz`;
+    ``W``: the indicators times the row factors, in the data's dtype).
 
     Within a chunk, products of :data:`FLUSH_ROWS` rows are summed in the
     data's dtype and then added to the chunk's float64 sums."""
@@ -97,16 +107,10 @@ def dense_root_xth(X, W, n_chunks):
         since_flush = 0
         for i0 in range(t * step, stop, ROW_TILE):
             rows = min(ROW_TILE, stop - i0)
-            for r in range(rows):
-                for j in range(d):
-                    buf[r, j] = np.sqrt(X[i0 + r, j])
+            _load_rows(X, i0, rows, root, buf)
+            for r in range(ROW_TILE):
                 for c in range(k):
-                    w[r, c] = W[i0 + r, c]
-            for r in range(rows, ROW_TILE):
-                for j in range(d):
-                    buf[r, j] = 0.0
-                for c in range(k):
-                    w[r, c] = 0.0
+                    w[r, c] = W[i0 + r, c] if r < rows else 0.0
             for c in range(k):
                 w0 = w[0, c]
                 w1 = w[1, c]
@@ -128,6 +132,16 @@ def dense_root_xth(X, W, n_chunks):
             for j in range(d):
                 out[j, c] += parts[t, c, j]
     return out
+
+
+@njit(cache=True, nogil=True)
+def dense_root_block(X, start, stop, out):
+    """``out[: stop - start] = sqrt(X[start:stop])`` on the calling thread,
+    without the GIL: a block of Hellinger rows for a BLAS product, several
+    blocks at once on Python threads."""
+    for i in range(start, stop):
+        for j in range(X.shape[1]):
+            out[i - start, j] = np.sqrt(X[i, j])
 
 
 @njit(cache=True, parallel=True)

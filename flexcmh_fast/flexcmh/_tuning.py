@@ -63,3 +63,9 @@ CODE_CHANGE_TOL = 0.01
 GW_SAMPLE = 800
 GW_EPS = 2e-2
 GW_ITERS = 100
+# Dense products of the data with at most this many columns (X Z, X^T H)
+# run in the streaming Numba kernels, wider ones in BLAS, and a block of
+# square roots of Hellinger rows for BLAS takes at most this many bytes
+# (docs/flexcmh.md, "Training speed").
+STREAM_MAX_COLUMNS = 16
+ROOT_BLOCK_BYTES = 1 << 22
