@@ -187,3 +187,11 @@ def linear_common_code(Ys, rows, mu, P, out):
     B = np.add.reduce(V) > 0
     out[...] = np.packbits(B, axis=1)
     return int(sum(np.count_nonzero((v > 0) != B) for v in V))
+
+
+def pair_adjacency(n, self_idx, other_idx):
+    """CSR adjacency of ``self_idx[p] -> other_idx[p]`` (partners in pair order)."""
+    order = np.argsort(self_idx, kind="stable")
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(self_idx, minlength=n), out=ptr[1:])
+    return ptr, np.ascontiguousarray(other_idx[order])

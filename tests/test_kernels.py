@@ -376,3 +376,16 @@ def test_linear_code_kernels_match_reference(dtype, n_bits, n):
     assert K.linear_common_code(tuple(Ys), rows, mu, P, B) == \
         R.linear_common_code(Ys, rows, mu, P, B_ref)
     np.testing.assert_array_equal(B, B_ref)
+
+
+@pytest.mark.parametrize("n, pairs", [(0, 0), (1, 3), (7, 0), (50, 120)])
+def test_pair_adjacency_matches_stable_argsort(n, pairs):
+    """Partners grouped by row in the order of the pairs (rows without
+    partners included), equal to the stable-argsort reference."""
+    rng = np.random.default_rng(n + pairs)
+    self_idx = rng.integers(0, max(n, 1), pairs).astype(np.int64)
+    other_idx = rng.integers(0, 1000, pairs).astype(np.int64)
+    ptr, idx = K.pair_adjacency(n, self_idx, other_idx)
+    rptr, ridx = R.pair_adjacency(n, self_idx, other_idx)
+    np.testing.assert_array_equal(ptr, rptr)
+    np.testing.assert_array_equal(idx, ridx)

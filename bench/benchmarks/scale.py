@@ -156,13 +156,14 @@ def load_data(folder, name):
     return X_img, X_txt, (np.load(p) if p.is_file() else None)
 
 
-def warm_up():
-    """Compile (or load from cache) every Numba kernel on a tiny problem."""
+def warm_up(dtype="float64"):
+    """Compile (or load from cache) every Numba kernel on a tiny problem of
+    the data's dtype."""
     import flexcmh_fast as fc
 
     rng = np.random.default_rng(0)
-    X0 = rng.random((60, 6))
-    X1 = sp.random(60, 9, density=0.3, format="csr", random_state=0)
+    X0 = rng.random((60, 6)).astype(dtype)
+    X1 = sp.random(60, 9, density=0.3, format="csr", random_state=0, dtype=dtype)
     fc.train([X0, X1], np.array([[0, 0], [1, 1]]), n_bits=8, n_clusters=3,
              random_state=0, max_iter=2, n_threads=N_THREADS)
 
@@ -335,14 +336,16 @@ if {blas_threads!r} is not None:
         limits={{"blas": {blas_threads!r}, "openmp": limits}})
 import scale
 X_img, X_txt, pairs = scale.load_data({folder!r}, {name!r})
-scale.warm_up()
+X_img, X_txt = X_img.astype({dtype!r}, copy=False), X_txt.astype({dtype!r}, copy=False)
+scale.warm_up({dtype!r})
 rss_data = scale.max_rss_bytes()
 stamps = []
 t = time.perf_counter()
 model = scale.train(X_img, X_txt, pairs, {k}, max_iter={max_iter}, tol={tol},
                     callback=lambda it, st: stamps.append(time.perf_counter()))
 seconds = time.perf_counter() - t
-print(json.dumps(dict(seconds=seconds, n_iter=model.n_iter_,
+print(json.dumps(dict(seconds=seconds, n_iter=model.n_iter_, converged=model.converged_,
+                      phases=model.phase_seconds_,
                       first_iter_at=(stamps[0] - t) if stamps else None,
                       per_iter=(float(np.diff(stamps).mean()) if len(stamps) > 1 else None),
                       per_iter_median=(float(np.median(np.diff(stamps)))
@@ -353,7 +356,8 @@ print(json.dumps(dict(seconds=seconds, n_iter=model.n_iter_,
 """.replace("import json, sys, time", "import json, sys, time\nimport numpy as np")
 
 
-def measure(folder, name, k, max_iter=500, tol=None, timeout=1800, blas_threads=None):
+def measure(folder, name, k, max_iter=500, tol=None, timeout=1800, blas_threads=None,
+            dtype="float64"):
     """Train on stored data in a fresh interpreter; returns a dict with
     ``seconds`` (training call only, Numba cache warm), ``n_iter``,
     ``per_iter`` / ``per_iter_median`` (mean / median seconds per outer
@@ -363,10 +367,12 @@ def measure(folder, name, k, max_iter=500, tol=None, timeout=1800, blas_threads=
     loaded, and over the whole run) and ``input_bytes``.
 
     ``blas_threads`` (diagnostic): force BLAS to that many threads inside
-    the trainer, overriding the trainer's own ``threadpool_limits``."""
+    the trainer, overriding the trainer's own ``threadpool_limits``.
+    ``dtype``: of the training data (the stored float64 data cast before the
+    fit: dense image features and the CSR tags' values)."""
     code = _CHILD.format(bench=str(Path(__file__).resolve().parent), folder=str(folder),
                          name=name, k=k, max_iter=max_iter, tol=repr(tol),
-                         blas_threads=blas_threads)
+                         blas_threads=blas_threads, dtype=dtype)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=timeout, cwd=str(Path(__file__).resolve().parents[2]))
     if out.returncode:
@@ -392,6 +398,8 @@ if __name__ == "__main__":
     ap.add_argument("--json", help="append the results to this JSON-lines file")
     ap.add_argument("--blas-threads", type=int, default=None,
                     help="diagnostic: force BLAS to N threads inside the trainer")
+    ap.add_argument("--dtype", nargs="+", default=["float64"],
+                    choices=["float64", "float32"], help="dtype of the training data")
     args = ap.parse_args()
     todo = ["mirflickr", "nuswide", "scaling"] if args.what == "all" else [args.what]
     results = []
@@ -410,13 +418,14 @@ if __name__ == "__main__":
         else:
             if not Path(args.folder, f"{what}_img.npy").is_file():
                 save_data(args.folder, what, *make_weak(what))
-            r = measure(args.folder, what, SHAPES[what]["k"], max_iter=args.max_iter,
-                        timeout=3600, blas_threads=args.blas_threads)
-            r.update(what=what, n=SHAPES[what]["n"],
-                     paper_seconds=SHAPES[what]["paper_seconds"],
-                     speedup=SHAPES[what]["paper_seconds"] / r["seconds"])
-            results.append(r)
-            print(json.dumps(r), flush=True)
+            for dtype in args.dtype:
+                r = measure(args.folder, what, SHAPES[what]["k"], max_iter=args.max_iter,
+                            timeout=3600, blas_threads=args.blas_threads, dtype=dtype)
+                r.update(what=what, n=SHAPES[what]["n"], dtype=dtype,
+                         paper_seconds=SHAPES[what]["paper_seconds"],
+                         speedup=SHAPES[what]["paper_seconds"] / r["seconds"])
+                results.append(r)
+                print(json.dumps(r), flush=True)
     for r in results:
         r["blas_threads"] = args.blas_threads
     if args.json:

@@ -68,6 +68,7 @@ class Features:
         self.factors = None
         self.sqx = self.row_sumsq
         self.sqx_total = float(self.sqx.sum())
+        self._w = None          # rows of H times the row factors (xth)
 
     def set_preprocessing(self, prep):
         """Apply ``prep`` from now on (row factors from the row sums; the
@@ -165,12 +166,25 @@ class Features:
             out -= np.asarray(prep.mean, np.float64) @ (Z * inv[:, None])
         return out
 
+    def _scaled_rows(self, H):
+        """``H`` times the row factors, C-contiguous in the data's dtype:
+        ``H`` itself when nothing changes, else a buffer kept for the fit
+        (fresh (n, k) arrays every iteration cost page faults)."""
+        if self.factors is None and H.dtype == self.X.dtype and H.flags.c_contiguous:
+            return H
+        if self._w is None or self._w.shape != H.shape:
+            self._w = np.empty(H.shape, dtype=self.X.dtype)
+        if self.factors is None:
+            self._w[...] = H
+        else:
+            np.multiply(H, self.factors[:, None], out=self._w, casting="same_kind")
+        return self._w
+
     def xth(self, H):
         """The preprocessed rows' transpose times ``H`` (n, k): ``(d, k)``
         float64, a sum over rows (row blocks of the data add up)."""
-        prep, data_dtype = self.prep, self.X.dtype
-        W = H if self.factors is None else H * self.factors[:, None]
-        W = np.ascontiguousarray(W, dtype=data_dtype)
+        prep = self.prep
+        W = self._scaled_rows(H)
         k = H.shape[1]
         if self.sparse:
             X = self.X

@@ -134,6 +134,25 @@ def _group_by_cluster(assign, k):
     return order, start
 
 
+@njit(cache=True)
+def pair_adjacency(n, self_idx, other_idx):
+    """Adjacency in CSR form of pairs ``self_idx[p] -> other_idx[p]`` over
+    ``n`` rows: ``idx[ptr[i]:ptr[i+1]]`` are row i's partners in the order
+    of the pairs (a stable counting sort: one pass, no argsort)."""
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    for p in range(self_idx.shape[0]):
+        ptr[self_idx[p] + 1] += 1
+    for i in range(n):
+        ptr[i + 1] += ptr[i]
+    fill = ptr[:n].copy()
+    idx = np.empty(self_idx.shape[0], dtype=np.int64)
+    for p in range(self_idx.shape[0]):
+        i = self_idx[p]
+        idx[fill[i]] = other_idx[p]
+        fill[i] += 1
+    return ptr, idx
+
+
 @njit(cache=True, parallel=True)
 def rank_pairs(assign_a, score_a, assign_b, score_b, k):
     """Inferred correspondence inside matched clusters (Eq. 2 and 4).
@@ -200,6 +219,9 @@ def nnls_rows(Q, C, diag, H, max_sweeps, tol):
         active = np.empty(NNLS_TILE, dtype=np.bool_)
         moved = np.empty(NNLS_TILE)
         hmax = np.empty(NNLS_TILE)
+        # The tile's rows in float64 while they are solved (float32 H is
+        # stored once, after the tile's sweeps).
+        h = np.empty((NNLS_TILE, k))
         stop = min(n, (t + 1) * step)
         # Within a tile the rows advance coordinate by coordinate together:
         # each row's steps form a dependency chain (gradient entry, step),
@@ -208,6 +230,8 @@ def nnls_rows(Q, C, diag, H, max_sweeps, tol):
             m = min(NNLS_TILE, stop - i0)
             for r in range(m):
                 active[r] = True
+                for j in range(k):
+                    h[r, j] = H[i0 + r, j]
             for _ in range(max_sweeps):
                 for r in range(m):
                     moved[r] = 0.0
@@ -220,14 +244,14 @@ def nnls_rows(Q, C, diag, H, max_sweeps, tol):
                         qcc = Q[c, c] + diag[i]
                         if qcc <= 0.0:
                             continue
-                        hc = H[i, c]
+                        hc = h[r, c]
                         g = diag[i] * hc - C[i, c]
                         for j in range(k):
-                            g += Q[c, j] * H[i, j]
+                            g += Q[c, j] * h[r, j]
                         new = hc - g / qcc
                         if new < 0.0:
                             new = 0.0
-                        H[i, c] = new
+                        h[r, c] = new
                         moved[r] = max(moved[r], abs(new - hc))
                         hmax[r] = max(hmax[r], new)
                 left = 0
@@ -237,6 +261,9 @@ def nnls_rows(Q, C, diag, H, max_sweeps, tol):
                     left += active[r]
                 if left == 0:
                     break
+            for r in range(m):
+                for j in range(k):
+                    H[i0 + r, j] = h[r, j]
 
 
 @njit(cache=True, parallel=True)
@@ -278,12 +305,21 @@ def gather_sum(ptr, idx, src, base, out):
     CSR form) plus ``X Z`` (``base``), in one pass over the rows.
     """
     n, k = out.shape
-    for i in prange(n):
-        for c in range(k):
-            s = 0.0
+    n_blocks = max(1, min(n, 256))
+    step = (n + n_blocks - 1) // n_blocks
+    for t in prange(n_blocks):
+        # Partners' rows read whole (contiguous), summed per column in the
+        # order of the partners, then the base added.
+        s = np.empty(k)
+        for i in range(t * step, min(n, (t + 1) * step)):
+            for c in range(k):
+                s[c] = 0.0
             for p in range(ptr[i], ptr[i + 1]):
-                s += src[idx[p], c]
-            out[i, c] = s + base[i, c]
+                row = idx[p]
+                for c in range(k):
+                    s[c] += src[row, c]
+            for c in range(k):
+                out[i, c] = s[c] + base[i, c]
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)

@@ -26,14 +26,6 @@ from ._features import Features, model_dtype
 from ._start import gram, nearest_centres, start_indicators
 
 
-def _pair_csr(n, self_idx, other_idx):
-    """Adjacency (CSR ptr/idx) of row ``self_idx[p]`` -> ``other_idx[p]``."""
-    order = np.argsort(self_idx, kind="stable")
-    ptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(self_idx, minlength=n), out=ptr[1:])
-    return ptr, np.ascontiguousarray(other_idx[order])
-
-
 def label_groups(lab):
     """Group of every sample for FlexCMH(nC): its class id, or for a 2-D
     multi-label matrix its first label (-1 for a sample with none)."""
@@ -193,7 +185,8 @@ class Partition:
                 others.append(oi + offs)
                 mods.append(m2)
                 offs += self.n[m2]
-            ptr, idx = _pair_csr(self.n[m], np.concatenate(selfs), np.concatenate(others))
+            ptr, idx = self.K.pair_adjacency(self.n[m], np.concatenate(selfs),
+                                             np.concatenate(others))
             self.adj.append((ptr, idx, np.diff(ptr).astype(np.float64), mods))
 
     # ---- Eq. 7-8: H step ------------------------------------------------

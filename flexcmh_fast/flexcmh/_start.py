@@ -59,9 +59,16 @@ def z_from_stats(XtH, G, eps):
 
 
 def gram(H):
-    """``H^T H`` (k, k) float64."""
-    H64 = H if H.dtype == np.float64 else H.astype(np.float64)
-    return H64.T @ H64
+    """``H^T H`` (k, k), accumulated in float64: float32 rows are cast a
+    block at a time (no float64 copy of H)."""
+    if H.dtype == np.float64:
+        return H.T @ H
+    rows = max(1, T.GRAM_BLOCK_ROWS)
+    G = np.zeros((H.shape[1], H.shape[1]))
+    for s in range(0, H.shape[0], rows):
+        block = H[s:s + rows].astype(np.float64)
+        G += block.T @ block
+    return G
 
 
 def start_indicators(assign, k, dtype=np.float64):

@@ -69,3 +69,5 @@ GW_ITERS = 100
 # (docs/flexcmh.md, "Training speed").
 STREAM_MAX_COLUMNS = 16
 ROOT_BLOCK_BYTES = 1 << 22
+# Rows of float32 indicators cast to float64 at a time for H^T H.
+GRAM_BLOCK_ROWS = 8192
