@@ -2,11 +2,14 @@
 (10 random 70/30 splits; paired, weak 2a, weak 2b, unpaired; 16-128 bits),
 both database protocols, iteration counts and fit times.
 
-Run: ``python bench/wiki_defaults.py [path/to/wiki] [--splits 10]``; prints
-markdown tables (MAP mean ± std next to the paper's FlexCMH) and the
-distribution of iteration counts.  Labels are used for evaluation only.
+Run: ``python bench/wiki_defaults.py [path/to/wiki] [--splits 10]
+[--dtype float32] [--json FILE]``; prints markdown tables (MAP mean ± std
+next to the paper's FlexCMH) and the distribution of iteration counts;
+``--json`` keeps every split's MAP and iteration count (compare two runs
+with ``bench/compare_wiki_runs.py``).  Labels are used for evaluation only.
 """
 import argparse
+import json
 import time
 import warnings
 from pathlib import Path
@@ -27,9 +30,12 @@ def main():
     parser.add_argument("path", nargs="?", default=str(here.parent / "shared/data/wiki"))
     parser.add_argument("--splits", type=int, default=10)
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
+    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                        help="dtype of the features handed to the fit")
+    parser.add_argument("--json", help="write every split's MAP and iterations here")
     args = parser.parse_args()
     data = fc.datasets.load_wiki(args.path)
-    mods = list(data.modalities)
+    mods = [m.astype(args.dtype) for m in data.modalities]
     lab = np.asarray(data.labels)
     fc.train([mods[0][:200], mods[1][:200]], "all", n_bits=16, random_state=0)  # JIT warm-up
     maps = {}      # (scenario, bits, database, direction) -> list
@@ -54,6 +60,12 @@ def main():
                             metrics.mean_average_precision(qc, dc, lab[te], sc.labels[d],
                                                            n_bits=b))
         print(f"split {split} done", flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"dtype": args.dtype,
+                       "maps": {"|".join(map(str, key)): v for key, v in maps.items()},
+                       "iters": iters, "converged": {k: [bool(c) for c in v]
+                                                     for k, v in converged.items()}}, fh)
     for database in ("encoded", "learned"):
         print(f"\n### database: {database}\n")
         print("| scenario | direction | " + " | ".join(f"{b} bits" for b in BITS) + " |")

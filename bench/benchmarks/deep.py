@@ -101,28 +101,6 @@ def fit(X_img, X_txt, pairs):
         [X_img, X_txt], pairs)
 
 
-def proc_status(key):
-    """A ``/proc/self/status`` memory field in bytes (Linux; None elsewhere)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def reset_peak_rss():
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False if not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def best_seconds(func, repeat=3):
     times = []
     for _ in range(repeat):
@@ -158,15 +136,16 @@ import json, sys, time
 sys.path.insert(0, {bench!r})
 import numpy as np
 import deep
+import scale
 X_img, X_txt, pairs = deep.load_data({folder!r}, {name!r})
 deep.warm_up(X_img.dtype)
 floors = deep.floors([X_img, X_txt])
-rss_before = deep.proc_status("VmRSS")
-peak_reset = deep.reset_peak_rss()
+rss_before = scale.proc_status("VmRSS")
+peak_reset = scale.reset_peak_rss()
 t = time.perf_counter()
 model = deep.fit(X_img, X_txt, pairs)
 seconds = time.perf_counter() - t
-peak = deep.proc_status("VmHWM")
+peak = scale.proc_status("VmHWM")
 q = min(20_000, X_img.shape[0])
 t = time.perf_counter()
 model.encode(X_img[:q], 0)

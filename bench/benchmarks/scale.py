@@ -179,6 +179,28 @@ def train(X_img, X_txt, pairs, k, max_iter=500, tol=None, callback=None):
                     callback=callback, **extra)
 
 
+def proc_status(key):
+    """A ``/proc/self/status`` memory field in bytes (Linux; None elsewhere)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss():
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False if not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def max_rss_bytes():
     """Peak resident set size of this process so far (Linux: KiB units)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -234,6 +256,16 @@ class TrainNUSWIDE(_TrainShape):
     shape = "nuswide"
     # A full NUS-WIDE-sized training takes minutes: one sample per metric.
     timeout = 3600
+
+
+class TrainNUSWIDEFloat32(TrainNUSWIDE):
+    """The same fit with float32 input (dense image features, CSR tags)."""
+
+    def setup(self, folder):
+        super().setup(folder)
+        self.X_img = self.X_img.astype(np.float32)
+        self.X_txt = self.X_txt.astype(np.float32)
+        warm_up("float32")
 
 
 class EncodeOneMillion:
@@ -339,6 +371,8 @@ X_img, X_txt, pairs = scale.load_data({folder!r}, {name!r})
 X_img, X_txt = X_img.astype({dtype!r}, copy=False), X_txt.astype({dtype!r}, copy=False)
 scale.warm_up({dtype!r})
 rss_data = scale.max_rss_bytes()
+rss_before = scale.proc_status("VmRSS")
+peak_reset = scale.reset_peak_rss()
 stamps = []
 t = time.perf_counter()
 model = scale.train(X_img, X_txt, pairs, {k}, max_iter={max_iter}, tol={tol},
@@ -351,6 +385,8 @@ print(json.dumps(dict(seconds=seconds, n_iter=model.n_iter_, converged=model.con
                       per_iter_median=(float(np.median(np.diff(stamps)))
                                        if len(stamps) > 1 else None),
                       rss_before_train=rss_data, rss_peak=scale.max_rss_bytes(),
+                      fit_rss_before=rss_before,
+                      fit_peak_rss=scale.proc_status("VmHWM") if peak_reset else None,
                       input_bytes=X_img.nbytes + X_txt.data.nbytes + X_txt.indices.nbytes
                       + X_txt.indptr.nbytes)))
 """.replace("import json, sys, time", "import json, sys, time\nimport numpy as np")
