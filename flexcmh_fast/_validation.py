@@ -381,8 +381,16 @@ def warn_if_constant(X, name):
     if n < 2:
         return False
     if sp.issparse(X):
-        # Column-wise max == min, implicit zeros included.
-        constant = bool(np.all(X.max(axis=0).toarray() == X.min(axis=0).toarray()))
+        # Column-wise max == min, implicit zeros included, a block of rows at
+        # a time (scipy takes column extremes of a CSC copy of the matrix).
+        row_bytes = (X.data.itemsize + X.indices.itemsize) * X.nnz // n
+        rows = max(1, _CHECK_BLOCK_BYTES // max(row_bytes, 1))
+        high, low = np.full(X.shape[1], -np.inf), np.full(X.shape[1], np.inf)
+        for s in range(0, n, rows):
+            block = X[s:s + rows]
+            high = np.maximum(high, block.max(axis=0).toarray().ravel())
+            low = np.minimum(low, block.min(axis=0).toarray().ravel())
+        constant = bool(np.all(high == low))
     else:
         constant = not any(np.any(block != X[0]) for block in _row_blocks(X))
     if constant:

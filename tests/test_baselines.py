@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import flexcmh_fast as fc
 from flexcmh_fast import metrics
 from flexcmh_fast.baselines import _cca_itq
+from flexcmh_fast.baselines._linear import TrainingRows
 from flexcmh_fast.search import unpack_codes
 
 METHODS = ("cca_itq", "cmfh", "scm")
@@ -149,7 +150,9 @@ def test_cca_directions_are_canonical():
     """W_m^T C_mm W_m = I and W_0^T C_01 W_1 = diag(correlations), decreasing."""
     Xs, _ = make_data(sparse_text=False)
     reg = 1e-3
-    means, W0, W1, corr = _cca_itq.cca_directions(Xs[0], Xs[1], 6, reg)
+    rows = np.arange(Xs[0].shape[0])
+    means, W0, W1, corr = _cca_itq.cca_directions(TrainingRows(Xs[0], rows),
+                                                  TrainingRows(Xs[1], rows), 6, reg)
     Xc = [X - X.mean(0) for X in Xs]
     n = Xs[0].shape[0]
     np.testing.assert_allclose(W0.T @ ridged_cov(Xc[0], reg) @ W0, np.eye(6), atol=1e-9)
@@ -404,3 +407,191 @@ def test_well_above_chance_on_synthetic_data(method):
                                              model.encode(X[db][tr], db),
                                              y[te], y[tr], n_bits=32)
         assert mAP > 0.35, (method, q, mAP)          # chance ~ 0.1 (10 classes)
+
+
+# --------------------------------------------------------------------------
+# float32: a float32 model, without a copy of the data, as good as float64
+# --------------------------------------------------------------------------
+def fitted_float_dtypes(model):
+    """The dtype of every float array the model holds (``name_`` attributes
+    and their lists)."""
+    found = {}
+    for name, value in vars(model).items():
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            if name.endswith("_") and isinstance(item, np.ndarray) and item.dtype.kind == "f":
+                found[f"{name}[{i}]"] = item.dtype
+    return found
+
+
+def multimodal(n=1500, seed=0, dtype=np.float32):
+    data = fc.datasets.make_multimodal(n_samples=n, random_state=seed)
+    return [X.astype(dtype) for X in data.modalities], np.asarray(data.labels)
+
+
+def map_both_ways(model, Xs, lab, train, test):
+    return [metrics.mean_average_precision(model.encode(Xs[q][test], q),
+                                           model.encode(Xs[1 - q][train], 1 - q),
+                                           lab[test], lab[train], n_bits=model.n_bits_)
+            for q in (0, 1)]
+
+
+def reference_products(X, rows, Z, W):
+    """Centred products of rows ``rows`` of ``X`` in float64 numpy."""
+    Xp = np.asarray(X[rows].toarray() if sp.issparse(X) else X[rows], dtype=np.float64)
+    Xc = Xp - Xp.mean(axis=0)
+    return {"mean": Xp.mean(axis=0), "gram": Xc.T @ Xc, "t_dot": Xc.T @ Z, "dot": Xc @ W,
+            "centred": Xc}
+
+
+@pytest.mark.parametrize("block_rows", [7, 64, 1024])      # partial, several, one block
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+def test_float32_training_rows_match_float64_reference(layout, block_rows, monkeypatch):
+    """The blocked float32 products equal float64 numpy on the same values,
+    for every row or a gathered subset, including a column whose mean is far
+    larger than its spread (a float32 sum of uncentred squares would lose
+    it entirely); CSR blocks (by stored values) end elsewhere than the
+    dense blocks of the other modality."""
+    from flexcmh_fast.baselines import _linear
+
+    monkeypatch.setattr(_linear, "BLOCK_ROWS", block_rows)
+    monkeypatch.setattr(_linear, "CSR_BLOCK_NNZ", 3 * block_rows)
+    rng = np.random.default_rng(0)
+    n, d = 150, 9
+    dense = rng.standard_normal((n, d)) * (rng.random((n, d)) < 0.4)
+    dense[:, 0] = 1e4 + rng.standard_normal(n)
+    X = (sp.csr_matrix(dense) if layout == "csr" else dense).astype(np.float32)
+    other = rng.standard_normal((n, 4)).astype(np.float32)
+    Z, W, w = rng.standard_normal((n, 3)), rng.standard_normal((d, 5)), rng.standard_normal(d)
+    for rows in (np.arange(n), rng.permutation(n)[:97]):
+        ref = reference_products(X, rows, Z[:len(rows)], W)
+        got = TrainingRows(X, rows)
+        assert got.blocked and got.n == len(rows)
+        assert got.bounds[0] == 0 and got.bounds[-1] == len(rows)
+        assert (len(got.bounds) > 2) == (block_rows < len(rows))
+        np.testing.assert_allclose(got.mean, ref["mean"], rtol=1e-12)
+        # Gram and cross products: float64 arithmetic on the float32 values
+        # (CSR: centred analytically, exact up to float64 rounding of the
+        # uncentred sums).
+        atol = 1e-14 * n * 1e8 if layout == "csr" else 1e-6
+        np.testing.assert_allclose(got.gram(), ref["gram"], rtol=1e-9, atol=atol)
+        o = TrainingRows(other, rows)
+        oc = other[rows].astype(np.float64) - other[rows].astype(np.float64).mean(axis=0)
+        np.testing.assert_allclose(got.cross(o), ref["centred"].T @ oc, rtol=1e-9, atol=atol)
+        np.testing.assert_allclose(o.cross(got), oc.T @ ref["centred"], rtol=1e-9, atol=atol)
+        # Thin products: float32 within a block, float64 across blocks.
+        scale = np.abs(ref["centred"]).max()
+        np.testing.assert_allclose(got.t_dot(Z[:len(rows)]), ref["t_dot"],
+                                   atol=1e-5 * scale * len(rows))
+        np.testing.assert_allclose(got.dot(W), ref["dot"], atol=1e-5 * scale * d)
+        b, xtb = got.signs_t_dot(w)
+        values = ref["centred"] @ w
+        clear = np.abs(values) > 1e-3 * scale
+        np.testing.assert_array_equal(b[clear], np.where(values[clear] >= 0, 1.0, -1.0))
+        np.testing.assert_allclose(xtb, ref["centred"].T @ b, atol=1e-5 * scale * len(rows))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_float32_fit_is_float32_and_as_good_as_float64(method):
+    Xs32, lab = multimodal()
+    Xs64 = [X.astype(np.float64) for X in Xs32]
+    train, test = np.arange(1200), np.arange(1200, 1500)
+    models = [fc.train([X[train] for X in Xs], "all", method=method, n_bits=32,
+                       labels=[lab[train]] * 2, random_state=0, n_threads=1)
+              for Xs in (Xs32, Xs64)]
+    m32, m64 = models
+    dtypes = fitted_float_dtypes(m32)
+    assert "projections_[1]" in dtypes and "means_[0]" in dtypes
+    assert set(dtypes.values()) == {np.dtype(np.float32)}, dtypes
+    assert set(fitted_float_dtypes(m64).values()) == {np.dtype(np.float64)}
+    assert abs(m32.n_iter_ - m64.n_iter_) <= 0.1 * m64.n_iter_
+    map32, map64 = (map_both_ways(m, Xs, lab, train, test)
+                    for m, Xs in ((m32, Xs32), (m64, Xs64)))
+    np.testing.assert_allclose(map32, map64, atol=0.01)
+    for m in range(2):
+        if method != "cmfh":   # (CMFH's training codes are its learned codes)
+            # The training codes are the model's own codes of its training rows.
+            np.testing.assert_array_equal(m32.encode(Xs32[m][train], m),
+                                          m32.train_codes_[m])
+        # A float64 query to a float32 model gives the codes of its float32 cast.
+        query = Xs64[m][test] * (1.0 + 1e-9)
+        np.testing.assert_array_equal(m32.encode(query, m),
+                                      m32.encode(query.astype(np.float32), m))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_mixed_dtypes_give_a_float64_model(method):
+    """One float32 modality: a float64 model, from the float32 values (the
+    model of their float64 cast, up to the float32 rounding of the thin
+    products); a float32 query to a float64 model gives the codes of its
+    float64 cast."""
+    Xs32, lab = multimodal(n=400)
+    mixed = [Xs32[0], Xs32[1].astype(np.float64)]
+    cast = [X.astype(np.float64) for X in Xs32]
+    a, b = (fc.train(Xs, "all", method=method, n_bits=16, labels=[lab, lab], random_state=0,
+                     n_threads=1, **({"max_iter": 5} if method == "cmfh" else {}))
+            for Xs in (mixed, cast))
+    assert set(fitted_float_dtypes(a).values()) == {np.dtype(np.float64)}
+    for m in range(2):
+        np.testing.assert_allclose(a.projections_[m], b.projections_[m],
+                                   atol=1e-3 * np.abs(b.projections_[m]).max())
+        np.testing.assert_array_equal(a.encode(Xs32[m], m), a.encode(cast[m], m))
+        if method != "cmfh":
+            np.testing.assert_array_equal(a.encode(Xs32[m], m), a.train_codes_[m])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_save_load_keeps_float32(method, tmp_path):
+    Xs32, lab = multimodal(n=400)
+    model = fc.train(Xs32, "all", method=method, n_bits=13, labels=[lab, lab],
+                     random_state=0, n_threads=1)
+    model.save(tmp_path / "m.npz")
+    back = fc.load(tmp_path / "m.npz")
+    assert fitted_float_dtypes(back) == fitted_float_dtypes(model)
+    assert set(fitted_float_dtypes(back).values()) == {np.dtype(np.float32)}
+    for m in range(2):
+        np.testing.assert_array_equal(back.projections_[m], model.projections_[m])
+        np.testing.assert_array_equal(back.encode(Xs32[m], m), model.encode(Xs32[m], m))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+def test_float32_fit_makes_no_copy_of_the_data(method, layout, monkeypatch):
+    """No float64 copy and no full-size copy of the data appear during a
+    float32 fit on three quarters of the rows (known pairs): the traced peak
+    stays well below the size of the larger modality (for CSR: its stored
+    values and column indices).  The blocks of rows the fit and the input
+    checks read are made smaller than in a real fit so that they stay small
+    next to the data of this small test."""
+    import tracemalloc
+
+    from flexcmh_fast import _validation
+    from flexcmh_fast.baselines import _linear
+
+    monkeypatch.setattr(_validation, "_CHECK_BLOCK_BYTES", 1 << 20)
+    monkeypatch.setattr(_linear, "BLOCK_ROWS", 256)
+    monkeypatch.setattr(_linear, "CSR_BLOCK_NNZ", 1 << 16)
+    rng = np.random.default_rng(0)
+    n, lab = 16_000, rng.integers(0, 8, 16_000)
+    if layout == "dense":
+        X = np.maximum(rng.standard_normal((8, 768)).astype(np.float32)[lab]
+                       + rng.standard_normal((n, 768), dtype=np.float32), 0)
+        size = X.nbytes
+    else:
+        X = sp.random(n, 384, density=0.5, format="csr", dtype=np.float32, random_state=0)
+        X.data += np.repeat(lab, np.diff(X.indptr)).astype(np.float32)
+        size = X.data.nbytes + X.indices.nbytes
+    T = (rng.standard_normal((8, 24)).astype(np.float32)[lab]
+         + rng.standard_normal((n, 24), dtype=np.float32))
+    known = np.sort(rng.permutation(n)[: 3 * n // 4])
+    estimator = {"cca_itq": fc.CCAITQ(n_bits=8, random_state=0, n_threads=1),
+                 "cmfh": fc.CMFH(n_bits=8, max_iter=3, random_state=0, n_threads=1),
+                 "scm": fc.SCM(n_bits=8, n_threads=1)}[method]
+    tracemalloc.start()
+    try:
+        model = estimator.fit([X, T], np.stack([known, known], axis=1), [lab, lab])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert model.projections_[0].dtype == np.float32
+    assert peak < 0.5 * size, (peak, size)

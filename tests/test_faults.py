@@ -622,6 +622,18 @@ def test_non_constant_matrix_does_not_warn(make):
         assert not warn_if_constant(X, "X")
 
 
+@pytest.mark.parametrize("last_row", [[0.0, 2.0, 0.0], [0.0, 2.0, 1.0], [0.0, 0.0, 0.0]])
+def test_sparse_constant_check_reads_blocks_of_rows(last_row, monkeypatch):
+    from flexcmh_fast import _validation
+
+    monkeypatch.setattr(_validation, "_CHECK_BLOCK_BYTES", 16)     # a row or two a block
+    X = check_matrix(sp.csr_matrix(np.vstack([np.tile([0.0, 2.0, 0.0], (7, 1)), [last_row]])),
+                     "X")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        assert warn_if_constant(X, "X") == (last_row == [0.0, 2.0, 0.0])
+
+
 def test_training_on_a_constant_modality_warns(data):
     X0, X1, _ = data
     with pytest.warns(DegenerateDataWarning, match=r"'modalities\[1\]' is constant"):

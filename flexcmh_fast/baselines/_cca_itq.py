@@ -32,15 +32,12 @@ from .._threads import thread_limits
 from .._validation import check_n_threads
 from ._linear import (
     LinearHashEstimator,
-    centred_cross,
-    centred_dot,
-    column_means,
+    TrainingRows,
+    model_array,
     orient_columns,
     paired_rows,
     ridge_covariance,
     ridge_param,
-    sign_codes,
-    take_rows,
 )
 
 PARAMETERS = table(
@@ -53,11 +50,18 @@ PARAMETERS = table(
 
 
 def cca_directions(X0, X1, n_components, reg):
-    """CCA of paired, uncentred matrices (dense or CSR).
+    """CCA of the training rows of two modalities.
+
+    Parameters
+    ----------
+    X0, X1 : TrainingRows
+        The paired training rows (uncentred, dense or CSR).
+    n_components : int
+    reg : float
 
     Returns
     -------
-    means : list of two ndarray
+    means : list of two float64 ndarray
     W0, W1 : ndarray (d_0, k), (d_1, k)
         Canonical directions with ``W_m^T C_mm W_m = I`` (ridged
         covariances), the sign of each pair fixed so that the
@@ -65,18 +69,17 @@ def cca_directions(X0, X1, n_components, reg):
     correlations : ndarray (k,)
         Canonical correlations, decreasing.
     """
-    means = [column_means(X0), column_means(X1)]
-    n = X0.shape[0]
-    L0 = np.linalg.cholesky(ridge_covariance(X0, means[0], reg))
-    L1 = np.linalg.cholesky(ridge_covariance(X1, means[1], reg))
-    C01 = centred_cross(X0, means[0], X1, means[1]) / n
+    n = X0.n
+    L0 = np.linalg.cholesky(ridge_covariance(X0.gram(), n, reg))
+    L1 = np.linalg.cholesky(ridge_covariance(X1.gram(), n, reg))
+    C01 = X0.cross(X1) / n
     T = scipy.linalg.solve_triangular(L0, C01, lower=True)
     T = scipy.linalg.solve_triangular(L1, T.T, lower=True).T      # L0^-1 C01 L1^-T
     U, S, Vt = np.linalg.svd(T, full_matrices=False)
     W0 = scipy.linalg.solve_triangular(L0.T, U[:, :n_components], lower=False)
     W1 = scipy.linalg.solve_triangular(L1.T, Vt[:n_components].T, lower=False)
     W0, W1 = orient_columns(W0, W1)
-    return means, W0, W1, S[:n_components]
+    return [X0.mean, X1.mean], W0, W1, S[:n_components]
 
 
 def itq_rotation(V, n_bits, rng, max_iter, tol, callback, bar):
@@ -92,10 +95,13 @@ def itq_rotation(V, n_bits, rng, max_iter, tol, callback, bar):
     losses = []
     it = 0
     for it in range(1, max_iter + 1):
-        B = sign_codes(V @ R.T).astype(np.float64)
+        # Three arrays of 2n rows at a time: V, B and P (V R^T, then B - V R^T).
+        P = V @ R.T
+        B = np.where(P >= 0, 1.0, -1.0)              # sign, ties to +1
         U, _, Qt = np.linalg.svd(B.T @ V, full_matrices=False)
         R = U @ Qt
-        loss = float(((B - V @ R.T) ** 2).sum()) / V.shape[0]
+        np.subtract(B, np.matmul(V, R.T, out=P), out=P)
+        loss = float(np.square(P, out=P).sum()) / V.shape[0]
         bar.update(1, objective=loss)
         stop = callback is not None and bool(
             callback(it, {"objective": loss, "terms": {}, "R": R}))
@@ -175,18 +181,19 @@ class CCAITQ(LinearHashEstimator):
         rows = paired_rows(Xs, pairs, "CCAITQ")
         n_bits = params["n_bits"]
         with thread_limits(check_n_threads(params["n_threads"])):
-            Xp = [take_rows(X, r) for X, r in zip(Xs, rows)]
+            data = [TrainingRows(X, r) for X, r in zip(Xs, rows)]
             k = min(n_bits, Xs[0].shape[1], Xs[1].shape[1])
-            means, W0, W1, corr = cca_directions(Xp[0], Xp[1], k, params["reg"])
+            means, W0, W1, corr = cca_directions(data[0], data[1], k, params["reg"])
             scale = np.clip(corr, 0.0, None) ** params["eigen_power"]
             Ws = [W0 * scale, W1 * scale]
-            V = np.vstack([centred_dot(X, mu, W) for X, mu, W in zip(Xp, means, Ws)])
+            # float64 (2n x k) whatever the data's dtype: ITQ's sums run over it.
+            V = np.vstack([X.dot(W) for X, W in zip(data, Ws)])
             bar = progress(params["max_iter"], "CCA-ITQ", params["verbose"])
             R, losses, n_iter = itq_rotation(V, n_bits, rng, params["max_iter"], params["tol"],
                                              params["callback"], bar)
             bar.close()
             self._store(Xs, rows, means, [W @ R.T for W in Ws], losses, n_iter)
-        self.correlations_ = corr
+        self.correlations_ = model_array(corr, self.projections_[0].dtype)
 
     def _get_state(self):
         meta, arrays = super()._get_state()
@@ -200,4 +207,4 @@ class CCAITQ(LinearHashEstimator):
 
     def _set_state(self, meta, arrays):
         super()._set_state(meta, arrays)
-        self.correlations_ = np.asarray(arrays["correlations"], dtype=np.float64)
+        self.correlations_ = model_array(arrays["correlations"], self.projections_[0].dtype)

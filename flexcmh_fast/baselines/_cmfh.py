@@ -31,16 +31,7 @@ from .._params import Float, Param, table
 from .._progress import progress
 from .._threads import thread_limits
 from .._validation import check_n_threads
-from ._linear import (
-    LinearHashEstimator,
-    centred_dot,
-    centred_gram,
-    centred_t_dot,
-    column_means,
-    paired_rows,
-    sign_codes,
-    take_rows,
-)
+from ._linear import LinearHashEstimator, TrainingRows, paired_rows, sign_codes
 
 PARAMETERS = table(
     lam=Param(0.5, Float(0.0, 1.0, low_open=True, high_open=True),
@@ -57,14 +48,15 @@ HISTORY_TERMS = ("objective", "reconstruction_0", "reconstruction_1", "projectio
 
 
 class _Problem:
-    """The fixed data of one CMFH fit (centred matrices through their means
-    and Gram matrices: sparse input is never densified), its block updates
-    and its objective."""
+    """The fixed data of one CMFH fit (the training rows of both modalities,
+    :class:`~flexcmh_fast.baselines._linear.TrainingRows`: centred through
+    their means and Gram matrices, sparse input never densified), its block
+    updates and its objective."""
 
-    def __init__(self, Xs, lam, mu, gamma):
-        self.Xs = Xs
-        self.means = [column_means(X) for X in Xs]
-        grams = [centred_gram(X, mu_m) for X, mu_m in zip(Xs, self.means)]
+    def __init__(self, data, lam, mu, gamma):
+        self.data = data
+        self.means = [X.mean for X in data]
+        grams = [X.gram() for X in data]
         self.sq_norms = [float(np.trace(G)) for G in grams]
         self.grams = grams
         self.lams = (lam, 1.0 - lam)
@@ -78,7 +70,7 @@ class _Problem:
 
     def xt_v(self, V):
         """``X_m^T V`` (centred) for both modalities."""
-        return [centred_t_dot(X, m, V) for X, m in zip(self.Xs, self.means)]
+        return [X.t_dot(V) for X in self.data]
 
     def u_step(self, V, XtV):
         r = V.shape[1]
@@ -97,8 +89,8 @@ class _Problem:
         r = Us[0].shape[0]
         rhs = 0.0
         A = np.zeros((r, r))
-        for X, mean, lam_m, U, P in zip(self.Xs, self.means, self.lams, Us, Ps):
-            rhs = rhs + centred_dot(X, mean, lam_m * U.T + self.mu * P)
+        for X, lam_m, U, P in zip(self.data, self.lams, Us, Ps):
+            rhs = rhs + X.dot(lam_m * U.T + self.mu * P)
             A += lam_m * (U @ U.T)
         A[np.diag_indices(r)] += 2.0 * self.mu + self.gamma
         # V A = rhs with A symmetric positive definite
@@ -193,9 +185,9 @@ class CMFH(LinearHashEstimator):
         rows = paired_rows(Xs, pairs, "CMFH")
         callback = params["callback"]
         with thread_limits(check_n_threads(params["n_threads"])):
-            Xp = [take_rows(X, r) for X, r in zip(Xs, rows)]
-            prob = _Problem(Xp, params["lam"], params["mu"], params["gamma"])
-            V = rng.standard_normal((Xp[0].shape[0], params["n_bits"]))
+            data = [TrainingRows(X, r) for X, r in zip(Xs, rows)]
+            prob = _Problem(data, params["lam"], params["mu"], params["gamma"])
+            V = rng.standard_normal((data[0].n, params["n_bits"]))
             XtV = prob.xt_v(V)
             history = []
             bar = progress(params["max_iter"], "CMFH", params["verbose"])

@@ -35,14 +35,10 @@ from ..csmh._solver import _label_matrix
 from ._linear import (
     LinearHashEstimator,
     NoneOnly,
-    centred_dot,
-    centred_t_dot,
-    column_means,
+    TrainingRows,
     paired_rows,
     ridge_covariance,
     ridge_param,
-    sign_codes,
-    take_rows,
     top_singular_pair,
 )
 
@@ -153,16 +149,15 @@ class SCM(LinearHashEstimator):
         identity = np.arange(n)
         Y = _label_matrix([labels[0][rows[0]], labels[1][rows[1]]], [identity, identity])
         with thread_limits(check_n_threads(params["n_threads"])):
-            Xp = [take_rows(X, r) for X, r in zip(Xs, rows)]
-            means = [column_means(X) for X in Xp]
-            Ls = [np.linalg.cholesky(ridge_covariance(X, m, params["reg"]))
-                  for X, m in zip(Xp, means)]
+            data = [TrainingRows(X, r) for X, r in zip(Xs, rows)]
+            Ls = [np.linalg.cholesky(ridge_covariance(X.gram(), n, params["reg"]))
+                  for X in data]
             Yn = _normalized_labels(Y)
             # X^T (r S) Y / n for centred X, Y: the all-ones part of S vanishes.
-            XtYn = [centred_t_dot(X, m, Yn) for X, m in zip(Xp, means)]
+            XtYn = [X.t_dot(Yn) for X in data]
             C = (2.0 * n_bits / n) * (XtYn[0] @ XtYn[1].T)
             residual = _Residual(Yn, n_bits)
-            Ws = [np.empty((X.shape[1], n_bits)) for X in Xp]
+            Ws = [np.empty((X.d, n_bits)) for X in data]
             history = []
             bar = progress(n_bits, "SCM", params["verbose"])
             for t in range(n_bits):
@@ -171,17 +166,16 @@ class SCM(LinearHashEstimator):
                 u, s, v = top_singular_pair(T)
                 w = [scipy.linalg.solve_triangular(Ls[0].T, u, lower=False),
                      scipy.linalg.solve_triangular(Ls[1].T, v, lower=False)]
-                b = [sign_codes(centred_dot(X, m, wm[:, None]))[:, 0].astype(np.float64)
-                     for X, m, wm in zip(Xp, means, w)]
+                # The bits of the training objects and X^T b (float32 blocks: one read).
+                (bx, xtb), (by, ytb) = [X.signs_t_dot(wm) for X, wm in zip(data, w)]
                 for m in range(2):
                     Ws[m][:, t] = w[m]
-                C -= np.outer(centred_t_dot(Xp[0], means[0], b[0][:, None])[:, 0],
-                              centred_t_dot(Xp[1], means[1], b[1][:, None])[:, 0]) / n
-                objective = residual.add(b[0], b[1])
+                C -= np.outer(xtb, ytb) / n
+                objective = residual.add(bx, by)
                 history.append((objective, s))
                 bar.update(1, objective=objective)
                 if callback is not None:
                     # the return value is ignored: every bit is needed
                     callback(t + 1, {"objective": objective, "terms": {"correlation": s}})
             bar.close()
-            self._store(Xs, rows, means, Ws, history, n_bits)
+            self._store(Xs, rows, [X.mean for X in data], Ws, history, n_bits)
