@@ -63,6 +63,22 @@ def dense_product_threads(multiply_adds, threads=None, large=LARGE_PRODUCT):
     return threadpool_limits(limits=threads, user_api="blas")
 
 
+def imap_concurrently(func, n_items, workers):
+    """:func:`map_concurrently` as an iterator: the results are yielded in
+    item order as they come, so that the caller can add them up (in item
+    order: the same sum whatever the number of workers) without holding all
+    of them."""
+    workers = min(int(workers), n_items)
+    if workers <= 1:
+        for i in range(n_items):
+            yield func(i, True)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(lambda i: func(i, False), range(n_items))
+
+
 def map_concurrently(func, n_items, workers):
     """``[func(i, parallel) for i in range(n_items)]``, the calls spread over
     ``workers`` Python threads when that is more than one.

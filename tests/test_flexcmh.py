@@ -10,7 +10,6 @@ import reference_flexcmh as R
 import scipy.sparse as sp
 
 import flexcmh_fast as fc
-from flexcmh_fast._rbf import row_blocks
 from flexcmh_fast.flexcmh import _encoder as E
 from flexcmh_fast.flexcmh import _matching as F
 from flexcmh_fast.flexcmh import _tuning as T
@@ -18,9 +17,12 @@ from flexcmh_fast.flexcmh import _tuning as T
 
 def fit_kernel_encoder(X, H, n_anchors, rng, rows=None):
     """The kernel encoder of in-memory rows X with indicators H."""
-    return E.solve_kernel_encoder(
-        E.draw_encoder_rows(X.shape[0], n_anchors, rng, rows), lambda r: X[r],
-        lambda r, A, s: E.encoder_gram(row_blocks(X[r], T.ENC_BLOCK), H[r], A, s))
+    def gram(r, A, s):
+        Xr, Hr = X[r], H[r]
+        return E.encoder_gram(lambda a, b: Xr[a:b], lambda a, b: Hr[a:b], len(r), A, s)
+
+    return E.solve_kernel_encoder(E.draw_encoder_rows(X.shape[0], n_anchors, rng, rows),
+                                  lambda r: X[r], gram)
 
 
 def planted(n_per=80, k=4, p=8, d0=20, d1=40, seed=0, sparse=False):
@@ -846,26 +848,28 @@ def test_rbf_serial_kernels_match_parallel(sparse):
 
 
 def test_kernel_encoders_on_threads_match_one_thread(monkeypatch):
-    """With more than one thread the modalities' kernel encoders and the
-    encoding of the aligned rows run concurrently (serial kernels on Python
-    threads); the model is bit-identical to the one-thread fit."""
-    from flexcmh_fast.flexcmh import _algorithm as A
-    from flexcmh_fast.flexcmh import _partition as P
+    """With more than one thread the blocks of rows of the kernel encoders
+    and of the encoding of the aligned rows run concurrently (serial kernels
+    on Python threads, sums added in block order); the model is
+    bit-identical to the one-thread fit."""
+    from flexcmh_fast.flexcmh import _encoder as Enc
 
     X0, X1, _, _ = planted(n_per=40, seed=5, sparse=True)
     pairs = np.stack([np.arange(60), np.arange(60)], 1)
+    monkeypatch.setattr(T, "ENC_BLOCK", 13)               # several blocks of rows
     workers = []
-    for module in (A, P):
-        real = module.map_concurrently
+    real = Enc.imap_concurrently
 
-        def spy(func, n_items, n_workers, real=real):
-            workers.append(n_workers)
-            return real(func, n_items, n_workers)
+    def spy(func, n_items, n_workers):
+        workers.append((n_items, n_workers))
+        return real(func, n_items, n_workers)
 
-        monkeypatch.setattr(module, "map_concurrently", spy)
+    monkeypatch.setattr(Enc, "imap_concurrently", spy)
     models = [fc.train([X0, X1], pairs, n_bits=16, n_clusters=4, random_state=0,
                        n_threads=threads) for threads in (1, 2)]
-    assert workers == [1, 1, 2, 2]
+    # Per fit: each modality's Gram sums, then each modality's encoded rows.
+    assert [w for _, w in workers] == [1] * 4 + [2] * 4
+    assert all(n_items > 1 for n_items, _ in workers)
     one, two = models
     assert sp.issparse(X1)
     for m in range(2):

@@ -266,15 +266,17 @@ class KernelEncoders:
         self.blas.restore_original_limits()
 
     def _solve(self, workers):
-        from flexcmh_fast._threads import map_concurrently
-
-        def solve(m, parallel):
+        def solve(m):
             X = self.Xs[m]
-            return self.E.solve_kernel_encoder(
-                self.drawn[m], lambda rows: X[rows],
-                lambda rows, A, s: self.E.encoder_gram(X[rows], self.H[rows], A, s, parallel))
 
-        return map_concurrently(solve, len(self.Xs), workers)
+            def gram(rows, A, s):
+                Xr, Hr = X[rows], self.H[rows]
+                return self.E.encoder_gram(lambda a, b: Xr[a:b], lambda a, b: Hr[a:b],
+                                           len(rows), A, s, workers)
+
+            return self.E.solve_kernel_encoder(self.drawn[m], lambda rows: X[rows], gram)
+
+        return [solve(m) for m in range(len(self.Xs))]
 
     def time_fit_both_encoders(self, shape, workers):
         self._solve(workers)

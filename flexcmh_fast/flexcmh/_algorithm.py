@@ -36,7 +36,6 @@ from .._base import history_dict
 from .._feature_stats import merge_column_stats
 from .._preprocess import Preprocessor, per_modality
 from .._progress import progress
-from .._threads import map_concurrently
 from .._validation import available_cores
 from ..search import code_bytes
 from . import _partition as P
@@ -401,7 +400,7 @@ class FlexCMHFit:
             self.update_codes(T.CODE_ITERS_FINAL, [None] * self.backend.sizes.shape[0])
             return
         positions = self.code_sample()
-        self.backend.run(P.encode_aligned, kernel_enc, self.modality_workers(),
+        self.backend.run(P.encode_aligned, kernel_enc, self.block_workers(),
                          per_part=positions)
         self.moments = None  # those of the learned indicators
         self.code = None     # a fresh start
@@ -438,33 +437,32 @@ class FlexCMHFit:
         it gets them even where a small fit's kernels run on one thread."""
         return self.p["n_threads"] or available_cores()
 
-    def modality_workers(self):
-        """Python threads for independent per-modality work: up to
+    def block_workers(self):
+        """Python threads for the blocks of rows of the kernel encoders' work
+        (RBF features and their products, each block's BLAS on one thread):
         :meth:`requested_threads` when the partitions are in this process,
-        else 1 (on Dask the work runs on the workers)."""
-        if not self.backend.in_process:
-            return 1
-        return min(self.M, self.requested_threads())
+        else 1 (on Dask each worker runs its partitions)."""
+        return self.requested_threads() if self.backend.in_process else 1
 
     def kernel_encoders(self):
-        """The kernel encoder of every modality: the random draws first, in
-        modality order, then the regressions, concurrently
-        (:meth:`modality_workers`); the same encoders either way."""
+        """The kernel encoder of every modality, one after the other, each
+        with its blocks of rows on :meth:`block_workers` threads (the same
+        encoders for any number)."""
         drawn = [draw_encoder_rows(self.n[m], self.p["n_anchors"], self.rng,
                                    known_rows(self.pairs, m, self.k)) for m in range(self.M)]
 
-        def solve(m, parallel):
+        def solve(m):
             def take(rows):
                 return self.take_rows(m, rows)[0]
 
             def gram(rows, anchors, sigma):
-                return self.backend.run(P.indicator_gram, m, anchors, sigma, parallel,
-                                        combine=True,
+                return self.backend.run(P.indicator_gram, m, anchors, sigma,
+                                        self.block_workers(), combine=True,
                                         per_part=split_rows(rows, self.offsets[m]))
 
             return solve_kernel_encoder(drawn[m], take, gram)
 
-        return map_concurrently(solve, self.M, self.modality_workers())
+        return [solve(m) for m in range(self.M)]
 
     # ---- preprocessing ----------------------------------------------------------
     def preprocess(self):

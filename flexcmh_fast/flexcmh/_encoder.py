@@ -9,7 +9,8 @@ centroids.  The regression's statistics are sums over rows
 import numpy as np
 import scipy.linalg
 
-from .._rbf import mean_anchor_distance, rbf_of_blocks
+from .._rbf import kernel_block, mean_anchor_distance, row_sq_norms
+from .._threads import imap_concurrently
 from . import _kernels as K
 from . import _tuning as T
 from ._start import gram, xz
@@ -40,20 +41,44 @@ def encoder_width(X_probe, anchors):
     return float(T.ENC_SIGMA_FACTOR * mean_dist) if mean_dist > 0 else 1.0
 
 
-def encoder_gram(blocks, Hf, anchors, sigma, parallel=True):
-    """``Phi^T Phi`` (a, a) and ``Phi^T H`` (a, k) over the regression rows
-    (``blocks``: ``(start, stop, preprocessed rows)``, ``Hf`` their
-    indicators), float64: sums over rows, so partitions of the rows can be
-    added up.  ``parallel``: see :func:`flexcmh_fast._rbf.kernel_block`."""
+def row_spans(n, block_rows):
+    """``(start, stop)`` of the blocks of ``block_rows`` rows of ``n`` rows."""
+    return [(s, min(n, s + block_rows)) for s in range(0, n, block_rows)]
+
+
+def _rbf_block(rows, anchors, a_sq, anchors_t, sigma, parallel):
+    """RBF features of ``rows`` against the anchors, in a new array."""
+    out = np.empty((rows.shape[0], anchors.shape[0]), dtype=anchors.dtype)
+    return kernel_block(rows, anchors, a_sq, sigma, out, anchors_t, parallel)
+
+
+def encoder_gram(take, indicators, n, anchors, sigma, workers=1):
+    """``Phi^T Phi`` (a, a) and ``Phi^T H`` (a, k) over ``n`` regression rows,
+    float64: sums over rows, so partitions of the rows can be added up.
+
+    ``take(start, stop)`` gives the preprocessed rows ``start .. stop`` and
+    ``indicators(start, stop)`` their indicators.  Blocks of ``ENC_BLOCK``
+    rows are spread over ``workers`` threads
+    (:func:`flexcmh_fast._threads.imap_concurrently`), and their sums added
+    in block order: the same result for any number of workers."""
     a = anchors.shape[0]
-    G = np.zeros((a, a))
-    R = np.zeros((a, Hf.shape[1]))
-    for s, e, Phi in rbf_of_blocks(blocks, anchors, sigma, parallel):
+    a_sq = row_sq_norms(anchors)
+    anchors_t = np.ascontiguousarray(anchors.T)
+    spans = row_spans(n, T.ENC_BLOCK)
+
+    def block(i, parallel):
+        s, e = spans[i]
         # The Gram matrix and its solve stay float64 (docs/flexcmh.md,
-        # "Precision").
+        # "float32, precision and memory").
+        Phi = _rbf_block(take(s, e), anchors, a_sq, anchors_t, sigma, parallel)
         Phi = Phi.astype(np.float64, copy=False)
-        G += Phi.T @ Phi
-        R += Phi.T @ Hf[s:e].astype(np.float64, copy=False)
+        return Phi.T @ Phi, Phi.T @ np.asarray(indicators(s, e), dtype=np.float64)
+
+    G = np.zeros((a, a))
+    R = None
+    for g, r in imap_concurrently(block, len(spans), workers):
+        G += g
+        R = r if R is None else R + r
     return G, R
 
 
@@ -74,40 +99,51 @@ def encoder_weights(G, R):
     return np.ascontiguousarray(W)
 
 
-def kernel_indicators(blocks, n, anchors, sigma, weights, parallel=True):
-    """``h = phi(x) W`` of ``n`` rows given as ``blocks`` (``(start, stop,
-    preprocessed rows)``): RBF features against the anchors times the
-    weights, in the weights' dtype.  ``parallel``: see
-    :func:`flexcmh_fast._rbf.kernel_block`."""
+def kernel_indicators(take, n, anchors, sigma, weights, workers=1):
+    """``h = phi(x) W`` of ``n`` rows (``take(start, stop)``: the
+    preprocessed rows ``start .. stop``): RBF features against the anchors
+    times the weights, in the weights' dtype; blocks of ``ENC_BLOCK`` rows
+    on ``workers`` threads (each row's result does not depend on them)."""
     out = np.empty((n, weights.shape[1]), dtype=weights.dtype)
-    for s, e, Phi in rbf_of_blocks(blocks, anchors, sigma, parallel):
+    a_sq = row_sq_norms(anchors)
+    anchors_t = np.ascontiguousarray(anchors.T)
+    spans = row_spans(n, T.ENC_BLOCK)
+
+    def block(i, parallel):
+        s, e = spans[i]
+        Phi = _rbf_block(take(s, e), anchors, a_sq, anchors_t, sigma, parallel)
         np.matmul(Phi, weights, out=out[s:e])
+
+    for _ in imap_concurrently(block, len(spans), workers):
+        pass
     return out
 
 
-def preprocessed_blocks(X, prep, dtype, block_rows):
-    """Yield ``(start, stop, rows)``: the rows of ``X`` (queries, dense or
-    CSR, checked by ``prep.check_input``) preprocessed by ``prep`` in
-    ``dtype``, ``block_rows`` at a time, so that no transformed copy of all
-    of ``X`` is made.  The row factors are taken first, in one pass."""
+def preprocessed_rows(X, prep, dtype):
+    """``take(start, stop)``: the rows ``start .. stop`` of ``X`` (queries,
+    dense or CSR, checked by ``prep.check_input``) preprocessed by ``prep``
+    in ``dtype``, a block at a time, so that no transformed copy of all of
+    ``X`` is made.  The row factors are taken first, in one pass."""
     factors = prep.factors_of(X)
-    for s in range(0, X.shape[0], block_rows):
-        e = min(s + block_rows, X.shape[0])
-        yield s, e, prep.apply(X[s:e], None if factors is None else factors[s:e], dtype)
+
+    def take(s, e):
+        return prep.apply(X[s:e], None if factors is None else factors[s:e], dtype)
+
+    return take
 
 
-def nnls_indicators(blocks, n, Z):
+def nnls_indicators(take, n, Z):
     """``h = argmin_{h >= 0} ||x - Z h||^2`` per row (Eq. 3 with the learned
-    centroids) of ``n`` rows given as ``blocks`` (``(start, stop,
-    preprocessed rows)``), in ``Z``'s dtype."""
+    centroids) of ``n`` rows (``take(start, stop)``: the preprocessed rows),
+    in ``Z``'s dtype, ``ENCODE_BATCH`` rows at a time."""
     from threadpoolctl import threadpool_limits
 
     Q = gram(Z)
     out = np.zeros((n, Z.shape[1]), dtype=Z.dtype)
     # One BLAS thread beside the Numba kernel (see flexcmh_fast._threads).
     with threadpool_limits(limits=1, user_api="blas"):
-        for s, e, Xb in blocks:
-            K.nnls_rows(Q, xz(Xb, Z), np.zeros(e - s), out[s:e], T.ENCODE_SWEEPS,
+        for s, e in row_spans(n, T.ENCODE_BATCH):
+            K.nnls_rows(Q, xz(take(s, e), Z), np.zeros(e - s), out[s:e], T.ENCODE_SWEEPS,
                         T.ENCODE_TOL)
     return out
 

@@ -9,7 +9,7 @@ from .._validation import available_cores, check_n_threads
 from . import _tuning as T
 from ._algorithm import FlexCMHFit, LocalBackend
 from ._codes import SCHEMES, code_class
-from ._encoder import kernel_indicators, nnls_indicators, preprocessed_blocks
+from ._encoder import kernel_indicators, nnls_indicators, preprocessed_rows
 from ._partition import Partition
 from ._state import check_flexcmh_state
 
@@ -245,17 +245,17 @@ class FlexCMH(HashingEstimator):
         in the model's dtype), by the fitted encoder."""
         prep, Z = self.preprocessors_[modality], self.centroids_[modality]
         prep.check_input(X)
+        take = preprocessed_rows(X, prep, Z.dtype)
         if self.anchors_ is None:
-            return nnls_indicators(preprocessed_blocks(X, prep, Z.dtype, T.ENCODE_BATCH),
-                                   X.shape[0], Z)
-        # The RBF products in BLAS on every thread, the Numba kernels between
-        # them serial: BLAS threads left spinning after a product slow down
-        # Numba's parallel regions (docs/flexcmh.md, "Training speed").
-        with thread_limits(check_n_threads(self.n_threads)):
-            return kernel_indicators(preprocessed_blocks(X, prep, Z.dtype, T.ENC_BLOCK),
-                                     X.shape[0], self.anchors_[modality],
+            return nnls_indicators(take, X.shape[0], Z)
+        # Blocks of rows on the threads, each with its BLAS products on one
+        # thread: BLAS threads woken between Numba's would contend with them
+        # (docs/flexcmh.md, "Training speed").
+        threads = check_n_threads(self.n_threads)
+        with thread_limits(threads, blas=1):
+            return kernel_indicators(take, X.shape[0], self.anchors_[modality],
                                      self.sigmas_[modality], self.encoder_weights_[modality],
-                                     parallel=False)
+                                     threads)
 
     def _encode_signs(self, X, modality):
         return self.code_.signs(self.indicators(X, modality))

@@ -17,7 +17,6 @@ within a partition: with one partition that is the paper's Γ.
 import numba
 import numpy as np
 
-from .._threads import map_concurrently
 from . import _kernels
 from . import _tuning as T
 from ._codes import centred_product
@@ -426,17 +425,15 @@ def aligned_indicators(part, positions):
 
 def encode_aligned(part, encoders, workers, positions):
     """Encode the aligned rows at ``positions`` (None: all) of every modality
-    with its kernel encoder ``(anchors, sigma, weights)``, the modalities on
-    ``workers`` threads (:func:`flexcmh_fast._threads.map_concurrently`); the
-    code function is then fitted on these (:meth:`Partition.code_inputs`)."""
+    with its kernel encoder ``(anchors, sigma, weights)``, blocks of rows on
+    ``workers`` threads; the code function is then fitted on these
+    (:meth:`Partition.code_inputs`)."""
     rows = part.aligned_rows(positions)
-
-    def encode(m, parallel):
-        anchors, sigma, weights = encoders[m]
-        return kernel_indicators(part.features[m].blocks(rows[m], T.ENC_BLOCK), len(rows[m]),
-                                 anchors, sigma, weights, parallel)
-
-    part.encoded = map_concurrently(encode, part.M, workers)
+    part.encoded = []
+    for m, (anchors, sigma, weights) in enumerate(encoders):
+        f, r = part.features[m], rows[m]
+        part.encoded.append(kernel_indicators(lambda s, e, f=f, r=r: f.rows(r[s:e]), len(r),
+                                              anchors, sigma, weights, workers))
 
 
 def itq_project(part, mu, W, R, positions):
@@ -457,9 +454,12 @@ def apply_code(part, code):
     return part.objective_sums() + changes
 
 
-def indicator_gram(part, m, anchors, sigma, parallel, rows):
-    return encoder_gram(part.features[m].blocks(rows, T.ENC_BLOCK), part.H[m][rows], anchors,
-                        sigma, parallel)
+def indicator_gram(part, m, anchors, sigma, workers, rows):
+    """The kernel encoder's sums over the regression rows ``rows`` of
+    modality m (:func:`flexcmh_fast.flexcmh._encoder.encoder_gram`)."""
+    f, H = part.features[m], part.H[m]
+    return encoder_gram(lambda s, e: f.rows(rows[s:e]), lambda s, e: H[rows[s:e]], len(rows),
+                        anchors, sigma, workers)
 
 
 def result_train_codes(part, m):

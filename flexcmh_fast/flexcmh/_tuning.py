@@ -44,11 +44,13 @@ PARALLEL_MIN_SIZE = 200_000
 # Kernel encoder (encoder="kernel"): RBF width = this factor times the mean
 # sample-to-anchor distance, ridge relative to the mean diagonal of the
 # kernel Gram matrix, at most this many training rows for the regression,
-# rows per kernel block.  Factor and ridge chosen on Wiki validation data.
+# rows per kernel block (the unit of work spread over the threads: small
+# enough that the regression rows make several blocks per thread).  Factor
+# and ridge chosen on Wiki validation data.
 ENC_SIGMA_FACTOR = 0.5
 ENC_RIDGE = 1e-3
 ENC_FIT_SAMPLE = 20_000
-ENC_BLOCK = 8192
+ENC_BLOCK = 2048
 # Rows that set the RBF width of the kernel encoder (at most).
 ENC_WIDTH_SAMPLE = 1000
 # Convergence: besides the relative change of the continuous terms of Eq. 6
