@@ -46,10 +46,23 @@ def row_spans(n, block_rows):
     return [(s, min(n, s + block_rows)) for s in range(0, n, block_rows)]
 
 
-def _rbf_block(rows, anchors, a_sq, anchors_t, sigma, parallel):
-    """RBF features of ``rows`` against the anchors, in a new array."""
-    out = np.empty((rows.shape[0], anchors.shape[0]), dtype=anchors.dtype)
-    return kernel_block(rows, anchors, a_sq, sigma, out, anchors_t, parallel)
+def rbf_blocks_concurrently(take, n, anchors, sigma, workers, use):
+    """``use(start, stop, Phi)`` for every block of ``ENC_BLOCK`` rows of the
+    ``n`` rows ``take(start, stop)`` (preprocessed), with ``Phi`` their RBF
+    features against the anchors: the blocks spread over ``workers``
+    threads (:func:`flexcmh_fast._threads.imap_concurrently`), the results
+    yielded in block order."""
+    a_sq = row_sq_norms(anchors)
+    anchors_t = np.ascontiguousarray(anchors.T)
+    spans = row_spans(n, T.ENC_BLOCK)
+
+    def block(i, parallel):
+        s, e = spans[i]
+        out = np.empty((e - s, anchors.shape[0]), dtype=anchors.dtype)
+        return use(s, e, kernel_block(take(s, e), anchors, a_sq, sigma, out, anchors_t,
+                                      parallel))
+
+    return imap_concurrently(block, len(spans), workers)
 
 
 def encoder_gram(take, indicators, n, anchors, sigma, workers=1):
@@ -57,26 +70,18 @@ def encoder_gram(take, indicators, n, anchors, sigma, workers=1):
     float64: sums over rows, so partitions of the rows can be added up.
 
     ``take(start, stop)`` gives the preprocessed rows ``start .. stop`` and
-    ``indicators(start, stop)`` their indicators.  Blocks of ``ENC_BLOCK``
-    rows are spread over ``workers`` threads
-    (:func:`flexcmh_fast._threads.imap_concurrently`), and their sums added
+    ``indicators(start, stop)`` their indicators; blocks of rows on
+    ``workers`` threads (:func:`rbf_blocks_concurrently`), their sums added
     in block order: the same result for any number of workers."""
-    a = anchors.shape[0]
-    a_sq = row_sq_norms(anchors)
-    anchors_t = np.ascontiguousarray(anchors.T)
-    spans = row_spans(n, T.ENC_BLOCK)
-
-    def block(i, parallel):
-        s, e = spans[i]
+    def sums(s, e, Phi):
         # The Gram matrix and its solve stay float64 (docs/flexcmh.md,
         # "float32, precision and memory").
-        Phi = _rbf_block(take(s, e), anchors, a_sq, anchors_t, sigma, parallel)
         Phi = Phi.astype(np.float64, copy=False)
         return Phi.T @ Phi, Phi.T @ np.asarray(indicators(s, e), dtype=np.float64)
 
-    G = np.zeros((a, a))
-    R = None
-    for g, r in imap_concurrently(block, len(spans), workers):
+    a = anchors.shape[0]
+    G, R = np.zeros((a, a)), None
+    for g, r in rbf_blocks_concurrently(take, n, anchors, sigma, workers, sums):
         G += g
         R = r if R is None else R + r
     return G, R
@@ -102,19 +107,14 @@ def encoder_weights(G, R):
 def kernel_indicators(take, n, anchors, sigma, weights, workers=1):
     """``h = phi(x) W`` of ``n`` rows (``take(start, stop)``: the
     preprocessed rows ``start .. stop``): RBF features against the anchors
-    times the weights, in the weights' dtype; blocks of ``ENC_BLOCK`` rows
-    on ``workers`` threads (each row's result does not depend on them)."""
+    times the weights, in the weights' dtype; blocks of rows on ``workers``
+    threads (each row's result does not depend on them)."""
     out = np.empty((n, weights.shape[1]), dtype=weights.dtype)
-    a_sq = row_sq_norms(anchors)
-    anchors_t = np.ascontiguousarray(anchors.T)
-    spans = row_spans(n, T.ENC_BLOCK)
 
-    def block(i, parallel):
-        s, e = spans[i]
-        Phi = _rbf_block(take(s, e), anchors, a_sq, anchors_t, sigma, parallel)
+    def product(s, e, Phi):
         np.matmul(Phi, weights, out=out[s:e])
 
-    for _ in imap_concurrently(block, len(spans), workers):
+    for _ in rbf_blocks_concurrently(take, n, anchors, sigma, workers, product):
         pass
     return out
 
