@@ -63,6 +63,12 @@ def dense_product_threads(multiply_adds, threads=None, large=LARGE_PRODUCT):
     return threadpool_limits(limits=threads, user_api="blas")
 
 
+def row_spans(n, block_rows):
+    """``(start, stop)`` of the blocks of ``block_rows`` rows of ``n`` rows
+    (the items of :func:`imap_concurrently` over rows)."""
+    return [(s, min(n, s + block_rows)) for s in range(0, n, block_rows)]
+
+
 def imap_concurrently(func, n_items, workers):
     """:func:`map_concurrently` as an iterator: the results are yielded in
     item order as they come, so that the caller can add them up (in item

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.linalg
 
 from .._rbf import kernel_block, mean_anchor_distance, row_sq_norms
-from .._threads import imap_concurrently
+from .._threads import imap_concurrently, row_spans
 from . import _kernels as K
 from . import _tuning as T
 from ._start import gram, xz
@@ -39,11 +39,6 @@ def encoder_width(X_probe, anchors):
     mean_dist = mean_anchor_distance(X_probe, anchors)
     # Constant data (every distance 0): any width gives the same features.
     return float(T.ENC_SIGMA_FACTOR * mean_dist) if mean_dist > 0 else 1.0
-
-
-def row_spans(n, block_rows):
-    """``(start, stop)`` of the blocks of ``block_rows`` rows of ``n`` rows."""
-    return [(s, min(n, s + block_rows)) for s in range(0, n, block_rows)]
 
 
 def rbf_blocks_concurrently(take, n, anchors, sigma, workers, use):

@@ -14,7 +14,6 @@ products); what they produce is stored in the model's dtype and sums over
 rows are float64 (``docs/flexcmh.md``, "Precision").
 """
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -22,7 +21,7 @@ import scipy.sparse as sp
 
 from .._feature_stats import feature_stats, row_chunks
 from .._preprocess import Preprocessor
-from .._threads import PRODUCT_BETWEEN_KERNELS, dense_product_threads
+from .._threads import PRODUCT_BETWEEN_KERNELS, dense_product_threads, imap_concurrently, row_spans
 from . import _tuning as T
 from ._passes import csr_xth, csr_xz, dense_centred_sq_norms, dense_root_block, dense_xth, dense_xz
 
@@ -104,29 +103,24 @@ class Features:
         return k <= T.STREAM_MAX_COLUMNS
 
     def _root_block_products(self, product):
-        """``[product(start, stop, block) for each block of rows]`` with
-        ``block`` the square roots of the rows (Hellinger rows for BLAS):
-        blocks spread over the fit's threads, each taking its square roots
-        and its single-threaded BLAS product on its own thread (several
-        BLAS threads woken between Numba's would contend with them).
-        Results come back in block order."""
+        """``product(start, stop, block)`` for each block of rows, ``block``
+        the square roots of the rows (Hellinger rows for BLAS), yielded in
+        block order: the blocks spread over the fit's threads, each taking
+        its square roots and its single-threaded BLAS product on its own
+        thread (BLAS threads woken between Numba's would contend with them)."""
         rows = max(1, T.ROOT_BLOCK_BYTES // max(1, self.d * self.X.dtype.itemsize))
-        spans = [(s, min(self.n, s + rows)) for s in range(0, self.n, rows)]
-        local = threading.local()
+        spans = row_spans(self.n, rows)
+        local = threading.local()    # one square-root buffer per thread
 
-        def task(span):
-            s, e = span
+        def task(i, parallel):
+            s, e = spans[i]
             buf = getattr(local, "buf", None)
             if buf is None:
                 buf = local.buf = np.empty((rows, self.d), dtype=self.X.dtype)
             dense_root_block(self.X, s, e, buf)
             return product(s, e, buf[: e - s])
 
-        workers = min(numba.get_num_threads(), len(spans))
-        if workers <= 1:
-            return [task(span) for span in spans]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(task, spans))
+        return imap_concurrently(task, len(spans), numba.get_num_threads())
 
     def xz(self, Z, out=None, large=PRODUCT_BETWEEN_KERNELS):
         """The preprocessed rows times ``Z`` (d, k): ``(n, k)`` in the model's
@@ -155,7 +149,8 @@ class Features:
                     out[s:e] = block @ Zc
 
             if prep.root:
-                self._root_block_products(product)
+                for _ in self._root_block_products(product):
+                    pass
             else:
                 with dense_product_threads(self.n * self.d * k, large=large):
                     product(0, self.n, self.X)
