@@ -214,6 +214,46 @@ def feature_dtype(dtype):
     return dtype if dtype in MAX_SUM_OF_SQUARES else np.dtype(np.float64)
 
 
+def _as_csr(X, name):
+    """A sparse matrix as canonical CSR (sorted indices, no duplicates) in
+    :func:`feature_dtype`; the caller's object itself when it already is."""
+    if X.ndim != 2:
+        raise ValueError(f"'{name}' must be 2-D. Got {_describe(X)} instead.")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"'{name}' must hold real numbers. Got dtype {X.dtype} instead.")
+    dtype = feature_dtype(X.dtype)
+    if X.format == "csr" and X.dtype == dtype and X.has_canonical_format:
+        return X
+    X = sp.csr_matrix(X, dtype=dtype, copy=True)
+    X.sum_duplicates()
+    X.sort_indices()
+    return X
+
+
+def _as_dense(X, name):
+    """An array-like as a 2-D ndarray in :func:`feature_dtype`, in the
+    caller's memory layout (no copy when the dtype is kept)."""
+    if isinstance(X, (str, bytes, dict, set)) or X is None:
+        raise TypeError(
+            f"'{name}' must be a 2-D array or scipy.sparse matrix. "
+            f"Got {_describe(X)} of type {type(X).__name__} instead."
+        )
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(
+            f"'{name}' must be a 2-D array or scipy.sparse matrix. "
+            f"Could not convert {type(X).__name__}: {exc}"
+        ) from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"'{name}' must hold real numbers. Got dtype {arr.dtype} instead.")
+    if arr.ndim != 2:
+        raise ValueError(
+            f"'{name}' must be 2-D (n_samples, n_features). Got {_describe(arr)} instead."
+        )
+    return arr.astype(feature_dtype(arr.dtype), copy=False)
+
+
 def check_matrix(X, name, *, allow_sparse=True, n_features=None, min_samples=0):
     """Validate a feature matrix.
 
@@ -239,42 +279,10 @@ def check_matrix(X, name, *, allow_sparse=True, n_features=None, min_samples=0):
                 f"'{name}' must be a dense array; got {_describe(X)}. "
                 "Convert it with .toarray() if it fits in memory."
             )
-        if X.ndim != 2:
-            raise ValueError(f"'{name}' must be 2-D. Got {_describe(X)} instead.")
-        if X.dtype.kind not in "biuf":
-            raise TypeError(
-                f"'{name}' must hold real numbers. Got dtype {X.dtype} instead."
-            )
-        dtype = feature_dtype(X.dtype)
-        if not (X.format == "csr" and X.dtype == dtype and X.has_canonical_format):
-            X = sp.csr_matrix(X, dtype=dtype, copy=True)
-            X.sum_duplicates()
-            X.sort_indices()
+        X = _as_csr(X, name)
         data = X.data
     else:
-        if isinstance(X, (str, bytes, dict, set)) or X is None:
-            raise TypeError(
-                f"'{name}' must be a 2-D array or scipy.sparse matrix. "
-                f"Got {_describe(X)} of type {type(X).__name__} instead."
-            )
-        try:
-            arr = np.asarray(X)
-        except Exception as exc:  # ragged lists and the like
-            raise TypeError(
-                f"'{name}' must be a 2-D array or scipy.sparse matrix. "
-                f"Could not convert {type(X).__name__}: {exc}"
-            ) from None
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(
-                f"'{name}' must hold real numbers. Got dtype {arr.dtype} instead."
-            )
-        if arr.ndim != 2:
-            raise ValueError(
-                f"'{name}' must be 2-D (n_samples, n_features). "
-                f"Got {_describe(arr)} instead."
-            )
-        X = arr.astype(feature_dtype(arr.dtype), copy=False)
-        data = X
+        X = data = _as_dense(X, name)
     if X.shape[0] < min_samples:
         raise ValueError(
             f"'{name}' must have at least {min_samples} row(s). "
