@@ -6,6 +6,8 @@ table (:mod:`flexcmh_fast._params`) and returns ``self``; fitted state lives
 in attributes with a trailing underscore; ``get_params`` / ``set_params``
 make estimators work with ``sklearn.base.clone`` and grid searches.
 """
+import os
+
 import numpy as np
 
 from ._params import validate_params
@@ -251,11 +253,14 @@ def history_dict(rows, names):
 
 
 def _jsonable_params(params):
-    """Settings as saved: callables and generators are not stored (None)."""
+    """Settings as saved: callables and generators are not stored (None),
+    paths are stored as strings."""
     out = {}
     for name, value in params.items():
         if callable(value) or isinstance(value, (np.random.Generator, np.random.RandomState)):
             value = None
+        elif isinstance(value, os.PathLike):
+            value = os.fspath(value)
         elif isinstance(value, np.generic):
             value = value.item()
         out[name] = value

@@ -13,6 +13,7 @@ from ._validation import (
     MAX_BITS,
     check_bool,
     check_callable,
+    check_file_path,
     check_float,
     check_int,
     check_n_threads,
@@ -49,6 +50,23 @@ class Float:
         return check_float(value, name, self.low, self.high,
                            low_inclusive=not self.low_open,
                            high_inclusive=not self.high_open)
+
+
+class OptionalFloat(Float):
+    """None, or a finite float within the bounds."""
+
+    def __call__(self, value, name):
+        return check_float(value, name, self.low, self.high,
+                           low_inclusive=not self.low_open,
+                           high_inclusive=not self.high_open, allow_none=True)
+
+
+class OptionalPath:
+    """None, or the path (``str`` or ``os.PathLike``, kept as a ``str``) of
+    a file in an existing folder."""
+
+    def __call__(self, value, name):
+        return check_file_path(value, name)
 
 
 class Options:

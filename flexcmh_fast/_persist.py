@@ -48,6 +48,9 @@ _KINDS = {
     "HammingIndex": "flexcmh_fast.search:HammingIndex",
     **saved_kinds(),
 }
+# Checkpoints of an unfinished fit: written and read by the fit that resumes
+# (flexcmh/_checkpoint.py), never loaded as an object.
+CHECKPOINT_KINDS = ("FlexCMHCheckpoint",)
 
 _TMP_PREFIX = ".flexcmh_tmp_"
 _TMP_PATTERN = re.compile(re.escape(_TMP_PREFIX) + r"(?P<host>[A-Za-z0-9-]*)_(?P<pid>\d+)_"
@@ -117,7 +120,7 @@ def _create_temporary(folder):
 def save_state(path, kind, meta, arrays):
     """Atomically write ``meta`` (JSON-able dict) and ``arrays`` to ``path``."""
     path = os.fspath(path)
-    if kind not in _KINDS:
+    if kind not in _KINDS and kind not in CHECKPOINT_KINDS:
         raise ValueError(f"Unknown object kind {kind!r} for saving.")
     for key, value in arrays.items():
         if key == "__meta__" or not isinstance(value, np.ndarray) or value.dtype.hasobject:
@@ -258,8 +261,9 @@ def read_state(path):
             f"{path!r} has format version {version}; this flexcmh_fast reads "
             f"versions <= {FORMAT_VERSION}. Upgrade flexcmh_fast to load it.")
     kind = header.get("kind")
-    if not isinstance(kind, str) or kind not in _KINDS:
-        raise _fail(path, f"header 'kind' must be one of {sorted(_KINDS)}. Got {kind!r}")
+    if not isinstance(kind, str) or (kind not in _KINDS and kind not in CHECKPOINT_KINDS):
+        raise _fail(path, f"header 'kind' must be one of "
+                          f"{sorted(_KINDS) + list(CHECKPOINT_KINDS)}. Got {kind!r}")
     meta = header.get("meta")
     if not isinstance(meta, dict):
         raise _fail(path, f"header 'meta' must be a JSON object. Got {meta!r:.60}")
@@ -320,6 +324,11 @@ def load(path, kind=None):
                          f"Got {kind!r} instead.")
     stored_kind, meta, arrays = read_state(path)
     path = os.fspath(path)
+    if stored_kind in CHECKPOINT_KINDS:
+        raise FileFormatError(
+            f"{path!r} is a checkpoint of an unfinished fit ({stored_kind}), not a model: "
+            "resume the fit with FlexCMH(checkpoint=path, resume=True).fit(...) on the same "
+            "data and settings.")
     # Kinds registered to the same class (a renamed kind kept for old files)
     # are one kind.
     if kind is not None and _KINDS[stored_kind] != _KINDS[kind]:

@@ -77,13 +77,16 @@ def _range_text(low, high):
 
 
 def check_float(value, name, low=None, high=None, low_inclusive=True,
-                high_inclusive=True):
-    """Return ``value`` as a finite Python float within the given bounds."""
+                high_inclusive=True, allow_none=False):
+    """Return ``value`` as a finite Python float within the given bounds
+    (``allow_none``: ``None`` is accepted and returned as is)."""
+    if value is None and allow_none:
+        return None
     lo_b = "[" if low_inclusive else "("
     hi_b = "]" if high_inclusive else ")"
     expected = (
-        f"a finite float in {lo_b}{'-inf' if low is None else low}, "
-        f"{'inf' if high is None else high}{hi_b}"
+        f"{'None or ' if allow_none else ''}a finite float in "
+        f"{lo_b}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi_b}"
     )
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(
@@ -118,6 +121,24 @@ def check_bool(value, name):
             f"{type(value).__name__} instead."
         )
     return bool(value)
+
+
+def check_file_path(value, name, allow_none=True):
+    """``value`` as a path string (``str`` or ``os.PathLike``; or ``None``
+    when ``allow_none``) naming a file in an existing folder."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    expected = f"{'None or ' if allow_none else ''}a file path (str or os.PathLike)"
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"'{name}' must be {expected}. Got {_describe(value)} of type "
+                        f"{type(value).__name__} instead.")
+    folder = os.path.dirname(os.path.abspath(value))
+    if not os.path.isdir(folder) or os.path.isdir(value):
+        raise ValueError(f"'{name}' must be {expected} of a file in an existing folder. "
+                         f"Got {value!r} instead.")
+    return value
 
 
 def check_callable(value, name, allow_none=True):

@@ -111,7 +111,26 @@ def train(modalities, pairs=None, *, client=None, **params):
         Different numbers of row blocks, pairs across partitions, invalid
         settings (as for :class:`flexcmh_fast.FlexCMH`), unsupported options.
         Bad values inside a block (NaN, inf) raise the ``ValueError`` of
-        :func:`flexcmh_fast.train` when the block is loaded.
+        :func:`flexcmh_fast.train` when the block is loaded.  A checkpoint
+        of other data or settings with ``resume=True``.
+    RuntimeError
+        Workers holding partitions left the cluster and no worker is left to
+        load them again (after waiting ``WORKER_WAIT`` seconds, 60, for one
+        to join), or a lost partition cannot be loaded again (its source
+        blocks cannot be computed again, or its loads keep failing); the
+        message names the lost workers and the partitions.
+    flexcmh_fast.FileFormatError
+        ``resume=True`` and the ``checkpoint`` file is damaged or not a
+        checkpoint.
+
+    Warns
+    -----
+    RuntimeWarning
+        Partitions lost with their worker were loaded again and rebuilt,
+        and the fit continued (also printed with ``verbose=True``): which
+        partitions, which workers, and where in the fit.  Its codes then
+        differ from an undisturbed fit's within the recovery tolerance
+        (``docs/scaling_out.md``, "Fault tolerance").
     """
     check_parameter_names(params, FlexCMH._parameters, "distributed FlexCMH training")
     est = FlexCMH(**params)
@@ -127,7 +146,7 @@ def train(modalities, pairs=None, *, client=None, **params):
     Xs = check_dask_modalities(modalities, isinstance(pairs, str) and pairs == "all")
     rng = check_random_state(p["random_state"])
     client = resolve_client(client)
-    backend = DaskBackend(client, uuid.uuid4().hex)
+    backend = DaskBackend(client, uuid.uuid4().hex, verbose=p["verbose"])
     try:
         backend.load(Xs, p["n_clusters"], p["n_neighbors"], p["lam"], p["n_threads"])
         sizes = backend.sizes

@@ -9,9 +9,15 @@ the partitions through a *backend*:
     ``step(partition, *args[, per_part[p]])`` on every partition; the list
     of results in partition order, or with ``combine`` their element-wise
     sum.
-``backend.lazy(step, *args, shape, dtype, per_part=None)``
-    The row blocks ``step(partition, ...)`` concatenated: a numpy array on
+``backend.lazy(step, *args, dtypes, per_part=None)``
+    ``step(partition, ...)`` returns a tuple of row blocks, one per dtype;
+    back: per dtype, the partitions' blocks concatenated: a numpy array on
     one machine, a dask array kept on the workers on Dask.
+``backend.mark(point)``
+    A :class:`RestorePoint`: from here on, a partition loaded afresh (after
+    a lost worker) is brought to the fit's state by ``point``, then by the
+    rounds run since (the Dask backend replays them on it alone); the
+    in-process backend never loses its partition and ignores it.
 ``backend.peek(step)``
     ``step(partition)`` of the one in-process partition, or None when the
     partitions live elsewhere (for the callback's in-memory state).
@@ -25,7 +31,11 @@ the partitions through a *backend*:
 single-machine fit); ``flexcmh_fast.distributed`` provides the Dask one.
 Every random draw is made here, in a fixed order, so both backends make the
 same draws, and with one partition the same fit.
+
+Checkpoints (``checkpoint``, ``resume``; :mod:`._checkpoint`) save the
+driver's state and the loop's, written here for both backends.
 """
+import sys
 import time
 from contextlib import contextmanager
 
@@ -37,9 +47,9 @@ from .._feature_stats import merge_column_stats
 from .._preprocess import Preprocessor, per_modality
 from .._progress import progress
 from .._validation import available_cores
-from ..search import code_bytes
 from . import _partition as P
 from . import _tuning as T
+from ._checkpoint import Checkpointer, resume_state
 from ._codes import ITQCode, code_class
 from ._encoder import draw_encoder_rows, known_rows, solve_kernel_encoder
 from ._gromov import entropic_gw
@@ -132,14 +142,32 @@ class LocalBackend:
         out = step(self.partition, *args, *(() if per_part is None else (per_part[0],)))
         return out if combine else [out]
 
-    def lazy(self, step, *args, shape, dtype, per_part=None):
-        return self.run(step, *args, per_part=per_part)[0]
+    def lazy(self, step, *args, dtypes, per_part=None):
+        return list(self.run(step, *args, per_part=per_part)[0])
+
+    def mark(self, point):
+        pass
 
     def peek(self, step):
         return step(self.partition)
 
     def traffic(self):
         return 0, 0
+
+
+class RestorePoint:
+    """What brings a partition loaded afresh (its rows only) to the fit's
+    state at one point of the fit: ``step(partition, *args(p))``, with
+    ``step`` :func:`~flexcmh_fast.flexcmh._partition.restore`; ``stage``
+    names the point in messages ("iteration 7")."""
+
+    step = staticmethod(P.restore)
+
+    def __init__(self, stage, state, own):
+        self.stage, self.state, self.own = stage, state, own
+
+    def args(self, p):
+        return self.state, self.own(p)
 
 
 class FlexCMHFit:
@@ -175,8 +203,8 @@ class FlexCMHFit:
                         for m in range(self.M)]
         self.pairs = pairs
         self.fully_paired = is_fully_paired(pairs, self.n)
-        backend.run(P.set_pairs, self.fully_paired,
-                    per_part=local_pairs(pairs, self.offsets, sizes.shape[0]))
+        self.part_pairs = local_pairs(pairs, self.offsets, sizes.shape[0])
+        backend.run(P.set_pairs, self.fully_paired, per_part=self.part_pairs)
         self.labels_matching = params["matching"] == "labels"
         # The clusters are matched by scores (profiles, sizes, GW) unless every
         # pair is known or labels give the correspondence; with ``joint``
@@ -217,6 +245,16 @@ class FlexCMHFit:
         # Whether the partitions hold code_sample's row priorities (drawn
         # once, when first needed).
         self.code_priorities = False
+        # The generator's state before each per-row draw (draw_per_row), so
+        # that a partition rebuilt after a lost worker gets its rows' draws.
+        self.draw_states = {}
+        # Γ's rebuilds so far, and Γ's inferred pairs per partition as of
+        # rebuild kept_version (keep_correspondence).
+        self.gamma_version = 0
+        self.kept_inferred = None
+        self.kept_version = None
+        # Writes the checkpoints (None without a 'checkpoint' path).
+        self.checkpoints = Checkpointer.create(self)
 
     # ---- helpers ---------------------------------------------------------
     def take_rows(self, m, rows):
@@ -269,8 +307,9 @@ class FlexCMHFit:
                 self.cluster_matching[m] = self.cluster_matching[m][perm]
         # Γ is rebuilt when the matching changes and in the re-ranking
         # iterations (``repair``: the schedule of _loop.schedule_repair).
-        out = self.backend.run(P.relabel, perms, self.all_rows_fit,
-                               bool(perms) or not rematch or repair)
+        rebuild = bool(perms) or not rematch or repair
+        out = self.backend.run(P.relabel, perms, self.all_rows_fit, rebuild)
+        self.gamma_version += rebuild or self.labels_matching
         self.aligned_counts = [count for count, _ in out]
         self.moments = add(*(mo for _, mo in out)) if self.all_rows_fit else None
 
@@ -337,11 +376,12 @@ class FlexCMHFit:
 
     # ---- Eq. 5, 10-11: codes -------------------------------------------------
     def code_sample(self):
-        """Per-partition positions (among the aligned rows) of about
-        ``CODE_SAMPLE`` aligned rows drawn at random (a random subset, as
-        ITQ is usually trained, so that the code fit's cost does not grow
-        with n); None for every partition when there are no more aligned
-        rows than that.
+        """Per partition, the code fit's sample of about ``CODE_SAMPLE``
+        aligned rows drawn at random (a random subset, as ITQ is usually
+        trained, so that the code fit's cost does not grow with n), as the
+        fraction the partitions select their rows by
+        (``Partition.aligned_rows``); None for every partition when there
+        are no more aligned rows than that.
 
         Every modality-0 row draws a random priority once; the sample is the
         aligned rows whose priority is below ``CODE_SAMPLE / aligned rows``,
@@ -358,24 +398,22 @@ class FlexCMHFit:
         if total <= T.CODE_SAMPLE:
             return [None] * len(counts)
         if not self.code_priorities:
-            priority = self.rng.random(self.n[0])
-            offsets = self.offsets[0]
-            self.backend.run(P.set_code_priorities, per_part=[
-                priority[offsets[q]:offsets[q + 1]] for q in range(len(offsets) - 1)])
+            self.backend.run(P.set_code_priorities,
+                             per_part=self.draw_per_row("code_priority"))
             self.code_priorities = True
-        return self.backend.run(P.code_positions, T.CODE_SAMPLE / total)
+        return [T.CODE_SAMPLE / total] * len(counts)
 
-    def update_codes(self, n_iter, positions):
-        """Fit the code function on the aligned rows at ``positions`` (per
-        partition; None: all), then B (Eq. 11).
+    def update_codes(self, n_iter, sample):
+        """Fit the code function on the aligned rows in ``sample`` (per
+        partition, :meth:`code_sample`; None: all), then B (Eq. 11).
 
         The fit is warm-started from the previous code function.  Returns the
         terms of Eq. 6 and the fraction of the training codes' bits that
         changed since the last call."""
         if self.code_cls is ITQCode:
-            code = self.fit_itq(n_iter, positions)
+            code = self.fit_itq(n_iter, sample)
         else:
-            got = self.backend.run(P.aligned_indicators, per_part=positions)
+            got = self.backend.run(P.aligned_indicators, per_part=sample)
             Ys = [np.concatenate([g[m] for g in got]) for m in range(self.M)]
             code = self.code_cls.fit(Ys, self.n_bits, self.rng, n_iter=n_iter,
                                      previous=self.code)
@@ -399,25 +437,25 @@ class FlexCMHFit:
         if kernel_enc is None:
             self.update_codes(T.CODE_ITERS_FINAL, [None] * self.backend.sizes.shape[0])
             return
-        positions = self.code_sample()
+        sample = self.code_sample()
         self.backend.run(P.encode_aligned, kernel_enc, self.block_workers(),
-                         per_part=positions)
+                         per_part=sample)
         self.moments = None  # those of the learned indicators
         self.code = None     # a fresh start
-        self.update_codes(T.CODE_ITERS_FINAL, [None] * len(positions))
+        self.update_codes(T.CODE_ITERS_FINAL, [None] * len(sample))
 
-    def fit_itq(self, n_iter, positions):
+    def fit_itq(self, n_iter, sample):
         if self.moments is not None:
             n_rows, sum_y, scatter = self.moments  # every aligned row, as needed here
         else:
-            n_rows, sum_y, scatter = self.backend.run(P.code_moments, per_part=positions,
+            n_rows, sum_y, scatter = self.backend.run(P.code_moments, per_part=sample,
                                                       combine=True)
         first = [True]
 
         def rotation_stats(mu, W, R):
             if first[0]:
                 first[0] = False
-                return self.backend.run(P.itq_project, mu, W, R, per_part=positions,
+                return self.backend.run(P.itq_project, mu, W, R, per_part=sample,
                                         combine=True)
             return self.backend.run(P.itq_cross, R, combine=True)
 
@@ -482,23 +520,33 @@ class FlexCMHFit:
         """Fit; returns the fitted attributes of :class:`flexcmh_fast.FlexCMH`."""
         p = self.p
         with self.phase("start"):
-            self.start()
+            if not self.resume():
+                self.start()
         bar = progress(p["max_iter"], self.desc, p["verbose"])
+        bar.update(self.loop.n_iter)
+        if self.checkpoints is not None:
+            self.checkpoints.start(self.loop.n_iter)
         try:
             with self.phase("loop"):
                 while not self.loop.finished(p["max_iter"]):
+                    self.backend.mark(self.restore_point(f"iteration {self.loop.n_iter + 1}"))
                     terms, ridge, code_changes = self.iterate()
                     self.end_iteration(terms, ridge, code_changes, bar)
+                    self.keep_correspondence()
+                    if self.checkpoints is not None:
+                        self.checkpoints.after_iteration(self)
         finally:
             bar.close()
         warn_not_converged(self.loop, p["max_iter"], p["tol"], stacklevel=4)
         # The encoder is fitted after training, so the choice of encoder does
         # not change the learned H, Z or Γ; the final code function is fitted
         # on what the encoder makes of the training rows.
+        self.backend.mark(self.restore_point("the encoder fit"))
         with self.phase("encoders"):
             kernel_enc = self.kernel_encoders() if p["encoder"] == "kernel" else None
         with self.phase("final_codes"):
             self.final_codes(kernel_enc)
+        self.backend.mark(self.restore_point("the results"))
         return self.results(kernel_enc)
 
     @contextmanager
@@ -510,18 +558,104 @@ class FlexCMHFit:
         finally:
             self.phase_seconds[name] = time.perf_counter() - t0
 
+    def resume(self):
+        """Continue from the checkpoint (``resume=True`` and the file
+        exists): the driver's and the loop's state from the file, the
+        partitions' per-row state from it too when they are in this process,
+        else rebuilt from the centroids (:func:`P.restore`).  Returns whether
+        the fit resumed; without a checkpoint it starts from the beginning."""
+        state = resume_state(self)
+        if state is None:
+            return False
+        if state.rows is not None:
+            self.backend.run(P.set_partition_state, self.preprocessors, self.Z, self.code,
+                             per_part=[state.rows])
+        else:
+            point = self.restore_point(f"iteration {self.loop.n_iter}")
+            self.backend.run(P.restore, point.state,
+                             per_part=[point.own(q) for q in range(len(self.part_pairs))])
+        if self.p["verbose"]:
+            print(f"{self.desc}: resuming from the checkpoint {state.path!r} after iteration "
+                  f"{self.loop.n_iter}.", file=sys.stderr)
+        return True
+
+    # ---- restoring partitions -------------------------------------------
+    def draw_per_row(self, name):
+        """The per-row random draw ``name`` (``"label_rank"``: per modality,
+        ``"code_priority"``: modality 0's rows), split by partition; the
+        generator's state before it is kept (:meth:`redraw_per_row`)."""
+        self.draw_states[name] = self.rng.bit_generator.state
+        return self._per_row(name, self.rng)
+
+    def redraw_per_row(self, name, state):
+        """The draw :meth:`draw_per_row` made from the generator in ``state``."""
+        bits = type(self.rng.bit_generator)()
+        bits.state = state
+        return self._per_row(name, np.random.Generator(bits))
+
+    def _per_row(self, name, rng):
+        n_parts = len(self.part_pairs)
+        if name == "label_rank":
+            ranks = [rng.random(n) for n in self.n]
+            return [[r[self.offsets[m][q]:self.offsets[m][q + 1]] for m, r in enumerate(ranks)]
+                    for q in range(n_parts)]
+        priority, offsets = rng.random(self.n[0]), self.offsets[0]
+        return [priority[offsets[q]:offsets[q + 1]] for q in range(n_parts)]
+
+    def keep_correspondence(self):
+        """Where partitions can be lost (not in this process), keep Γ's
+        inferred pairs once Γ stops changing: no re-ranking to come, or the
+        loop has ended (the encoder and the final code function read Γ as
+        it is).  A partition rebuilt later gets that very Γ back.  Ranked
+        again from re-derived indicators it would differ, stay (nothing
+        re-ranks it any more) and lead the fit to another optimum
+        (docs/scaling_out.md, "Fault tolerance").  Fully paired, Γ is the
+        known pairs."""
+        loop = self.loop
+        if self.backend.in_process or self.fully_paired or \
+                self.kept_version == self.gamma_version:
+            return
+        if not loop.finished(self.p["max_iter"]) and (
+                loop.repair_next or loop.repairs < self.repair_budget):
+            return
+        self.kept_inferred = self.backend.run(P.inferred_pairs)
+        self.kept_version = self.gamma_version
+
+    def restore_point(self, stage):
+        """The :class:`RestorePoint` of the fit now (after the start): the
+        driver's pairs, preprocessing, centroids and code function as they
+        are now, Γ's inferred pairs when kept (:meth:`keep_correspondence`),
+        and the per-row draws made so far, drawn again only when a
+        partition needs them."""
+        state = {"fully_paired": self.fully_paired, "preprocessors": self.preprocessors,
+                 "Z": list(self.Z), "code": self.code}
+        draws, made = dict(self.draw_states), {}
+        kept = self.kept_inferred if self.kept_version == self.gamma_version else None
+
+        def drawn(name, q):
+            if name not in draws:
+                return None
+            if name not in made:
+                made[name] = self.redraw_per_row(name, draws[name])
+            return made[name][q]
+
+        def own(q):
+            return {"pairs": self.part_pairs[q], "label_rank": drawn("label_rank", q),
+                    "code_priority": drawn("code_priority", q),
+                    "inferred": None if kept is None else kept[q]}
+
+        return RestorePoint(stage, state, own)
+
     def start(self):
         """Preprocessing, the k-means seeded SemiNMF start (Eq. 3), the first
         cluster matching, Γ and codes; the loop's first reference objective."""
         self.preprocessors = self.preprocess()
         if self.labels_matching:
-            ranks = [self.rng.random(n) for n in self.n]
-            self.backend.run(P.set_label_ranks, per_part=[
-                [r[self.offsets[m][q]:self.offsets[m][q + 1]] for m, r in enumerate(ranks)]
-                for q in range(self.backend.sizes.shape[0])])
+            self.backend.run(P.set_label_ranks, per_part=self.draw_per_row("label_rank"))
         self.init_semi_nmf()
         self.match_and_pair(self.scores_matching, False)
         terms, _ = self.update_codes(T.CODE_ITERS_LOOP, self.code_sample())
+        self.keep_correspondence()
         self.backend.traffic()  # the callback reports the loop's traffic only
         self.loop.previous_objective = continuous_objective(terms, self.ridge_term())
 
@@ -568,22 +702,14 @@ class FlexCMHFit:
                 "bytes_sent": sent, "bytes_received": received}
 
     def results(self, kernel_enc):
-        backend, n_parts = self.backend, self.backend.sizes.shape[0]
-        width = code_bytes(self.n_bits)
-        sizes, counts = self.backend.sizes, self.aligned_counts
-        train_codes = [backend.lazy(P.result_train_codes, m, dtype=np.uint8,
-                                    shape=lambda q, m=m: (int(sizes[q, m]), width))
-                       for m in range(self.M)]
-        codes = backend.lazy(P.result_codes, dtype=np.uint8,
-                             shape=lambda q: (int(counts[q]), width))
-        gamma_sizes = backend.run(P.gamma_sizes)
-        correspondence = {}
-        for key in gamma_sizes[0]:
-            m, m2 = key
-            offs = [(int(self.offsets[m][q]), int(self.offsets[m2][q])) for q in range(n_parts)]
-            correspondence[key] = backend.lazy(
-                P.result_gamma, key, dtype=np.int64, per_part=offs,
-                shape=lambda q, key=key: (int(gamma_sizes[q][key]), 2))
+        M, n_parts = self.M, self.backend.sizes.shape[0]
+        # Γ holds every pair of modalities (Partition.build_gamma).
+        keys = [(m, m2) for m in range(M) for m2 in range(m + 1, M)]
+        blocks = self.backend.lazy(
+            P.result_blocks, dtypes=[np.uint8] * (M + 1) + [np.int64] * len(keys),
+            per_part=[[int(self.offsets[m][q]) for m in range(M)] for q in range(n_parts)])
+        train_codes, codes = blocks[:M], blocks[M]
+        correspondence = dict(zip(keys, blocks[M + 1:]))
         out = {
             "preprocessors_": self.preprocessors,
             "converged_": self.loop.converged,

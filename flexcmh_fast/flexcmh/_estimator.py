@@ -2,12 +2,23 @@
 import numpy as np
 
 from .._base import HashingEstimator, history_dict
-from .._params import Bool, Float, Int, OptionalInt, Options, Param, table
+from .._params import (
+    Bool,
+    Float,
+    Int,
+    OptionalFloat,
+    OptionalInt,
+    OptionalPath,
+    Options,
+    Param,
+    table,
+)
 from .._preprocess import Preprocessor, PreprocessSetting
 from .._threads import thread_limits
 from .._validation import available_cores, check_n_threads
 from . import _tuning as T
 from ._algorithm import FlexCMHFit, LocalBackend
+from ._checkpoint import check_checkpoint_settings
 from ._codes import SCHEMES, code_class
 from ._encoder import kernel_indicators, nnls_indicators, preprocessed_rows
 from ._partition import Partition
@@ -31,6 +42,15 @@ PARAMETERS = table(
     n_anchors=Param(1000, Int(1), "anchors of the kernel encoder (capped to the data)"),
     match_score=Param("auto", Options("auto", "profiles", "profiles+sizes", "gw"),
                       "cluster matching score"),
+    checkpoint=Param(None, OptionalPath(),
+                     "file the fit's state is saved to while it trains (None: none)"),
+    checkpoint_every=Param(10, OptionalInt(1),
+                           "outer iterations between checkpoints (None: by time only)"),
+    checkpoint_seconds=Param(None, OptionalFloat(0.0, low_open=True),
+                             "wall-clock seconds between checkpoints, checked after each "
+                             "iteration (None: by iterations only)"),
+    resume=Param(False, Bool(), "continue from the checkpoint when the file exists "
+                                "(else start from the beginning)"),
 )
 
 
@@ -130,6 +150,36 @@ class FlexCMH(HashingEstimator):
         the workers), ``bytes_sent`` and ``bytes_received`` (pickled bytes
         exchanged with Dask workers; 0 on one machine).  Returning ``True``
         stops training.
+    checkpoint : str, os.PathLike or None, default=None
+        File (in an existing folder) the fit's state is saved to while it
+        trains, atomically, in the format of saved models (kind
+        ``"FlexCMHCheckpoint"``; :func:`flexcmh_fast.load` refuses it): the
+        centroids, code function, matching and preprocessing, the loop's
+        counters and history, the random generator's state and a
+        fingerprint of the settings and the data; on one machine also every
+        row's indicators, ``X Z``, correspondence and codes (about ``16 (k
+        + 1)`` bytes a row and modality), on Dask not (they stay on the
+        workers; the file stays small).  ``None``: no checkpoints.  See
+        ``docs/flexcmh.md``, "Checkpoints".
+    checkpoint_every : int >= 1 or None, default=10
+        A checkpoint is written after every ``checkpoint_every`` outer
+        iterations (``None``: by time only).
+    checkpoint_seconds : float > 0 or None, default=None
+        Also write one after the first iteration that ends at least
+        ``checkpoint_seconds`` seconds (wall clock) after the last
+        checkpoint (or the loop's start).  ``None``: by iterations only.
+    resume : bool, default=False
+        ``True``: when the ``checkpoint`` file exists, continue the fit it
+        was written by (same data and settings, else ``ValueError``; a
+        damaged file raises :class:`flexcmh_fast.FileFormatError`); when it
+        does not exist, start from the beginning (and write checkpoints).
+        Settings that only steer the run may differ: ``n_threads``,
+        ``verbose``, ``callback`` and the checkpoint settings.  On one
+        machine the resumed fit's codes are identical to an uninterrupted
+        fit's (with the same ``n_threads``); on Dask each partition is
+        rebuilt from the saved centroids, as after a lost worker.
+        ``False``: start from the beginning, overwriting the file at the
+        first checkpoint.
 
     Attributes
     ----------
@@ -193,7 +243,8 @@ class FlexCMH(HashingEstimator):
     def __init__(self, n_bits=32, preprocess="auto", n_clusters=None, n_neighbors=5, lam=1.0,
                  max_iter=500, tol=1e-4, code_scheme="itq", joint=True, n_repairs=50,
                  matching="clusters", encoder="kernel", n_anchors=1000, match_score="auto",
-                 n_threads=None, random_state=None, verbose=False, callback=None):
+                 n_threads=None, random_state=None, verbose=False, callback=None,
+                 checkpoint=None, checkpoint_every=10, checkpoint_seconds=None, resume=False):
         self.n_bits = n_bits
         self.preprocess = preprocess
         self.n_clusters = n_clusters
@@ -212,6 +263,15 @@ class FlexCMH(HashingEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.callback = callback
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_seconds = checkpoint_seconds
+        self.resume = resume
+
+    def _validated_params(self):
+        params = super()._validated_params()
+        check_checkpoint_settings(params)
+        return params
 
     def _labels_required_by(self, params):
         # FlexCMH(nC) takes the correspondence from equal labels.

@@ -14,8 +14,11 @@ Known pairs join rows of the same partition, so the H step of a sample
 finds its partners' indicators locally.  Eq. 2's inferred pairs are ranked
 within a partition: with one partition that is the paper's Γ.
 """
+import hashlib
+
 import numba
 import numpy as np
+import scipy.sparse as sp
 
 from . import _kernels
 from . import _tuning as T
@@ -226,18 +229,26 @@ class Partition:
             partner.append(first)
         return [np.arange(self.n[0])[keep]] + [p[keep] for p in partner]
 
-    def aligned_rows(self, positions):
+    def aligned_rows(self, sample):
+        """The aligned rows, or with ``sample`` (a fraction) those whose
+        modality-0 row has a code priority below it: the code fit's sample,
+        worked out here from the rows the partition holds now (so it is the
+        same wherever the rows were rebuilt)."""
         rows = self.aligned()
-        return rows if positions is None else [r[positions] for r in rows]
+        if sample is None:
+            return rows
+        keep = np.flatnonzero(self.code_priority[rows[0]] < sample)
+        return [r[keep] for r in rows]
 
-    def code_inputs(self, positions):
+    def code_inputs(self, sample):
         """The rows the code function is fitted on, one matrix per modality
         (row r = one aligned object): the learned indicators of the aligned
-        rows at ``positions`` (None: all), or, once :func:`encode_aligned`
-        has run, its encoded rows (``positions`` were applied there)."""
+        rows in ``sample`` (None: all; :meth:`aligned_rows`), or, once
+        :func:`encode_aligned` has run, its encoded rows (``sample`` was
+        applied there)."""
         if self.encoded is not None:
             return self.encoded
-        return [H[r] for H, r in zip(self.H, self.aligned_rows(positions))]
+        return [H[r] for H, r in zip(self.H, self.aligned_rows(sample))]
 
     def apply_code(self, code):
         """Set the code function: the packed codes of every row of every
@@ -405,30 +416,24 @@ def set_code_priorities(part, priorities):
     part.code_priority = priorities
 
 
-def code_positions(part, fraction):
-    """Positions, among the aligned rows, of those whose modality-0 row has
-    a priority below ``fraction`` (the code fit's sample)."""
-    return np.flatnonzero(part.code_priority[part.aligned()[0]] < fraction)
-
-
-def code_moments(part, positions):
+def code_moments(part, sample):
     """Rows, row sum and scatter ``Y^T Y`` (float64) of the code-fit rows."""
-    Ys = part.code_inputs(positions)
+    Ys = part.code_inputs(sample)
     return (sum(Y.shape[0] for Y in Ys), np.add.reduce([Y.sum(axis=0, dtype=np.float64)
                                                         for Y in Ys]),
             np.add.reduce([gram(Y) for Y in Ys]))
 
 
-def aligned_indicators(part, positions):
-    return part.code_inputs(positions)
+def aligned_indicators(part, sample):
+    return part.code_inputs(sample)
 
 
-def encode_aligned(part, encoders, workers, positions):
-    """Encode the aligned rows at ``positions`` (None: all) of every modality
+def encode_aligned(part, encoders, workers, sample):
+    """Encode the aligned rows in ``sample`` (None: all) of every modality
     with its kernel encoder ``(anchors, sigma, weights)``, blocks of rows on
     ``workers`` threads; the code function is then fitted on these
     (:meth:`Partition.code_inputs`)."""
-    rows = part.aligned_rows(positions)
+    rows = part.aligned_rows(sample)
     part.encoded = []
     for m, (anchors, sigma, weights) in enumerate(encoders):
         f, r = part.features[m], rows[m]
@@ -436,9 +441,9 @@ def encode_aligned(part, encoders, workers, positions):
                                               anchors, sigma, weights, workers))
 
 
-def itq_project(part, mu, W, R, positions):
+def itq_project(part, mu, W, R, sample):
     """Keep ``U = sum_m (Y_m - mu) W`` on the partition for the rotation rounds."""
-    part.itq_U = np.add.reduce([centred_product(Y, mu, W) for Y in part.code_inputs(positions)])
+    part.itq_U = np.add.reduce([centred_product(Y, mu, W) for Y in part.code_inputs(sample)])
     return itq_cross(part, R)
 
 
@@ -462,22 +467,144 @@ def indicator_gram(part, m, anchors, sigma, workers, rows):
                         anchors, sigma, workers)
 
 
-def result_train_codes(part, m):
-    return part.code_bits[m]
-
-
-def result_codes(part):
-    return part.B
-
-
-def gamma_sizes(part):
-    return {key: g.shape[0] for key, g in part.gamma.items()}
-
-
-def result_gamma(part, key, offsets):
-    return part.gamma[key] + np.asarray(offsets, dtype=np.int64)
+def result_blocks(part, offsets):
+    """The partition's share of the fitted model, as row blocks: the
+    training codes of each modality, the common codes B, and Γ of every
+    pair of modalities (m < m2, in order) in global row numbers
+    (``offsets[m]``: the global row of the partition's first row of
+    modality m)."""
+    gammas = [part.gamma[(m, m2)] + np.array([offsets[m], offsets[m2]], dtype=np.int64)
+              for m in range(part.M) for m2 in range(m + 1, part.M)]
+    return (*part.code_bits, part.B, *gammas)
 
 
 def indicators(part):
     """The partition's indicators (the callback's state on one machine)."""
     return part.H
+
+
+# --------------------------------------------------------------------------
+# Restoring a partition: after a lost worker (Dask), from a checkpoint.
+# --------------------------------------------------------------------------
+# Rows of a dense block hashed at a time (a copy of each block when the
+# rows are not C-contiguous).
+_DIGEST_ROWS = 4096
+
+
+def data_digest(part):
+    """A digest of the partition's rows as given (dtype, shape and values;
+    the CSR structure) and of its label groups: its share of the data
+    fingerprint a checkpoint carries."""
+    digest = hashlib.blake2b(digest_size=16)
+    for f in part.features:
+        X = f.X
+        digest.update(f"{X.dtype.str}{X.shape}{sp.issparse(X)}".encode())
+        if sp.issparse(X):
+            for a in (X.indptr, X.indices, X.data):
+                digest.update(np.ascontiguousarray(a).data)
+        else:
+            for s in range(0, X.shape[0], _DIGEST_ROWS):
+                digest.update(np.ascontiguousarray(X[s:s + _DIGEST_ROWS]).data)
+    for g in part.label_group or ():
+        digest.update(np.ascontiguousarray(g).data)
+    return digest.hexdigest()
+
+
+def restore(part, state, own):
+    """Bring a partition loaded afresh (its rows only) to the state of the
+    fit from what the driver holds (``FlexCMHFit.restore_point``): the known
+    pairs, the preprocessing, the random ranks and code priorities, then H
+    re-derived from the current centroids (``RESTORE_SWEEPS`` NNLS sweeps
+    of Eq. 3 from the nearest centroid), X Z, Γ (as the driver kept it once
+    it stopped changing, else ranked from that H), ``H_PASSES`` H steps with
+    the pair term (as every iteration ends with), and the codes of the
+    current code function."""
+    set_pairs(part, state["fully_paired"], own["pairs"])
+    preprocess(part, state["preprocessors"])
+    part.label_rank = own["label_rank"]
+    part.code_priority = own["code_priority"]
+    Zs = state["Z"]
+    part.H = []
+    for f, Z in zip(part.features, Zs):
+        H = start_indicators(nearest_centres(f, Z.T), part.k, part.dtype)
+        part.K.nnls_rows(gram(Z), f.xz(Z), np.zeros(f.n), H, T.RESTORE_SWEEPS, 0.0)
+        part.H.append(H)
+    part.XZ = None
+    part.gram_H = None
+    part.set_z(Zs)
+    if own["inferred"] is None:
+        part.build_gamma()
+    else:
+        part.gamma = {key: np.vstack([part.pairs.get(key, np.empty((0, 2), dtype=np.int64)),
+                                      g.astype(np.int64)])
+                      for key, g in own["inferred"].items()}
+        part._aligned = None
+        part._adjacency()
+    for _ in range(T.H_PASSES):
+        part.update_H()
+    part.code_bits = None
+    part.apply_code(state["code"])
+
+
+def inferred_pairs(part):
+    """Γ's inferred pairs (after the known ones, ``build_gamma``) per pair
+    of modalities, in the partition's rows: what the driver keeps of Γ once
+    it stops changing, so that a partition rebuilt after a lost worker gets
+    the very Γ back (``FlexCMHFit.keep_correspondence``)."""
+    small = max(part.n) < 2 ** 31
+    return {key: g[len(part.pairs.get(key, ())):].astype(np.int32 if small else np.int64)
+            for key, g in part.gamma.items()}
+
+
+def partition_state(part):
+    """The per-row state the loop reads later, as named arrays (a
+    checkpoint's share of the partition): H, X Z, H^T H when kept, Γ, the
+    training codes, B and its disagreements, the random ranks and code
+    priorities.  The rest is derived from these (assignments, Γ's
+    adjacency, the aligned rows) or rebuilt before it is read (``itq_U``,
+    the encoded rows)."""
+    state = {"B": part.B, "disagreements": np.array(part.disagreements, dtype=np.int64)}
+    for m in range(part.M):
+        state[f"H_{m}"] = part.H[m]
+        state[f"XZ_{m}"] = part.XZ[m]
+        state[f"code_bits_{m}"] = part.code_bits[m]
+        if part.gram_H is not None:
+            state[f"gram_H_{m}"] = part.gram_H[m]
+        if part.label_rank is not None:
+            state[f"label_rank_{m}"] = part.label_rank[m]
+    for (m, m2), g in part.gamma.items():
+        state[f"gamma_{m}_{m2}"] = g
+    if part.code_priority is not None:
+        state["code_priority"] = part.code_priority
+    return state
+
+
+def set_partition_state(part, preprocessors, Zs, code, state):
+    """Set the state :func:`partition_state` returned (with the driver's
+    preprocessing, centroids and code function), exactly."""
+    M = part.M
+    preprocess(part, preprocessors)
+    part.H = [state[f"H_{m}"] for m in range(M)]
+    part.Z = list(Zs)
+    part.XZ = [state[f"XZ_{m}"] for m in range(M)]
+    part.gram_H = [state[f"gram_H_{m}"] for m in range(M)] if "gram_H_0" in state else None
+    part.label_rank = [state[f"label_rank_{m}"] for m in range(M)] \
+        if "label_rank_0" in state else None
+    part.code_priority = state.get("code_priority")
+    part._assign = [None] * M
+    part.gamma = {(m, m2): state[f"gamma_{m}_{m2}"] for m in range(M) for m2 in range(m + 1, M)}
+    part._aligned = None
+    part._adjacency()
+    part.code = code
+    part.code_bits = [state[f"code_bits_{m}"] for m in range(M)]
+    part.B = state["B"]
+    part.disagreements = int(state["disagreements"])
+    part.itq_U = part.encoded = None
+
+
+# Steps that only read a partition: a partition rebuilt after a loss skips
+# them when it replays the rounds since the driver's last restore point.
+READ_ONLY_STEPS = frozenset({
+    data_stats, take_rows, row_clusters, profiles, code_moments,
+    aligned_indicators, itq_cross, indicator_gram, result_blocks, indicators, data_digest,
+    inferred_pairs, partition_state})

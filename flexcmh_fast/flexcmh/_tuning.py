@@ -23,6 +23,10 @@ ENCODE_TOL = 1e-7
 ENCODE_BATCH = 65536
 # SemiNMF warm-up iterations after k-means (Eq. 3 only, no coupling).
 INIT_ITERS = 5
+# NNLS sweeps (Eq. 3, the centroids fixed) that re-derive the indicators of a
+# partition rebuilt after a lost worker (docs/scaling_out.md, "Fault
+# tolerance").
+RESTORE_SWEEPS = 10
 # k-means of the start runs on at most this many rows per modality.
 KMEANS_SAMPLE = 10_000
 # k-means++ seedings of the start (the run with the smallest inertia wins).
