@@ -177,26 +177,10 @@ class ShardedHammingIndex:
 
     def _run(self, shard_func, queries, shard_args, merge_func, merge_args=()):
         """Run ``shard_func(shard_i, queries, *shard_args[i])`` on every shard,
-        tree-merge with ``merge_func(*merge_args, *parts)``, gather the result."""
-        client = self._client
-        # Broadcast once: every shard task reads the queries from its own worker.
-        # hash=False: a content-hashed key would be shared with the previous
-        # identical batch, whose release may still be in flight (lost key).
-        q = client.scatter(queries, broadcast=True, hash=False)
-        # Pin each shard task to a worker holding the shard: otherwise the
-        # scheduler may balance load by copying a whole shard to another
-        # worker (and keep both copies).  Looked up per batch because a shard
-        # lost with its worker is recomputed elsewhere; while it is being
-        # recomputed it has no holder and the task is left unrestricted.
-        holders = client.who_has(self._shards)
-        parts = [client.submit(shard_func, shard, q, *args,
-                               workers=list(holders.get(shard.key, ())) or None,
-                               allow_other_workers=False)
-                 for shard, args in zip(self._shards, shard_args)]
-        while len(parts) > 1:
-            parts = [client.submit(merge_func, *merge_args, *parts[i:i + self._split_every])
-                     for i in range(0, len(parts), self._split_every)]
-        return client.gather(parts[0])
+        tree-merge with ``merge_func(*merge_args, *parts)``, gather the result
+        (run again when a worker holding a shard or a part leaves)."""
+        return _dask_tasks().run_batch(self._client, self._shards, shard_func, queries,
+                                       shard_args, merge_func, merge_args, self._split_every)
 
     def search(self, queries, k):
         """Exact k nearest codes of every query over all shards.
