@@ -8,6 +8,8 @@ codes, centroids, correspondence and history must equal those of
 0.01.  The bytes exchanged per iteration must not grow with the number of
 samples.
 """
+import time
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -299,22 +301,34 @@ def test_bad_input(client, data):
         fd.train([to_dask(bad, (300, 300)), B], "all", client=client)
 
 
-def test_lost_workers_stop_the_fit_with_a_clear_error(data):
-    """A restart of the workers mid-fit loses the partitions: train raises
-    instead of waiting forever, and the scheduler holds no tasks afterwards."""
+def test_restarted_workers_take_the_partitions_back(data):
+    """A restart of every worker mid-fit loses every partition: the fit
+    loads them again on the restarted workers (new workers to the
+    scheduler), warns and completes (tests/test_recovery.py kills single
+    workers).  Afterwards the scheduler holds only the model's result
+    blocks, and nothing once the model is gone."""
     X0, X1 = data["train"]
     cluster = distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
                                        dashboard_address=None)
     own = distributed.Client(cluster, set_as_default=False)
     try:
+        before = set(own.nthreads())
+
         def restart(it, state):
             if it == 1:
                 own.restart()
-        with pytest.raises(RuntimeError, match="start the fit again"):
-            fd.train([to_dask(X0, (300, 300)), to_dask(X1, (300, 300))], "all", n_bits=8,
-                     n_clusters=6, random_state=0, max_iter=10, client=own,
-                     callback=restart)
-        assert own.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) == 0
+        with pytest.warns(RuntimeWarning, match=r"Partitions \[0, 1\] of this distributed "
+                                                r"fit were lost .* during iteration 2"):
+            model = fd.train([to_dask(X0, (300, 300)), to_dask(X1, (300, 300))], "all",
+                             n_bits=8, n_clusters=6, random_state=0, max_iter=4, tol=0.0,
+                             client=own, callback=restart)
+        assert model.n_iter_ == 4 and not before & set(own.nthreads())
+        assert own.compute(model.train_codes_[0]).result().shape == (600, 1)
+        del model
+        deadline = time.monotonic() + 30
+        while own.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
     finally:
         own.close()
         cluster.close()

@@ -362,9 +362,9 @@ def test_final_code_fitted_on_sampled_encoded_rows(monkeypatch):
     seen = []
     encode_aligned = P.encode_aligned
 
-    def spy(part, encoders, workers, positions):
-        encode_aligned(part, encoders, workers, positions)
-        seen.append((part.aligned_rows(positions), [Y.copy() for Y in part.encoded],
+    def spy(part, encoders, workers, sample):
+        encode_aligned(part, encoders, workers, sample)
+        seen.append((part.aligned_rows(sample), [Y.copy() for Y in part.encoded],
                      part.code_priority.copy(), part.aligned()))
 
     monkeypatch.setattr(P, "encode_aligned", spy)
@@ -884,23 +884,24 @@ def test_code_sample_drawn_once(monkeypatch):
     """More aligned rows than CODE_SAMPLE: every iteration's in-loop code
     function is fitted on the same sampled rows (a new subset each iteration
     moved the codes and kept the fit from converging)."""
-    from flexcmh_fast.flexcmh import _algorithm as A
+    from flexcmh_fast.flexcmh import _partition as P
 
     X0, X1, _, _ = planted(n_per=25, seed=16)
     monkeypatch.setattr(T, "CODE_SAMPLE", 30)
     seen = []
-    code_sample = A.FlexCMHFit.code_sample
+    aligned_rows = P.Partition.aligned_rows
 
-    def spy(self):
-        positions = code_sample(self)
-        seen.append(np.concatenate(positions))
-        return positions
+    def spy(part, sample):
+        rows = aligned_rows(part, sample)
+        if sample is not None:
+            seen.append(rows[0])
+        return rows
 
-    monkeypatch.setattr(A.FlexCMHFit, "code_sample", spy)
+    monkeypatch.setattr(P.Partition, "aligned_rows", spy)
     fc.train([X0, X1], "all", n_bits=8, n_clusters=4, random_state=0, max_iter=6, tol=0)
     assert len(seen) >= 6 and 10 <= seen[0].size <= 50
-    for positions in seen[1:]:
-        np.testing.assert_array_equal(positions, seen[0])
+    for rows in seen[1:]:
+        np.testing.assert_array_equal(rows, seen[0])
 
 
 def test_objective_reuses_gram_of_h_only_while_h_is_unchanged():
