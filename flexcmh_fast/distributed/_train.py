@@ -129,8 +129,9 @@ def train(modalities, pairs=None, *, client=None, **params):
         Partitions lost with their worker were loaded again and rebuilt,
         and the fit continued (also printed with ``verbose=True``): which
         partitions, which workers, and where in the fit.  Its codes then
-        differ from an undisturbed fit's within the recovery tolerance
-        (``docs/scaling_out.md``, "Fault tolerance").
+        differ from an undisturbed fit's, and a weakly paired fit far from
+        converging can stop early (measured in ``docs/scaling_out.md``,
+        "Fault tolerance").
     """
     check_parameter_names(params, FlexCMH._parameters, "distributed FlexCMH training")
     est = FlexCMH(**params)
