@@ -437,25 +437,6 @@ def cluster_sums_csr(indptr, indices, data, n_cols, assign, k):
     return sums, counts
 
 
-@njit(cache=True, parallel=True)
-def csr_dense_product(indptr, indices, data, Z, out):
-    """``out = X @ Z`` for CSR ``X`` (rows in parallel, in place): each row's
-    products added in the order of its stored entries, as scipy does (no
-    fastmath), so the result is scipy's; it writes into a buffer the caller
-    keeps, where scipy returns a new (n, k) array every time (at scale,
-    fresh memory costs more than the product; docs/flexcmh.md, "Training
-    speed")."""
-    n, k = out.shape
-    for i in prange(n):
-        for c in range(k):
-            out[i, c] = 0.0
-        for p in range(indptr[i], indptr[i + 1]):
-            j = indices[p]
-            v = data[p]
-            for c in range(k):
-                out[i, c] += v * Z[j, c]
-
-
 # Set bits of every byte value (the code kernels count changed bits).
 _BYTE_BITS = np.array([bin(v).count("1") for v in range(256)], dtype=np.int64)
 
