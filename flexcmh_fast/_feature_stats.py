@@ -14,9 +14,11 @@ import numpy as np
 import scipy.sparse as sp
 
 # Chunks of rows whose column sums are kept apart (at most), and the float64
-# memory those partial sums may take together.
+# memory those partial sums may take together: wide sums (X^T H with many
+# clusters) take fewer chunks, since zeroing and merging the partial sums
+# costs more than the pass once they outgrow the cache.
 MAX_CHUNKS = 64
-PARTIAL_SUM_BYTES = 1 << 26
+PARTIAL_SUM_BYTES = 1 << 24
 
 
 def row_chunks(n, width=1):

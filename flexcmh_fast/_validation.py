@@ -251,21 +251,28 @@ def _as_csr(X, name):
     return X
 
 
+def as_array(X, name, expected):
+    """``X`` as an ndarray (itself when it is one); ``TypeError`` naming
+    ``name`` and ``expected`` (a phrase: "a 2-D array") for strings,
+    mappings, sets, None and what numpy cannot convert (ragged lists)."""
+    if isinstance(X, np.ndarray):
+        return X
+    if isinstance(X, (str, bytes, dict, set)) or X is None:
+        raise TypeError(
+            f"'{name}' must be {expected}. Got {_describe(X)} of type {type(X).__name__} instead."
+        )
+    try:
+        return np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(
+            f"'{name}' must be {expected}. Could not convert {type(X).__name__}: {exc}"
+        ) from None
+
+
 def _as_dense(X, name):
     """An array-like as a 2-D ndarray in :func:`feature_dtype`, in the
     caller's memory layout (no copy when the dtype is kept)."""
-    if isinstance(X, (str, bytes, dict, set)) or X is None:
-        raise TypeError(
-            f"'{name}' must be a 2-D array or scipy.sparse matrix. "
-            f"Got {_describe(X)} of type {type(X).__name__} instead."
-        )
-    try:
-        arr = np.asarray(X)
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(
-            f"'{name}' must be a 2-D array or scipy.sparse matrix. "
-            f"Could not convert {type(X).__name__}: {exc}"
-        ) from None
+    arr = as_array(X, name, "a 2-D array or scipy.sparse matrix")
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"'{name}' must hold real numbers. Got dtype {arr.dtype} instead.")
     if arr.ndim != 2:

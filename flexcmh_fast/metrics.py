@@ -30,7 +30,14 @@ import numbers
 
 import numpy as np
 
-from ._validation import _describe, check_int, check_n_bits, check_n_threads, check_option
+from ._validation import (
+    _describe,
+    as_array,
+    check_int,
+    check_n_bits,
+    check_n_threads,
+    check_option,
+)
 from .search import as_words, check_codes
 
 TIES = ("stable", "aware")
@@ -55,19 +62,7 @@ def _engine():
 
 
 def _check_label_array(labels, name, n_rows):
-    if not isinstance(labels, np.ndarray):
-        if isinstance(labels, (str, bytes, dict, set)) or labels is None:
-            raise TypeError(
-                f"'{name}' must be a 1-D array of class ids or a 2-D 0/1 matrix. "
-                f"Got {_describe(labels)} of type {type(labels).__name__} instead."
-            )
-        try:
-            labels = np.asarray(labels)
-        except ValueError:  # ragged nested sequences
-            raise TypeError(
-                f"'{name}' must be a 1-D array of class ids or a 2-D 0/1 matrix. "
-                f"Got {_describe(labels)} instead."
-            ) from None
+    labels = as_array(labels, name, "a 1-D array of class ids or a 2-D 0/1 matrix")
     if labels.dtype.kind not in "biuf":
         raise TypeError(
             f"'{name}' must hold integers (class ids or 0/1). Got dtype {labels.dtype} instead."

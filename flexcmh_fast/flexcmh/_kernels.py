@@ -190,8 +190,9 @@ def rank_pairs(assign_a, score_a, assign_b, score_b, k):
     return pairs
 
 
-# Rows of nnls_rows processed together (see there).
-NNLS_TILE = 8
+# Rows of nnls_rows processed together (see there); the kernel's inner
+# loop is written out for exactly this many rows.
+NNLS_TILE = 4
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
@@ -219,24 +220,42 @@ def nnls_rows(Q, C, diag, H, max_sweeps, tol):
         active = np.empty(NNLS_TILE, dtype=np.bool_)
         moved = np.empty(NNLS_TILE)
         hmax = np.empty(NNLS_TILE)
+        g = np.empty(NNLS_TILE)
         # The tile's rows in float64 while they are solved (float32 H is
-        # stored once, after the tile's sweeps).
-        h = np.empty((NNLS_TILE, k))
+        # stored once, after the tile's sweeps); rows past the end stay 0.
+        h = np.zeros((NNLS_TILE, k))
         stop = min(n, (t + 1) * step)
-        # Within a tile the rows advance coordinate by coordinate together:
-        # each row's steps form a dependency chain (gradient entry, step),
-        # and interleaving independent rows lets them overlap.
+        # The tile's rows advance coordinate by coordinate together: each
+        # row's steps form a dependency chain (gradient entry, step), the
+        # rows' chains are independent, and one read of Q's row serves the
+        # gradient entries of all of them.
         for i0 in range(t * step, stop, NNLS_TILE):
             m = min(NNLS_TILE, stop - i0)
-            for r in range(m):
-                active[r] = True
+            for r in range(NNLS_TILE):
+                active[r] = r < m
                 for j in range(k):
-                    h[r, j] = H[i0 + r, j]
+                    h[r, j] = H[i0 + r, j] if r < m else 0.0
             for _ in range(max_sweeps):
                 for r in range(m):
                     moved[r] = 0.0
                     hmax[r] = 0.0
                 for c in range(k):
+                    for r in range(NNLS_TILE):
+                        g[r] = diag[i0 + r] * h[r, c] - C[i0 + r, c] if r < m else 0.0
+                    g0 = g[0]
+                    g1 = g[1]
+                    g2 = g[2]
+                    g3 = g[3]
+                    for j in range(k):
+                        q = Q[c, j]
+                        g0 += q * h[0, j]
+                        g1 += q * h[1, j]
+                        g2 += q * h[2, j]
+                        g3 += q * h[3, j]
+                    g[0] = g0
+                    g[1] = g1
+                    g[2] = g2
+                    g[3] = g3
                     for r in range(m):
                         if not active[r]:
                             continue
@@ -245,10 +264,7 @@ def nnls_rows(Q, C, diag, H, max_sweeps, tol):
                         if qcc <= 0.0:
                             continue
                         hc = h[r, c]
-                        g = diag[i] * hc - C[i, c]
-                        for j in range(k):
-                            g += Q[c, j] * h[r, j]
-                        new = hc - g / qcc
+                        new = hc - g[r] / qcc
                         if new < 0.0:
                             new = 0.0
                         h[r, c] = new
@@ -264,6 +280,29 @@ def nnls_rows(Q, C, diag, H, max_sweeps, tol):
             for r in range(m):
                 for j in range(k):
                     H[i0 + r, j] = h[r, j]
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def inner_float64(A, B):
+    """``sum_ij A_ij B_ij`` of two (n, k) arrays, accumulated in float64.
+
+    Fixed blocks of rows, their sums added in block order: the same value
+    whatever the thread count.
+    """
+    n, k = A.shape
+    n_blocks = max(1, min(n, 64))
+    step = (n + n_blocks - 1) // n_blocks
+    sums = np.zeros(n_blocks)
+    for t in prange(n_blocks):
+        s = 0.0
+        for i in range(t * step, min(n, (t + 1) * step)):
+            for j in range(k):
+                s += np.float64(A[i, j]) * np.float64(B[i, j])
+        sums[t] = s
+    total = 0.0
+    for t in range(n_blocks):
+        total += sums[t]
+    return total
 
 
 @njit(cache=True, parallel=True)
@@ -396,25 +435,6 @@ def cluster_sums_csr(indptr, indices, data, n_cols, assign, k):
         for p in range(indptr[i], indptr[i + 1]):
             sums[c, indices[p]] += data[p]
     return sums, counts
-
-
-@njit(cache=True, parallel=True)
-def csr_dense_product(indptr, indices, data, Z, out):
-    """``out = X @ Z`` for CSR ``X`` (rows in parallel, in place): each row's
-    products added in the order of its stored entries, as scipy does (no
-    fastmath), so the result is scipy's; it writes into a buffer the caller
-    keeps, where scipy returns a new (n, k) array every time (at scale,
-    fresh memory costs more than the product; docs/flexcmh.md, "Training
-    speed")."""
-    n, k = out.shape
-    for i in prange(n):
-        for c in range(k):
-            out[i, c] = 0.0
-        for p in range(indptr[i], indptr[i + 1]):
-            j = indices[p]
-            v = data[p]
-            for c in range(k):
-                out[i, c] += v * Z[j, c]
 
 
 # Set bits of every byte value (the code kernels count changed bits).
