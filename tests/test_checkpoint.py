@@ -127,8 +127,11 @@ def test_resume_after_the_process_is_killed(data, tmp_path):
                    callback=kill).fit(data["X"], data["pairs"])
     """)
     env = dict(os.environ, PYTHONPATH=str(Path(fc.__file__).resolve().parents[1]))
+    # From another folder: `python -c` puts the working directory first on
+    # sys.path, and the source tree has no compiled extension when the
+    # package is installed (CI).
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert read_state(path)[1]["loop"]["n_iter"] == 8
     resumed = fit(data, checkpoint=path, checkpoint_every=4, resume=True)
