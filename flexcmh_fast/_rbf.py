@@ -9,6 +9,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from ._threads import row_spans
+
 # Rows of kernel features computed at once (block x n_anchors temporaries).
 BLOCK_ROWS = 8192
 
@@ -150,8 +152,7 @@ def rbf_of_blocks(blocks, anchors, sigma, parallel=True):
 def row_blocks(X, block_rows):
     """``(start, stop, X[start:stop])`` for the rows of ``X``, ``block_rows``
     at a time."""
-    for s in range(0, X.shape[0], block_rows):
-        e = min(s + block_rows, X.shape[0])
+    for s, e in row_spans(X.shape[0], block_rows):
         yield s, e, X[s:e]
 
 

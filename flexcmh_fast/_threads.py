@@ -98,10 +98,4 @@ def map_concurrently(func, n_items, workers):
     BLAS stays at the thread count the caller set.  With one worker the calls
     run in order on the calling thread with ``parallel=True``.  Results come
     back in item order; the first exception is re-raised."""
-    workers = min(int(workers), n_items)
-    if workers <= 1:
-        return [func(i, True) for i in range(n_items)]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda i: func(i, False), range(n_items)))
+    return list(imap_concurrently(func, n_items, workers))

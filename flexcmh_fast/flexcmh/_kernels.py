@@ -15,6 +15,8 @@ Plain numpy references of every kernel live in ``tests/reference_flexcmh.py``.
 import numpy as np
 from numba import njit, prange
 
+from ._passes import fixed_blocks
+
 _FM = {"contract", "reassoc", "arcp"}
 
 
@@ -51,10 +53,9 @@ def nn_profiles(xz, scale, sqx, sqz, assign, k, ns, n_chunks):
         Members per cluster.
     """
     n = assign.shape[0]
-    n_chunks = max(1, min(n_chunks, n))
+    n_chunks, step = fixed_blocks(n, n_chunks)
     buf = np.full((n_chunks, k, ns), np.inf)
     cnt = np.zeros((n_chunks, k), dtype=np.int64)
-    step = (n + n_chunks - 1) // n_chunks
     for t in prange(n_chunks):
         for i in range(t * step, min(n, (t + 1) * step)):
             c = assign[i]
@@ -212,10 +213,8 @@ def nnls_rows(Q, C, diag, H, max_sweeps, tol):
     # Each coordinate step computes its gradient entry afresh from the
     # current row (k multiply-adds).  Keeping the whole gradient up to date
     # instead costs k to set up plus k after every step: twice the
-    # arithmetic of one sweep (the H step runs one).  A fixed block count:
-    # reading the thread count would make the kernel uncacheable.
-    n_blocks = max(1, min(n, 256))
-    step = (n + n_blocks - 1) // n_blocks
+    # arithmetic of one sweep (the H step runs one).
+    n_blocks, step = fixed_blocks(n, 256)
     for t in prange(n_blocks):
         active = np.empty(NNLS_TILE, dtype=np.bool_)
         moved = np.empty(NNLS_TILE)
@@ -290,8 +289,7 @@ def inner_float64(A, B):
     whatever the thread count.
     """
     n, k = A.shape
-    n_blocks = max(1, min(n, 64))
-    step = (n + n_blocks - 1) // n_blocks
+    n_blocks, step = fixed_blocks(n, 64)
     sums = np.zeros(n_blocks)
     for t in prange(n_blocks):
         s = 0.0
@@ -344,8 +342,7 @@ def gather_sum(ptr, idx, src, base, out):
     CSR form) plus ``X Z`` (``base``), in one pass over the rows.
     """
     n, k = out.shape
-    n_blocks = max(1, min(n, 256))
-    step = (n + n_blocks - 1) // n_blocks
+    n_blocks, step = fixed_blocks(n, 256)
     for t in prange(n_blocks):
         # Partners' rows read whole (contiguous), summed per column in the
         # order of the partners, then the base added.
@@ -474,8 +471,7 @@ def linear_code_signs(Y, mu, P):
     n = Y.shape[0]
     b = P.shape[1]
     out = np.empty((n, b), dtype=np.int8)
-    n_blocks = max(1, min(n, 256))
-    step = (n + n_blocks - 1) // n_blocks
+    n_blocks, step = fixed_blocks(n, 256)
     for t in prange(n_blocks):
         v = np.empty(b)
         for i in range(t * step, min(n, (t + 1) * step)):
@@ -493,8 +489,7 @@ def linear_code_bits(Y, mu, P, previous, out):
     n = Y.shape[0]
     width = out.shape[1]
     compare = previous.shape[0] == n and n > 0
-    n_blocks = max(1, min(n, 256))
-    step = (n + n_blocks - 1) // n_blocks
+    n_blocks, step = fixed_blocks(n, 256)
     changed = np.zeros(n_blocks, dtype=np.int64)
     for t in prange(n_blocks):
         v = np.zeros(8 * width)

@@ -32,6 +32,16 @@ ROW_TILE = 4
 FLUSH_ROWS = 64
 
 
+@njit(cache=True)
+def fixed_blocks(n, most):
+    """How a parallel kernel splits ``n`` rows (or tiles): the number of
+    blocks (at most ``most``) and the rows per block.  A function of the
+    shape only: the blocks' partial results, added in block order, are the
+    same whatever the thread count, and the kernel stays cacheable (reading
+    the thread count would not)."""
+    n_blocks = max(1, min(n, most))
+    return n_blocks, (n + n_blocks - 1) // n_blocks
+
 @njit(cache=True, parallel=True, fastmath=_FM)
 def dense_xz(X, root, scale, Zt, out):
     """``out[i, c] = scale[i] * sum_j f(X[i, j]) * Zt[c, j]`` with ``f = sqrt``
@@ -46,8 +56,7 @@ def dense_xz(X, root, scale, Zt, out):
     k = Zt.shape[0]
     scaled = scale.shape[0] > 0
     n_tiles = (n + ROW_TILE - 1) // ROW_TILE
-    n_blocks = max(1, min(n_tiles, 256))
-    per = (n_tiles + n_blocks - 1) // n_blocks
+    n_blocks, per = fixed_blocks(n_tiles, 256)
     for b in prange(n_blocks):
         buf = np.zeros((ROW_TILE, d), dtype=Zt.dtype)
         zero = buf[0, 0]
