@@ -82,6 +82,20 @@ def await_workers(client, no_worker_error):
         time.sleep(LIVENESS_PERIOD)
 
 
+def forget_traceback(exc):
+    """Drop the tracebacks of a caught exception and of those it chains.
+
+    An exception raised through ``distributed``'s ``sync`` (every blocking
+    client call) is in a reference cycle with the frames it passed, up to
+    the caller's: kept, it would hold the caller's futures, and the model
+    being fitted, until a full garbage collection instead of releasing
+    them on ``del``.  Call it on every exception caught and not raised.
+    """
+    while exc is not None:
+        exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__
+
+
 def wait_guarded(client, futures, give_up):
     """Wait until no future of ``futures`` is pending (each finished, failed
     or cancelled), or until ``give_up(alive)`` (called with the workers
@@ -95,8 +109,8 @@ def wait_guarded(client, futures, give_up):
             # caller's client need not be.
             with client.as_current():
                 wait(futures, timeout=LIVENESS_PERIOD)
-        except (TimeoutError, concurrent.futures.CancelledError):
-            pass  # the statuses below say what happened
+        except (TimeoutError, concurrent.futures.CancelledError) as exc:
+            forget_traceback(exc)  # the statuses below say what happened
         if all(f.status != "pending" for f in futures):
             return None
         verdict = give_up(alive_workers(client))
@@ -125,9 +139,10 @@ def gather_guarded(client, futures, give_up):
             if verdict:
                 client.cancel(futures)
                 return None, verdict
-        except Exception:
+        except Exception as exc:
             verdict = give_up(alive_workers(client))
             if verdict:
+                forget_traceback(exc)
                 return None, verdict
             raise
 

@@ -312,8 +312,8 @@ class DaskBackend:
         if size > self.SCATTER_BYTES and len(parts) > 1:
             try:
                 shared = self.client.scatter(_Payload(entry.args), hash=False)
-            except OSError:  # the worker chosen left: send the arguments with each task
-                pass
+            except OSError as exc:  # the worker chosen left: send the arguments with each task
+                _dask.forget_traceback(exc)
         self.bytes_sent += size if shared is not entry.args else size * len(parts)
         if entry.per_part is not None:
             self.bytes_sent += sum(len(pickle.dumps(entry.per_part[p], protocol=5))

@@ -91,7 +91,8 @@ def run_batch(client, shards, shard_func, queries, shard_args, merge_func, merge
         try:
             root, pins = submit_batch(client, shards, shard_func, queries, shard_args,
                                       merge_func, merge_args, split_every, alive)
-        except OSError:  # a worker left while the queries were sent to it
+        except OSError as exc:  # a worker left while the queries were sent to it
+            _dask.forget_traceback(exc)
             continue
 
         def give_up(alive, root=root, pins=pins):
