@@ -13,6 +13,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from ._threads import PRANGE_ONLY
+
 # Chunks of rows whose column sums are kept apart (at most), and the float64
 # memory those partial sums may take together: wide sums (X^T H with many
 # clusters) take fewer chunks, since zeroing and merging the partial sums
@@ -84,7 +86,7 @@ def _dense_row_sums(X, i):
     return s, q
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=PRANGE_ONLY)
 def dense_row_sums(X):
     """Per row of dense X the sum and the sum of squares (float64), as
     :func:`dense_stats` gives them."""
@@ -96,7 +98,7 @@ def dense_row_sums(X):
     return row_sum, row_sumsq
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=PRANGE_ONLY)
 def dense_stats(X, n_chunks):
     """Per row the sum and the sum of squares, per column the sum and the
     sum of squares, the zero entries and the smallest entry of dense ``X``
@@ -128,7 +130,7 @@ def dense_stats(X, n_chunks):
             low)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=PRANGE_ONLY)
 def csr_stats(indptr, indices, data, d, n_chunks):
     """:func:`dense_stats` of CSR rows (implicit zeros counted)."""
     n = indptr.shape[0] - 1

@@ -9,7 +9,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from ._threads import row_spans
+from ._threads import PRANGE_ONLY, row_spans
 
 # Rows of kernel features computed at once (block x n_anchors temporaries).
 BLOCK_ROWS = 8192
@@ -30,7 +30,7 @@ def _rbf_row_from_dots(dots, x_sq, a_sq, inv_two_sigma_sq, out, i):
         out[i, j] = np.exp(-d * inv_two_sigma_sq)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=PRANGE_ONLY, cache=True)
 def _rbf_from_dots(dots, x_sq, a_sq, inv_two_sigma_sq, out):
     """RBF features from the dot products, rows over the threads."""
     for i in numba.prange(dots.shape[0]):
@@ -68,7 +68,7 @@ def _rbf_csr_row(indptr, indices, data, anchors_t, a_sq, inv_two_sigma_sq, out, 
         out[i, j] = np.exp(-d * inv_two_sigma_sq)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=PRANGE_ONLY, cache=True)
 def _rbf_csr(indptr, indices, data, anchors_t, a_sq, inv_two_sigma_sq, out):
     """RBF features of CSR rows, rows over the threads (independent rows:
     no shared writes)."""

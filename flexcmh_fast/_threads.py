@@ -2,6 +2,18 @@
 from contextlib import contextmanager, nullcontext
 
 import numba
+from numba.core.cpu import ParallelOptions
+
+# The ``parallel`` option of every parallel kernel: only its ``prange`` loops
+# run on threads.  Array constructors, reductions and array expressions in
+# a kernel stay serial, as written, instead of each being compiled as a
+# parallel region of its own (first-call compile time) for work too small
+# to gain from threads.  An instance, not a dict: Numba consumes a dict's
+# keys at the first compilation, and the next signature would get the
+# defaults.
+PRANGE_ONLY = ParallelOptions({"prange": True, "comprehension": False, "reduction": False,
+                               "inplace_binop": False, "setitem": False, "numpy": False,
+                               "stencil": False})
 
 # Multiply-adds from which one dense product runs on every thread of the fit
 # although BLAS is otherwise held to one thread (``dense_product_threads``).

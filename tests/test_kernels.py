@@ -389,3 +389,31 @@ def test_pair_adjacency_matches_stable_argsort(n, pairs):
     rptr, ridx = R.pair_adjacency(n, self_idx, other_idx)
     np.testing.assert_array_equal(ptr, rptr)
     np.testing.assert_array_equal(idx, ridx)
+
+
+def test_every_parallel_kernel_runs_only_its_prange_loops_in_parallel():
+    """Every parallel Numba kernel of the package takes ``PRANGE_ONLY`` (one
+    ParallelOptions object: a dict would lose its keys at the first
+    compilation, and the next signature would compile every array
+    expression as a parallel region again)."""
+    import importlib
+    import pkgutil
+
+    import flexcmh_fast
+    from flexcmh_fast._threads import PRANGE_ONLY
+
+    assert PRANGE_ONLY.prange and not (PRANGE_ONLY.numpy or PRANGE_ONLY.reduction
+                                       or PRANGE_ONLY.setitem or PRANGE_ONLY.comprehension)
+    parallel = {}
+    for info in pkgutil.walk_packages(flexcmh_fast.__path__, "flexcmh_fast."):
+        if info.name.startswith(("flexcmh_fast.distributed", "flexcmh_fast.experiments")):
+            continue  # optional dependencies; no Numba kernels
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if isinstance(obj, numba.core.registry.CPUDispatcher) and obj.__module__ == info.name:
+                option = obj.targetoptions.get("parallel")
+                if option:
+                    parallel[f"{info.name}.{name}"] = option
+    assert len(parallel) >= 20, sorted(parallel)
+    assert all(option is PRANGE_ONLY for option in parallel.values()), {
+        name: option for name, option in parallel.items() if option is not PRANGE_ONLY}

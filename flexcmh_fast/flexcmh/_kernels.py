@@ -15,12 +15,13 @@ Plain numpy references of every kernel live in ``tests/reference_flexcmh.py``.
 import numpy as np
 from numba import njit, prange
 
+from .._threads import PRANGE_ONLY
 from ._passes import fixed_blocks
 
 _FM = {"contract", "reassoc", "arcp"}
 
 
-@njit(cache=True, parallel=True, fastmath=_FM)
+@njit(cache=True, parallel=PRANGE_ONLY, fastmath=_FM)
 def nn_profiles(xz, scale, sqx, sqz, assign, k, ns, n_chunks):
     """Ordered-nearest-neighbour profiles of the clusters of one modality,
     measured from the centroids ``Z`` scaled column by column.
@@ -86,7 +87,7 @@ def nn_profiles(xz, scale, sqx, sqz, assign, k, ns, n_chunks):
     return prof, count
 
 
-@njit(cache=True, parallel=True, fastmath=_FM)
+@njit(cache=True, parallel=PRANGE_ONLY, fastmath=_FM)
 def match_scores(prof_a, count_a, sqz_a, prof_b, count_b, sqz_b):
     """Matching score S of Eq. 1 between the clusters of two modalities.
 
@@ -154,7 +155,14 @@ def pair_adjacency(n, self_idx, other_idx):
     return ptr, idx
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
+def _ranked(members, score):
+    """``members`` by descending ``score``, ties in their order (a stable
+    sort of the negated score)."""
+    return members[np.argsort(-score[members], kind="mergesort")]
+
+
+@njit(cache=True, parallel=PRANGE_ONLY)
 def rank_pairs(assign_a, score_a, assign_b, score_b, k):
     """Inferred correspondence inside matched clusters (Eq. 2 and 4).
 
@@ -180,11 +188,8 @@ def rank_pairs(assign_a, score_a, assign_b, score_b, k):
         N = offset[c + 1] - offset[c]
         if N == 0:
             continue
-        mem_a = order_a[start_a[c]:start_a[c + 1]]
-        mem_b = order_b[start_b[c]:start_b[c + 1]]
-        # Stable sort of the negated score: descending score, ties by index.
-        ra = mem_a[np.argsort(-score_a[mem_a], kind="mergesort")]
-        rb = mem_b[np.argsort(-score_b[mem_b], kind="mergesort")]
+        ra = _ranked(order_a[start_a[c]:start_a[c + 1]], score_a)
+        rb = _ranked(order_b[start_b[c]:start_b[c + 1]], score_b)
         for r in range(N):
             pairs[offset[c] + r, 0] = ra[r]
             pairs[offset[c] + r, 1] = rb[r]
@@ -196,7 +201,7 @@ def rank_pairs(assign_a, score_a, assign_b, score_b, k):
 NNLS_TILE = 4
 
 
-@njit(cache=True, parallel=True, fastmath=_FM)
+@njit(cache=True, parallel=PRANGE_ONLY, fastmath=_FM)
 def nnls_rows(Q, C, diag, H, max_sweeps, tol):
     """Row-wise non-negative least squares by cyclic coordinate descent.
 
@@ -281,7 +286,7 @@ def nnls_rows(Q, C, diag, H, max_sweeps, tol):
                     H[i0 + r, j] = h[r, j]
 
 
-@njit(cache=True, parallel=True, fastmath=_FM)
+@njit(cache=True, parallel=PRANGE_ONLY, fastmath=_FM)
 def inner_float64(A, B):
     """``sum_ij A_ij B_ij`` of two (n, k) arrays, accumulated in float64.
 
@@ -303,7 +308,7 @@ def inner_float64(A, B):
     return total
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=PRANGE_ONLY)
 def hard_assignments(H):
     """Hard cluster of every row: the column of its largest entry (the
     first one on ties), ``-1`` for a row with no positive entry."""
@@ -332,7 +337,7 @@ def cluster_mass(H, assign, k):
     return counts, sums
 
 
-@njit(cache=True, parallel=True, fastmath=_FM)
+@njit(cache=True, parallel=PRANGE_ONLY, fastmath=_FM)
 def gather_sum(ptr, idx, src, base, out):
     """``out[i] = sum_{p in ptr[i]:ptr[i+1]} src[idx[p]] + base[i]`` (rows;
     ``out`` may be ``base``).
@@ -358,7 +363,7 @@ def gather_sum(ptr, idx, src, base, out):
                 out[i, c] = s[c] + base[i, c]
 
 
-@njit(cache=True, parallel=True, fastmath=_FM)
+@njit(cache=True, parallel=PRANGE_ONLY, fastmath=_FM)
 def pair_loss(pairs, Ha, Hb):
     """``sum_{(i, j) in pairs} ||Ha[i] - Hb[j]||^2`` (the Lc term of Eq. 4)."""
     P = pairs.shape[0]
@@ -464,7 +469,7 @@ def _pack_row(v, out, i):
         out[i, byte] = x
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=PRANGE_ONLY)
 def linear_code_signs(Y, mu, P):
     """±1 int8 codes ``sign((Y - mu) P)`` (+1 where > 0) of the rows of Y
     (``mu``, ``P`` float64)."""
@@ -481,7 +486,7 @@ def linear_code_signs(Y, mu, P):
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=PRANGE_ONLY)
 def linear_code_bits(Y, mu, P, previous, out):
     """Packed codes of the rows of Y under the linear code ``(mu, P)``
     (float64) into ``out`` (n, ceil(b/8)) uint8; returns how many bits differ
@@ -502,7 +507,7 @@ def linear_code_bits(Y, mu, P, previous, out):
     return changed.sum()
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=PRANGE_ONLY)
 def linear_common_code(Ys, rows, mu, P, out):
     """Eq. 11 for the aligned objects: ``out[r]`` = packed
     ``sign(sum_m (Ys[m][rows[m, r]] - mu) P)`` (``mu``, ``P`` float64);

@@ -23,6 +23,8 @@ Plain numpy references of every kernel live in ``tests/reference_flexcmh.py``.
 import numpy as np
 from numba import njit, prange
 
+from .._threads import PRANGE_ONLY
+
 _FM = {"contract", "reassoc", "arcp"}
 # Rows advanced together by the dense product kernels: each loaded centroid
 # (or indicator) value is used for this many rows.
@@ -42,7 +44,7 @@ def fixed_blocks(n, most):
     n_blocks = max(1, min(n, most))
     return n_blocks, (n + n_blocks - 1) // n_blocks
 
-@njit(cache=True, parallel=True, fastmath=_FM)
+@njit(cache=True, parallel=PRANGE_ONLY, fastmath=_FM)
 def dense_xz(X, root, scale, Zt, out):
     """``out[i, c] = scale[i] * sum_j f(X[i, j]) * Zt[c, j]`` with ``f = sqrt``
     when ``root`` (non-negative ``X``: Hellinger rows) else the identity (an
@@ -97,7 +99,7 @@ def _load_rows(X, i0, rows, root, buf):
             buf[r, j] = 0.0
 
 
-@njit(cache=True, parallel=True, fastmath=_FM)
+@njit(cache=True, parallel=PRANGE_ONLY, fastmath=_FM)
 def dense_xth(X, root, W, n_chunks):
     """``sum_i f(X[i])^T W[i]`` (d, k) float64 (``f``: see :func:`dense_xz`;
     ``W``: the indicators times the row factors, in the data's dtype).
@@ -153,7 +155,7 @@ def dense_root_block(X, start, stop, out):
             out[i - start, j] = np.sqrt(X[i, j])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=PRANGE_ONLY)
 def csr_xz(indptr, indices, data, root, scale, Z, out):
     """``out[i] = sum_p scale[i] * f(data[p]) * Z[indices[p]]`` over row i's
     stored entries, in their order, with ``f = sqrt`` when ``root`` else the
@@ -182,7 +184,7 @@ def csr_xz(indptr, indices, data, root, scale, Z, out):
                 out[i, c] += v * Z[j, c]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=PRANGE_ONLY)
 def csr_xth(indptr, indices, data, root, W, d, n_chunks):
     """``sum_i f(x_i)^T W[i]`` (d, k) float64 for CSR rows ``x_i`` (``f``:
     see :func:`csr_xz`; ``W``: the indicators times the row factors)."""
@@ -207,7 +209,7 @@ def csr_xth(indptr, indices, data, root, W, d, n_chunks):
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=PRANGE_ONLY)
 def dense_centred_sq_norms(X, mean, inv_scale):
     """``sum_j ((X[i, j] - mean[j]) * inv_scale[j])^2`` per row (float64):
     the squared norms of ``"standard"`` rows."""
