@@ -99,8 +99,9 @@ def forget_traceback(exc):
 def wait_guarded(client, futures, give_up):
     """Wait until no future of ``futures`` is pending (each finished, failed
     or cancelled), or until ``give_up(alive)`` (called with the workers
-    alive every ``LIVENESS_PERIOD`` seconds while some are pending) returns
-    a true value, which is returned (else None).  ``give_up`` may raise."""
+    alive every ``LIVENESS_PERIOD`` seconds while some are pending, and once
+    more when the wait ends with some not finished) returns a true value,
+    which is returned (else None).  ``give_up`` may raise."""
     from distributed import wait
 
     while True:
@@ -111,11 +112,12 @@ def wait_guarded(client, futures, give_up):
                 wait(futures, timeout=LIVENESS_PERIOD)
         except (TimeoutError, concurrent.futures.CancelledError) as exc:
             forget_traceback(exc)  # the statuses below say what happened
-        if all(f.status != "pending" for f in futures):
+        done = all(f.status != "pending" for f in futures)
+        if done and all(f.status == "finished" for f in futures):
             return None
         verdict = give_up(alive_workers(client))
-        if verdict:
-            return verdict
+        if verdict or done:
+            return verdict or None
 
 
 def gather_guarded(client, futures, give_up):
@@ -123,11 +125,10 @@ def gather_guarded(client, futures, give_up):
     still guarded: a finished future whose data is lost before it arrives
     is computed again, which may wait on a worker that left.  Returns
     ``(results, None)``, or ``(None, verdict)`` when ``give_up`` returned a
-    true verdict (the futures are then cancelled).  An error the gather
-    raises is raised as it is unless ``give_up`` then gives a verdict."""
+    true verdict (the caller cancels what it no longer needs).  An error
+    the gather raises is raised as it is unless ``give_up`` then gives a
+    verdict."""
     verdict = wait_guarded(client, futures, give_up)
-    if not verdict and any(f.status != "finished" for f in futures):
-        verdict = give_up(alive_workers(client))
     if verdict:
         return None, verdict
     job = _GATHERS.submit(client.gather, futures)
@@ -137,7 +138,6 @@ def gather_guarded(client, futures, give_up):
         except concurrent.futures.TimeoutError:
             verdict = give_up(alive_workers(client))
             if verdict:
-                client.cancel(futures)
                 return None, verdict
         except Exception as exc:
             verdict = give_up(alive_workers(client))

@@ -13,7 +13,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from ._threads import PRANGE_ONLY
+from ._threads import PRANGE_ONLY, fixed_blocks
 
 # Chunks of rows whose column sums are kept apart (at most), and the float64
 # memory those partial sums may take together: wide sums (X^T H with many
@@ -104,13 +104,13 @@ def dense_stats(X, n_chunks):
     sum of squares, the zero entries and the smallest entry of dense ``X``
     (finite values; validated before)."""
     n, d = X.shape
+    n_chunks, step = fixed_blocks(n, n_chunks)
     row_sum = np.empty(n)
     row_sumsq = np.empty(n)
     col_sum = np.zeros((n_chunks, d))
     col_sumsq = np.zeros((n_chunks, d))
     col_min = np.full((n_chunks, d), np.inf)
     zeros = np.zeros(n_chunks, dtype=np.int64)
-    step = (n + n_chunks - 1) // n_chunks
     for t in numba.prange(n_chunks):
         z = 0
         for i in range(t * step, min(n, (t + 1) * step)):
@@ -134,13 +134,13 @@ def dense_stats(X, n_chunks):
 def csr_stats(indptr, indices, data, d, n_chunks):
     """:func:`dense_stats` of CSR rows (implicit zeros counted)."""
     n = indptr.shape[0] - 1
+    n_chunks, step = fixed_blocks(n, n_chunks)
     row_sum = np.zeros(n)
     row_sumsq = np.zeros(n)
     col_sum = np.zeros((n_chunks, d))
     col_sumsq = np.zeros((n_chunks, d))
     zeros = np.zeros(n_chunks, dtype=np.int64)
     low = np.full(n_chunks, np.inf)
-    step = (n + n_chunks - 1) // n_chunks
     for t in numba.prange(n_chunks):
         for i in range(t * step, min(n, (t + 1) * step)):
             s = 0.0

@@ -81,6 +81,18 @@ def row_spans(n, block_rows):
     return [(s, min(n, s + block_rows)) for s in range(0, n, block_rows)]
 
 
+@numba.njit(cache=True)
+def fixed_blocks(n, most):
+    """How a parallel kernel splits ``n`` rows (or tiles): the number of
+    blocks (at most ``most``) and the rows per block.  A function of the
+    shape only: the blocks' partial results, added in block order, are the
+    same whatever the thread count, and the kernel stays cacheable (reading
+    the thread count would not).  Numba's cache checks only a kernel's own
+    file: after changing this function, clear the cached kernels."""
+    n_blocks = max(1, min(n, most))
+    return n_blocks, (n + n_blocks - 1) // n_blocks
+
+
 def imap_concurrently(func, n_items, workers):
     """:func:`map_concurrently` as an iterator: the results are yielded in
     item order as they come, so that the caller can add them up (in item

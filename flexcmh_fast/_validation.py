@@ -271,8 +271,9 @@ def as_array(X, name, expected):
 
 def _as_dense(X, name):
     """An array-like as a 2-D ndarray in :func:`feature_dtype`, in the
-    caller's memory layout (no copy when the dtype is kept)."""
-    arr = as_array(X, name, "a 2-D array or scipy.sparse matrix")
+    caller's memory layout (no copy when the dtype is kept); subclasses
+    (``np.matrix``, masked arrays) as plain ndarrays."""
+    arr = np.asarray(as_array(X, name, "a 2-D array or scipy.sparse matrix"))
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"'{name}' must hold real numbers. Got dtype {arr.dtype} instead.")
     if arr.ndim != 2:

@@ -391,6 +391,24 @@ def test_pair_adjacency_matches_stable_argsort(n, pairs):
     np.testing.assert_array_equal(idx, ridx)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 65, 1000])
+def test_inner_float64_against_einsum(dtype, n):
+    """The objective's float64 sum of products (fixed blocks) against
+    numpy's float64 einsum, and the same value on one thread."""
+    rng = np.random.default_rng(n)
+    A = rng.standard_normal((n, 7)).astype(dtype)
+    B = rng.standard_normal((n, 7)).astype(dtype)
+    want = np.einsum("ij,ij->", A, B, dtype=np.float64)
+    got = K.inner_float64(A, B)
+    assert isinstance(got, float)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    numba.set_num_threads(1)
+    try:
+        assert K.inner_float64(A, B) == got
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
 def test_every_parallel_kernel_runs_only_its_prange_loops_in_parallel():
     """Every parallel Numba kernel of the package takes ``PRANGE_ONLY`` (one
     ParallelOptions object: a dict would lose its keys at the first

@@ -258,6 +258,38 @@ def test_no_worker_left_fails_within_bounded_time(weak, monkeypatch):
         cluster.close()
 
 
+def _source_block_gone():
+    raise OSError("the source file is gone")
+
+
+def test_a_reload_that_fails_raises_its_error(client):
+    """A lost partition whose source block cannot be computed again: the
+    recovery raises the block's error instead of waiting on the failed
+    load (a wait that ends with a failed future asks why once more)."""
+    backend = _backend.DaskBackend(client, "reload-fails")
+    backend.workers = ["tcp://127.0.0.1:9"]  # left the cluster
+    backend.sizes = np.array([[10]])
+    backend.blocks = [[dask.delayed(_source_block_gone, pure=False)()]]
+    backend.load_args = (2, 5, 1.0, 1)
+    outcome = []
+
+    def recover():
+        try:
+            backend._recover([0])
+            outcome.append("returned")
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=recover, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the recovery kept waiting on a failed load"
+    (error,) = outcome
+    assert isinstance(error, RuntimeError), error
+    assert "could not be loaded again from its source blocks" in str(error)
+    assert "the source file is gone" in str(error)
+
+
 # ---- the sharded index ----------------------------------------------------------
 N_CODES, N_SHARDS = 240_000, 6
 

@@ -101,6 +101,26 @@ def test_check_matrix_does_not_modify_input():
 
 
 # ---------------------------------------------------------------- one rule per kind of value
+def test_check_matrix_gives_plain_ndarrays_for_subclasses():
+    """np.matrix and masked arrays come back as plain ndarrays (a matrix's
+    ``*`` and row slicing would change every product downstream); the
+    baselines fit them as they fit the arrays."""
+    import flexcmh_fast as fc
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 3))
+    for sub in (np.matrix(X), np.ma.masked_array(X)):
+        out = check_matrix(sub, "X")
+        assert type(out) is np.ndarray
+        np.testing.assert_array_equal(out, X)
+    X0, X1 = rng.standard_normal((40, 8)), rng.standard_normal((40, 5))
+    labels = [rng.integers(0, 3, 40)] * 2
+    want = fc.CMFH(n_bits=8, random_state=0).fit([X0, X1], "all", labels)
+    got = fc.CMFH(n_bits=8, random_state=0).fit([np.matrix(X0), np.matrix(X1)], "all", labels)
+    for a, b in zip(got.train_codes_, want.train_codes_):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_check_n_threads_one_bound_resolved_or_kept():
     from flexcmh_fast._validation import available_cores, max_threads
 

@@ -219,6 +219,5 @@ class Features:
         """Yield ``(start, stop, block)``: :meth:`rows` of
         ``rows[start:stop]`` (None: every row), ``block_rows`` at a time."""
         n = self.n if rows is None else len(rows)
-        for s in range(0, n, block_rows):
-            e = min(n, s + block_rows)
+        for s, e in row_spans(n, block_rows):
             yield s, e, self.rows(np.arange(s, e) if rows is None else rows[s:e])

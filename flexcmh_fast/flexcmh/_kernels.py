@@ -15,8 +15,7 @@ Plain numpy references of every kernel live in ``tests/reference_flexcmh.py``.
 import numpy as np
 from numba import njit, prange
 
-from .._threads import PRANGE_ONLY
-from ._passes import fixed_blocks
+from .._threads import PRANGE_ONLY, fixed_blocks
 
 _FM = {"contract", "reassoc", "arcp"}
 
@@ -71,8 +70,8 @@ def nn_profiles(xz, scale, sqx, sqz, assign, k, ns, n_chunks):
                     buf[t, c, g] = buf[t, c, g - 1]
                     g -= 1
                 buf[t, c, g] = d
-    # Serial merge with explicit loops: an array expression here would become
-    # a parallel region of its own, launched k * n_chunks times.
+    # Serial merge, chunk by chunk in order: the profiles do not depend on
+    # how the rows were split.
     prof = np.empty((k, ns))
     count = np.zeros(k, dtype=np.int64)
     merged = np.empty(n_chunks * ns)
@@ -368,11 +367,8 @@ def pair_loss(pairs, Ha, Hb):
     """``sum_{(i, j) in pairs} ||Ha[i] - Hb[j]||^2`` (the Lc term of Eq. 4)."""
     P = pairs.shape[0]
     k = Ha.shape[1]
-    # A fixed chunk count (not the thread count) keeps the summation order,
-    # hence the result, independent of n_threads.
-    n_chunks = max(1, min(64, P))
+    n_chunks, step = fixed_blocks(P, 64)
     part = np.zeros(n_chunks)
-    step = (P + n_chunks - 1) // n_chunks
     for t in prange(n_chunks):
         s = 0.0
         for p in range(t * step, min(P, (t + 1) * step)):
@@ -517,8 +513,7 @@ def linear_common_code(Ys, rows, mu, P, out):
     A = rows.shape[1]
     b = P.shape[1]
     width = out.shape[1]
-    n_blocks = max(1, min(A, 256))
-    step = (A + n_blocks - 1) // n_blocks
+    n_blocks, step = fixed_blocks(A, 256)
     disagree = np.zeros(n_blocks, dtype=np.int64)
     for t in prange(n_blocks):
         v = np.zeros(8 * width)

@@ -302,8 +302,8 @@ def inner(A, B):
     """``sum_ij A_ij B_ij`` in float64 (the objective's sums)."""
     if A.dtype == B.dtype == np.float64:
         return float(np.einsum("ij,ij->", A, B))
-    # numpy's einsum casts float32 to float64 through a buffer: twice the
-    # time of one read of the operands.
+    # numpy's einsum casts float32 to float64 through a buffer; the kernel
+    # reads the operands once.
     return _kernels.inner_float64(A, B)
 
 
@@ -526,14 +526,16 @@ def restore(part, state, own):
     part.label_rank = own["label_rank"]
     part.code_priority = own["code_priority"]
     Zs = state["Z"]
-    part.H = []
-    for f, Z in zip(part.features, Zs):
-        H = start_indicators(nearest_centres(f, Z.T), part.k, part.dtype)
-        part.K.nnls_rows(gram(Z), f.xz(Z), np.zeros(f.n), H, T.RESTORE_SWEEPS, 0.0)
-        part.H.append(H)
     part.XZ = None
     part.gram_H = None
+    # X Z once: the nearest centroids and the NNLS sweeps read it, and so
+    # does the loop.
     part.set_z(Zs)
+    part.H = []
+    for f, Z, XZ in zip(part.features, Zs, part.XZ):
+        H = start_indicators(nearest_centres(f, Z.T, XZ), part.k, part.dtype)
+        part.K.nnls_rows(gram(Z), XZ, np.zeros(f.n), H, T.RESTORE_SWEEPS, 0.0)
+        part.H.append(H)
     if own["inferred"] is None:
         part.build_gamma()
     else:

@@ -23,7 +23,7 @@ Plain numpy references of every kernel live in ``tests/reference_flexcmh.py``.
 import numpy as np
 from numba import njit, prange
 
-from .._threads import PRANGE_ONLY
+from .._threads import PRANGE_ONLY, fixed_blocks
 
 _FM = {"contract", "reassoc", "arcp"}
 # Rows advanced together by the dense product kernels: each loaded centroid
@@ -33,16 +33,6 @@ ROW_TILE = 4
 # into the float64 sums (dense_root_xth).
 FLUSH_ROWS = 64
 
-
-@njit(cache=True)
-def fixed_blocks(n, most):
-    """How a parallel kernel splits ``n`` rows (or tiles): the number of
-    blocks (at most ``most``) and the rows per block.  A function of the
-    shape only: the blocks' partial results, added in block order, are the
-    same whatever the thread count, and the kernel stays cacheable (reading
-    the thread count would not)."""
-    n_blocks = max(1, min(n, most))
-    return n_blocks, (n + n_blocks - 1) // n_blocks
 
 @njit(cache=True, parallel=PRANGE_ONLY, fastmath=_FM)
 def dense_xz(X, root, scale, Zt, out):
@@ -107,9 +97,9 @@ def dense_xth(X, root, W, n_chunks):
     Within a chunk, products of :data:`FLUSH_ROWS` rows are summed in the
     data's dtype and then added to the chunk's float64 sums."""
     n, d = X.shape
+    n_chunks, step = fixed_blocks(n, n_chunks)
     k = W.shape[1]
     parts = np.zeros((n_chunks, k, d))
-    step = (n + n_chunks - 1) // n_chunks
     for t in prange(n_chunks):
         acc = np.zeros((k, d), dtype=W.dtype)
         buf = np.zeros((ROW_TILE, d), dtype=W.dtype)
@@ -189,9 +179,9 @@ def csr_xth(indptr, indices, data, root, W, d, n_chunks):
     """``sum_i f(x_i)^T W[i]`` (d, k) float64 for CSR rows ``x_i`` (``f``:
     see :func:`csr_xz`; ``W``: the indicators times the row factors)."""
     n = indptr.shape[0] - 1
+    n_chunks, step = fixed_blocks(n, n_chunks)
     k = W.shape[1]
     parts = np.zeros((n_chunks, d, k))
-    step = (n + n_chunks - 1) // n_chunks
     for t in prange(n_chunks):
         for i in range(t * step, min(n, (t + 1) * step)):
             for p in range(indptr[i], indptr[i + 1]):

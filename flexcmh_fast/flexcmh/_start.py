@@ -86,11 +86,14 @@ def kmeans_subsample(n, rng):
     return np.sort(rng.choice(n, T.KMEANS_SAMPLE, replace=False))
 
 
-def nearest_centres(features, centers):
+def nearest_centres(features, centers, products=None):
     """Nearest centre of every row of ``features`` (:class:`Features`);
-    ties: smaller index."""
+    ties: smaller index.  ``products``: ``features.xz(centers.T)`` when the
+    caller has it already."""
     sq = (np.asarray(centers, dtype=np.float64) ** 2).sum(axis=1)
-    return nearest_from_products(features.xz(centers.T), sq)[0]
+    if products is None:
+        products = features.xz(centers.T)
+    return nearest_from_products(products, sq)[0]
 
 
 def cluster_sums(X, assign, k):

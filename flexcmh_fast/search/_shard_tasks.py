@@ -98,11 +98,13 @@ def run_batch(client, shards, shard_func, queries, shard_args, merge_func, merge
         def give_up(alive, root=root, pins=pins):
             gone = {w for pin in pins for w in pin or () if w not in alive}
             lost.update(gone)
-            return gone or root.status in ("cancelled", "lost")
+            # No worker left: the next batch waits a bounded time for one.
+            return gone or not alive or root.status in ("cancelled", "lost")
 
         out, verdict = _dask.gather_guarded(client, [root], give_up)
         if not verdict:
             return out[0]
+        client.cancel([root])
     raise RuntimeError(
         f"A search of this ShardedHammingIndex was sent {MAX_BATCHES} times and each time a "
         f"worker it waited on left the cluster (worker(s) {sorted(lost)}).")
