@@ -24,9 +24,10 @@ LIVENESS_PERIOD = 0.5
 # Seconds an operation that needs a worker waits for one to join when none is
 # left (then it raises; docs/scaling_out.md, "Fault tolerance").
 WORKER_WAIT = 60.0
-# Gathers run on this thread so that the caller can watch the cluster while
-# they wait.
-_GATHERS = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flexcmh-gather")
+# Gathers run on these threads so that the caller can watch the cluster
+# while they wait; several at once (concurrent searches, fits), and one a
+# caller gave up on does not hold up the next.
+_GATHERS = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="flexcmh-gather")
 
 
 def require_dask(feature):

@@ -16,8 +16,9 @@ the partitions through a *backend*:
 ``backend.mark(point)``
     A :class:`RestorePoint`: from here on, a partition loaded afresh (after
     a lost worker) is brought to the fit's state by ``point``, then by the
-    rounds run since (the Dask backend replays them on it alone); the
-    in-process backend never loses its partition and ignores it.
+    rounds run since (the Dask backend replays them on it alone).  Only
+    backends whose partitions live elsewhere get one: the in-process
+    backend never loses its partition.
 ``backend.peek(step)``
     ``step(partition)`` of the one in-process partition, or None when the
     partitions live elsewhere (for the callback's in-memory state).
@@ -144,9 +145,6 @@ class LocalBackend:
 
     def lazy(self, step, *args, dtypes, per_part=None):
         return list(self.run(step, *args, per_part=per_part)[0])
-
-    def mark(self, point):
-        pass
 
     def peek(self, step):
         return step(self.partition)
@@ -529,7 +527,7 @@ class FlexCMHFit:
         try:
             with self.phase("loop"):
                 while not self.loop.finished(p["max_iter"]):
-                    self.backend.mark(self.restore_point(f"iteration {self.loop.n_iter + 1}"))
+                    self.mark(f"iteration {self.loop.n_iter + 1}")
                     terms, ridge, code_changes = self.iterate()
                     self.end_iteration(terms, ridge, code_changes, bar)
                     self.keep_correspondence()
@@ -541,12 +539,12 @@ class FlexCMHFit:
         # The encoder is fitted after training, so the choice of encoder does
         # not change the learned H, Z or Γ; the final code function is fitted
         # on what the encoder makes of the training rows.
-        self.backend.mark(self.restore_point("the encoder fit"))
+        self.mark("the encoder fit")
         with self.phase("encoders"):
             kernel_enc = self.kernel_encoders() if p["encoder"] == "kernel" else None
         with self.phase("final_codes"):
             self.final_codes(kernel_enc)
-        self.backend.mark(self.restore_point("the results"))
+        self.mark("the results")
         return self.results(kernel_enc)
 
     @contextmanager
@@ -620,6 +618,12 @@ class FlexCMHFit:
             return
         self.kept_inferred = self.backend.run(P.inferred_pairs)
         self.kept_version = self.gamma_version
+
+    def mark(self, stage):
+        """Give a backend whose partitions can be lost the restore point of
+        ``stage`` (see the backend protocol)."""
+        if not self.backend.in_process:
+            self.backend.mark(self.restore_point(stage))
 
     def restore_point(self, stage):
         """The :class:`RestorePoint` of the fit now (after the start): the

@@ -39,7 +39,7 @@ import time
 
 import numpy as np
 
-from .._persist import FileFormatError, read_state, save_state
+from .._persist import CHECKPOINT_KINDS, FileFormatError, read_state, save_state
 from .._preprocess import Preprocessor
 from .._state_checks import array_entry, meta_dict, meta_int, meta_int_list, meta_option
 from ..search._saved import packed_codes_entry
@@ -48,7 +48,7 @@ from ._codes import SCHEMES, check_code_state, code_class
 from ._loop import TERMS, LoopState
 from ._state import check_preprocess_state
 
-KIND = "FlexCMHCheckpoint"
+(KIND,) = CHECKPOINT_KINDS
 # Settings that steer the run, not the fit: a resumed fit may change them.
 RUN_SETTINGS = ("n_threads", "verbose", "callback", "checkpoint", "checkpoint_every",
                 "checkpoint_seconds", "resume")
